@@ -1,0 +1,3 @@
+"""iatools: composable Unix tools for bulk work against archive.org."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,289 @@
+"""ia-joblog: record events in an append-only log; resume and report from it."""
+
+import os
+import sys
+import time
+
+from iatools import cli, errors, jsonl, signals
+from iatools.eventlog import LogWriter, read_events
+from iatools.jobs import job_from_record, job_key, make_event, timestamp, validate_job
+from iatools.logstate import LogState, completed_keys
+from iatools.sizes import format_size
+from iatools.status import ExitStatus
+
+PROG = "ia-joblog"
+DESCRIPTION = """\
+Record iatools events in an append-only JSONL log (LOG), let a re-run skip
+what is already done, and report progress.  Jobs are matched by key: "id",
+or "id" and "file" for a file-level job, never by position."""
+EPILOG = """\
+commands:
+  append LOG    append the events read on stdin to LOG
+  tee LOG       like append, and copy the events to stdout
+  skip LOG      pass on the jobs from stdin that have not completed in LOG,
+                recording each as queued
+  pending LOG   print the jobs recorded in LOG that have not completed
+  failed LOG    print the jobs whose latest outcome in LOG is a failure
+  status LOG    summarise LOG: totals, rate, ETA, common errors
+
+example:
+  ia-resolve --search 'collection:x' | ia-joblog skip s.jsonl \\
+    | ia-fetch -j 8 | ia-joblog append s.jsonl
+  ia-joblog status s.jsonl
+
+See ia-joblog(1) and iatools(7)."""
+#: Completions in this window before now give the rate and the ETA.
+RATE_WINDOW = 600.0
+
+
+def build_parser():
+    parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, summary in (
+        ("append", "append the events read on stdin to LOG"),
+        ("tee", "append the events read on stdin to LOG and copy them to stdout"),
+        ("skip", "pass on jobs not completed in LOG, recording them as queued"),
+        ("pending", "print the jobs recorded in LOG that have not completed"),
+        ("failed", "print the jobs whose latest outcome in LOG is a failure"),
+        ("status", "summarise LOG"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        command.add_argument("log", metavar="LOG", help="the event log (JSONL)")
+        cli.add_verbosity(command, subcommand=True)
+        if name == "status":
+            command.add_argument("--json", action="store_true",
+                                 help="print one JSON object instead of a table")
+            command.add_argument("--by", metavar="FIELD",
+                                 help="break the counts down by the job field FIELD")
+    return parser
+
+
+def main(argv=None):
+    return cli.run(build_parser(), _dispatch, argv)
+
+
+def _dispatch(args):
+    command = COMMANDS[args.command]
+    if args.command not in ("append", "tee"):
+        signals.interrupt_on_stop_signals()
+    return command(args)
+
+
+def _open_log(path):
+    try:
+        return LogWriter(path)
+    except OSError as exc:
+        raise errors.UsageError(f"cannot open log {path}: {exc.strerror}") from None
+
+
+def append(args, copy_to_stdout=False):
+    """Record events; on Ctrl-C or SIGTERM go on until the input ends, since
+    the whole pipeline got the signal and its last events are on their way."""
+    drain = signals.DrainUntilEndOfInput().install()
+    jsonl.warn_if_terminal(0, "events")
+    log = _open_log(args.log)
+    output = jsonl.Output() if copy_to_stdout else None
+    bad_lines = 0
+    try:
+        for batch in jsonl.LineReader(0).all_lines():
+            lines = []
+            for line_number, line in batch:
+                if jsonl.is_blank_or_comment(line):
+                    continue
+                try:
+                    _parse_event(line)
+                except jsonl.BadLine as exc:
+                    jsonl.report_bad_line(line_number, exc)
+                    bad_lines += 1
+                    continue
+                lines.append(line + b"\n")
+            _write_log(log, lines)
+            if output is not None:
+                for line in lines:
+                    output.raw(line[:-1])
+                output.flush()
+    finally:
+        log.close()
+    if drain.received:
+        return ExitStatus.INTERRUPTED
+    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+
+
+def _parse_event(line):
+    event = validate_job(jsonl.parse_object(line))
+    if not isinstance(event.get("event"), str):
+        raise jsonl.BadLine('not an event (no "event" field): record events, not jobs')
+    return event
+
+
+def _write_log(log, lines):
+    try:
+        log.append(lines)
+    except OSError as exc:
+        raise errors.IatoolsError(f"cannot write to log {log.path}: {exc.strerror}") from None
+
+
+def tee(args):
+    return append(args, copy_to_stdout=True)
+
+
+def skip(args):
+    done = completed_keys(read_events(args.log, prefilter=_may_be_completed))
+    jsonl.warn_if_terminal(0, "jobs")
+    log = _open_log(args.log)
+    output = jsonl.Output()
+    bad_lines = skipped = passed = 0
+    try:
+        for batch in jsonl.LineReader(0).all_lines():
+            queued = []
+            for line_number, line in batch:
+                if jsonl.is_blank_or_comment(line):
+                    continue
+                try:
+                    record = jsonl.parse_object(line)
+                    job = validate_job(job_from_record(record))
+                except jsonl.BadLine as exc:
+                    jsonl.report_bad_line(line_number, exc)
+                    bad_lines += 1
+                    continue
+                if hash(job_key(job)) in done:
+                    skipped += 1
+                    continue
+                queued.append(jsonl.dumps(make_event("queued", job)))
+                if job is record:
+                    output.raw(line)
+                else:
+                    output.record(job)
+                passed += 1
+            _write_log(log, queued)
+            output.flush()
+    finally:
+        log.close()
+    errors.debug(f"skip: {skipped} jobs already completed, {passed} passed on")
+    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+
+
+def _may_be_completed(line):
+    return b"completed" in line
+
+
+def pending(args):
+    done = completed_keys(read_events(args.log, prefilter=_may_be_completed, report=False))
+    output = jsonl.Output()
+    printed = set()
+    for _, event, key in read_events(args.log):
+        h = hash(key)
+        if h not in done and h not in printed:
+            printed.add(h)
+            output.record(job_from_record(event))
+    output.flush()
+    return ExitStatus.OK
+
+
+def failed(args):
+    latest_failure = {}
+    for line_number, event, key in read_events(args.log):
+        kind = event["event"]
+        if kind == "failed":
+            latest_failure[hash(key)] = line_number
+        elif kind == "completed":
+            latest_failure[hash(key)] = None
+    wanted = {n for n in latest_failure.values() if n is not None}
+    output = jsonl.Output()
+    for line_number, event, _ in read_events(args.log, report=False):
+        if line_number in wanted:
+            output.record(job_from_record(event))
+    output.flush()
+    return ExitStatus.OK
+
+
+def status(args):
+    since = timestamp(time.time() - RATE_WINDOW)
+    state = LogState(by_field=args.by, recent_since=since).fold(read_events(args.log))
+    summary = _summary(state, since)
+    if args.json:
+        output = jsonl.Output()
+        output.record(summary)
+        output.flush()
+    else:
+        sys.stdout.write(_format_summary(args.log, summary))
+        sys.stdout.flush()
+    return ExitStatus.OK
+
+
+def _summary(state, since):
+    summary = state.counts()
+    summary["failed_retryable"] = state.failed_retryable()
+    summary["bytes"] = state.bytes_done
+    summary["last_event"] = state.last_ts or None
+    summary.update(_rate(state, since, summary))
+    summary["errors"] = [{"error": e, "count": n} for e, n in state.common_errors()]
+    if state.by_field is not None:
+        summary["by"] = {"field": state.by_field, "groups": state.groups()}
+    return summary
+
+
+def _rate(state, since, counts):
+    """Jobs and bytes per second over the recent window, and the ETA."""
+    if len(state.recent) < 2:
+        return {"jobs_per_second": None, "bytes_per_second": None, "eta_seconds": None}
+    first = _seconds(state.recent[0][0])
+    span = max(time.time() - first, 1.0)
+    jobs_rate = len(state.recent) / span
+    left = counts["pending"] + counts["in_progress"]
+    return {
+        "jobs_per_second": round(jobs_rate, 3),
+        "bytes_per_second": round(sum(size for _, size in state.recent) / span),
+        "eta_seconds": round(left / jobs_rate) if left else 0,
+    }
+
+
+def _seconds(ts):
+    import calendar
+
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1] or 0)
+
+
+def _format_summary(path, s):
+    total = s["total"] or 1
+    lines = [
+        f"log          {path} (last event {s['last_event'] or 'none'})",
+        f"total        {s['total']}",
+        f"completed    {s['completed']} ({100 * s['completed'] / total:.1f}%)",
+        f"failed       {s['failed']} ({s['failed_retryable']} retryable)",
+        f"in progress  {s['in_progress']}",
+        f"pending      {s['pending']}",
+        f"downloaded   {format_size(s['bytes'])}",
+    ]
+    if s["jobs_per_second"] is not None:
+        lines.append(f"rate         {s['jobs_per_second'] * 60:.1f} jobs/min, "
+                     f"{format_size(s['bytes_per_second'])}/s (last {RATE_WINDOW / 60:.0f} min)")
+        lines.append(f"eta          {_format_duration(s['eta_seconds'])}")
+    if s["errors"]:
+        lines.append("errors:")
+        lines += [f"  {e['count']:>8}  {e['error']}" for e in s["errors"]]
+    if "by" in s:
+        lines.append(_format_groups(s["by"]))
+    return "\n".join(lines) + "\n"
+
+
+def _format_groups(by):
+    rows = [f"by {by['field']}:",
+            f"  {'value':<24} {'total':>9} {'completed':>9} {'failed':>9} {'pending':>9}"]
+    for value, c in by["groups"].items():
+        rows.append(f"  {value:<24} {c['total']:>9} {c['completed']:>9} {c['failed']:>9} "
+                    f"{c['pending'] + c['in_progress']:>9}")
+    return "\n".join(rows)
+
+
+def _format_duration(seconds):
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
+
+
+COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,
+            "failed": failed, "status": status}
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,230 @@
+"""ia-resolve: turn a search, an item list or identifiers into JSONL jobs.
+
+Searches use archive.org's scrape API, page by page, so results stream out
+as they arrive and memory stays flat however many there are.  The paging
+loop is ours, not the library's ``search_items``: a transient failure
+retries the same cursor instead of raising and losing the enumeration.
+"""
+
+import os
+import sys
+import time
+
+from iatools import cli, errors, jsonl, session, signals
+from iatools.backoff import TRANSIENT_STATUSES, backoff_delay, retry_after_seconds
+from iatools.jobs import identifier_problem, job_from_record, validate_job
+from iatools.status import ExitStatus
+
+PROG = "ia-resolve"
+DESCRIPTION = """\
+Turn archive.org identifiers into JSONL jobs, one per item: from arguments,
+from an item list (--itemlist), or from a search (--search).  Each job is
+{"id": IDENTIFIER}, with "size" when the search reports item_size."""
+EPILOG = """\
+examples:
+  ia-resolve --search 'collection:prelinger' > jobs.jsonl
+  ia-resolve --itemlist ids.txt --field batch=2026-11
+  ia-resolve nasa gov.archives.arc.1 | ia-fetch
+
+An item list holds one identifier per line, or JSONL jobs; blank lines and
+lines starting with # are ignored.  See ia-resolve(1) and iatools(7)."""
+RESERVED_FIELDS = frozenset({"id", "file", "size"})
+
+
+def build_parser():
+    parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
+    parser.add_argument("identifiers", nargs="*", metavar="IDENTIFIER",
+                        help="an item identifier")
+    parser.add_argument("-s", "--search", action="append", default=[], metavar="QUERY",
+                        help="an archive.org search query (repeatable)")
+    parser.add_argument("-i", "--itemlist", action="append", default=[], metavar="FILE",
+                        help="read identifiers or JSONL jobs from FILE, - for stdin "
+                             "(repeatable)")
+    parser.add_argument("-f", "--field", action="append", default=[], metavar="NAME=VALUE",
+                        help="add a string field to every job (repeatable)")
+    parser.add_argument("--page-size", type=int, default=10000, metavar="N",
+                        help="results per scrape request, 100-10000 (default: %(default)s)")
+    parser.add_argument("--retries", type=int, default=8, metavar="N",
+                        help="retries of one search page before giving up "
+                             "(default: %(default)s)")
+    session.add_session_options(parser)
+    return parser
+
+
+def main(argv=None):
+    return cli.run(build_parser(), _resolve, argv)
+
+
+def _resolve(args):
+    signals.interrupt_on_stop_signals()
+    fields = _parse_fields(args.field)
+    if not (args.identifiers or args.itemlist or args.search):
+        raise errors.UsageError("nothing to resolve: give identifiers, --itemlist or --search")
+    itemlists = [_open_itemlist(path) for path in args.itemlist]
+    emitter = _Emitter(fields)
+    for position, identifier in enumerate(args.identifiers, 1):
+        emitter.identifier(identifier, f"argument {position}")
+    emitter.flush()
+    for path, fd in itemlists:
+        _read_itemlist(path, fd, emitter)
+    if args.search:
+        search_session = session.build_session(args)
+        for query in args.search:
+            _search(search_session, query, args, emitter)
+    return ExitStatus.FAILED if emitter.bad else ExitStatus.OK
+
+
+def _parse_fields(specs):
+    fields = {}
+    for spec in specs:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise errors.UsageError(f"--field {spec!r}: expected NAME=VALUE")
+        if name in RESERVED_FIELDS:
+            raise errors.UsageError(f"--field {spec!r}: {name} is set by ia-resolve itself")
+        fields[name] = value
+    return fields
+
+
+def _open_itemlist(path):
+    if path == "-":
+        jsonl.warn_if_terminal(0, "an item list")
+        return "stdin", 0
+    try:
+        return path, os.open(path, os.O_RDONLY)
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read item list {path}: {exc.strerror}") from None
+
+
+class _Emitter:
+    """Writes jobs to stdout, counting the bad inputs it is told about."""
+
+    def __init__(self, fields):
+        self.fields = fields
+        self.output = jsonl.Output()
+        self.bad = 0
+
+    def identifier(self, identifier, where, size=None):
+        problem = identifier_problem(identifier)
+        if problem:
+            return self.reject(where, problem)
+        job = {"id": identifier}
+        if isinstance(size, int) and size >= 0:
+            job["size"] = size
+        self.job(job)
+
+    def job(self, job):
+        job.update(self.fields)
+        self.output.record(job)
+
+    def reject(self, where, problem):
+        errors.error(f"{where}: {problem}; skipped")
+        self.bad += 1
+
+    def flush(self):
+        self.output.flush()
+
+
+def _read_itemlist(path, fd, emitter):
+    for batch in jsonl.LineReader(fd).all_lines():
+        for line_number, line in batch:
+            if jsonl.is_blank_or_comment(line):
+                continue
+            where = f"{path} line {line_number}"
+            if line.lstrip()[:1] == b"{":
+                try:
+                    emitter.job(validate_job(job_from_record(jsonl.parse_object(line))))
+                except jsonl.BadLine as exc:
+                    emitter.reject(where, exc)
+                continue
+            try:
+                identifier = line.decode("utf-8").strip()
+            except UnicodeDecodeError:
+                emitter.reject(where, "invalid UTF-8")
+                continue
+            emitter.identifier(identifier, where)
+        emitter.flush()
+
+
+def _search(search_session, query, args, emitter):
+    url = session.base_url(search_session) + "/services/search/v1/scrape"
+    params = {"q": query, "fields": "identifier,item_size",
+              "count": max(100, min(args.page_size, 10000))}
+    received = 0
+    total = None
+    while True:
+        page = _fetch_page(search_session, url, params, args, first=received == 0)
+        total = total if total is not None else page.get("total")
+        for result in page.get("items") or []:
+            received += 1
+            emitter.identifier(result.get("identifier"), f"search result {received}",
+                               size=_as_int(result.get("item_size")))
+        emitter.flush()
+        if not page.get("cursor"):
+            break
+        params["cursor"] = page["cursor"]
+    if isinstance(total, int) and total != received:
+        errors.warning(f"search {query!r}: archive.org announced {total} results "
+                       f"but sent {received} (the index changed during the search?)")
+
+
+def _as_int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class _PageProblem(Exception):
+    def __init__(self, message, retry_after=None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+def _fetch_page(search_session, url, params, args, first):
+    """One scrape page, retrying this same cursor on transient failures."""
+    attempt = 0
+    while True:
+        attempt += 1
+        try:
+            return _request_page(search_session, url, params, first)
+        except _PageProblem as problem:
+            if attempt > args.retries:
+                raise errors.IatoolsError(
+                    f"search {params['q']!r} failed after {attempt} attempts: {problem}"
+                ) from None
+            delay = problem.retry_after or backoff_delay(attempt)
+            errors.warning(f"search page failed ({problem}); retrying in {delay:.1f}s")
+            time.sleep(delay)
+
+
+def _request_page(search_session, url, params, first):
+    import requests
+
+    try:
+        response = search_session.get(url, params=params, auth=session.s3_auth(search_session),
+                                      timeout=search_session.timeout)
+    except requests.RequestException as exc:
+        raise _PageProblem(f"{type(exc).__name__}: {exc}") from None
+    if response.status_code in TRANSIENT_STATUSES:
+        raise _PageProblem(f"HTTP {response.status_code}", retry_after_seconds(response))
+    if response.status_code != 200:
+        raise errors.IatoolsError(f"search {params['q']!r} failed: HTTP "
+                                  f"{response.status_code} {response.reason}")
+    try:
+        page = response.json()
+    except ValueError:
+        raise _PageProblem("the response was not JSON") from None
+    if not isinstance(page, dict):
+        raise _PageProblem("the response was not a JSON object")
+    if page.get("error"):
+        if first:  # archive.org's answer to a query it cannot run
+            raise errors.IatoolsError(f"search {params['q']!r} failed: {page['error']}")
+        raise _PageProblem(f"archive.org said: {page['error']}")
+    if page.get("total") is None or not isinstance(page.get("items"), list):
+        raise _PageProblem("incomplete page (no total or items)")
+    return page
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,36 @@
+"""Byte sizes as people write them: 1G, 500M, 1.5T, 4096 (binary multiples)."""
+
+import argparse
+import re
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([KMGTP]?)(?:i?B)?\s*", re.IGNORECASE)
+
+
+def parse_size(text):
+    """Return bytes for ``text``; raise ValueError naming the text otherwise."""
+    match = _SIZE.fullmatch(text)
+    if not match:
+        raise ValueError(f"invalid size {text!r} (use bytes or a K, M, G, T suffix)")
+    number, unit = match.groups()
+    return int(float(number) * _UNITS[unit.upper()])
+
+
+def format_size(n):
+    """Human form with binary units, e.g. ``1.5 GiB``."""
+    if abs(n) < 1024:
+        return f"{n} B"
+    value = n / 1024
+    for unit in ("KiB", "MiB", "GiB"):
+        if abs(value) < 1024:
+            return f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def size_argument(text):
+    """argparse ``type=`` for size options."""
+    try:
+        return parse_size(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
