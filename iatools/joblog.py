@@ -8,7 +8,7 @@ from iatools import cli, errors, jsonl, signals
 from iatools.eventlog import LogWriter, read_events
 from iatools.jobs import job_from_record, job_key, make_event, timestamp, validate_job
 from iatools.logstate import LogState, completed_keys
-from iatools.sizes import format_size
+from iatools.sizes import format_duration, format_size
 from iatools.status import ExitStatus
 
 PROG = "ia-joblog"
@@ -258,7 +258,7 @@ def _format_summary(path, s):
     if s["jobs_per_second"] is not None:
         lines.append(f"rate         {s['jobs_per_second'] * 60:.1f} jobs/min, "
                      f"{format_size(s['bytes_per_second'])}/s (last {RATE_WINDOW / 60:.0f} min)")
-        lines.append(f"eta          {_format_duration(s['eta_seconds'])}")
+        lines.append(f"eta          {format_duration(s['eta_seconds'])}")
     if s["errors"]:
         lines.append("errors:")
         lines += [f"  {e['count']:>8}  {e['error']}" for e in s["errors"]]
@@ -274,12 +274,6 @@ def _format_groups(by):
         rows.append(f"  {value:<24} {c['total']:>9} {c['completed']:>9} {c['failed']:>9} "
                     f"{c['pending'] + c['in_progress']:>9}")
     return "\n".join(rows)
-
-
-def _format_duration(seconds):
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
 COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,

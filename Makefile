@@ -1,0 +1,42 @@
+# iatools: `make demo` runs the whole pipeline against the bundled archive.org
+# emulator (offline); `make test` runs the test suite.  Both set up .venv first.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PREFIX ?= /usr/local
+MANDIR ?= $(PREFIX)/share/man
+
+.PHONY: all demo test bench install uninstall clean
+
+all: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(VENV)/.installed
+	./tests/demo.sh
+
+test: $(VENV)/.installed
+	./tests/setup-system.sh
+	$(PY) -m pytest -q tests
+
+bench: $(VENV)/.installed
+	$(PY) -m tests.bench
+
+install:
+	$(PYTHON) -m pip install .
+	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
+	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
+
+uninstall:
+	$(PYTHON) -m pip uninstall -y iatools
+	cd $(DESTDIR)$(MANDIR) && rm -f $(patsubst man/%,man1/%,$(wildcard man/*.1)) \
+	  $(patsubst man/%,man7/%,$(wildcard man/*.7))
+
+clean:
+	rm -rf $(VENV) demo build *.egg-info

@@ -1,0 +1,314 @@
+"""ia-fetch: download the items (or files) named by JSONL jobs, N at a time.
+
+Threads: a reader turns stdin into jobs (blocking when the pool is busy:
+backpressure), N workers each with its own keep-alive session (pool.py),
+one writer that alone writes events to stdout, and the main thread, which
+watches for signals and draws progress.  Transfers themselves: transfer.py.
+"""
+
+import argparse
+import os
+import queue
+import re
+import sys
+import threading
+from dataclasses import dataclass
+
+from iatools import cli, errors, jsonl, session, signals
+from iatools.http import PauseGate
+from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
+from iatools.pool import Pool
+from iatools.progress import Progress
+from iatools.selection import Filters
+from iatools.status import ExitStatus
+from iatools.transfer import Presence
+
+PROG = "ia-fetch"
+DESCRIPTION = """\
+Download archive.org items or files named by JSONL jobs on stdin, with N
+concurrent connections, into DESTDIR/IDENTIFIER/NAME (the layout, names and
+modification times of "ia download --destdir DESTDIR").  Writes one event
+per line on stdout (started, completed, failed ...); progress goes to stderr.
+Files are written under a temporary name and renamed into place only once
+their size and md5 check out; interrupted transfers resume with Range."""
+EPILOG = """\
+examples:
+  ia-resolve --search 'collection:x' | ia-fetch -j 8 -d /data > events.jsonl
+  ia-joblog failed s.jsonl | ia-fetch -j 4 | ia-joblog append s.jsonl
+  ia-resolve nasa | ia-fetch --dry-run --glob '*.jpg'
+
+DESTDIR is the job's "destdir" field, else --destdir, else the current
+directory.  See ia-fetch(1) and iatools(7)."""
+#: archive.org's advice: more connections than this risks a block.
+POLITE_CONNECTIONS = 20
+_HALT = re.compile(r"(now|soon),fail=(\d+)(%?)")
+
+
+@dataclass
+class Halt:
+    """GNU parallel's --halt: stop once enough jobs failed."""
+
+    when: str = "never"
+    threshold: int = 0
+    percent: bool = False
+    #: a percentage is judged only after this many jobs have finished
+    min_sample: int = 10
+
+    def reached(self, failed, finished):
+        if self.when == "never" or failed == 0:
+            return False
+        if self.percent:
+            return finished >= self.min_sample and 100 * failed >= self.threshold * finished
+        return failed >= self.threshold
+
+
+def halt_argument(text):
+    if text == "never":
+        return Halt()
+    match = _HALT.fullmatch(text)
+    if not match or int(match.group(2)) == 0:
+        raise argparse.ArgumentTypeError(
+            f"invalid --halt {text!r} (use never, now,fail=N, soon,fail=N or soon,fail=N%)")
+    return Halt(match.group(1), int(match.group(2)), bool(match.group(3)))
+
+
+def build_parser():
+    parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
+    parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N",
+                        help="concurrent connections to archive.org (default: %(default)s; "
+                             f"more than {POLITE_CONNECTIONS} is allowed with a warning)")
+    parser.add_argument("-d", "--destdir", metavar="DIR",
+                        help="where item directories go when a job has no destdir "
+                             "(default: the current directory)")
+    selection = parser.add_argument_group("file selection (as ia download)")
+    selection.add_argument("-g", "--glob", action="append", default=[], metavar="PATTERN",
+                           help="only files matching PATTERN; | separates alternatives "
+                                "(repeatable)")
+    selection.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
+                           help="skip files matching PATTERN (repeatable)")
+    selection.add_argument("-f", "--format", action="append", default=[], metavar="FORMAT",
+                           help="only files of this format, e.g. 'JPEG' (repeatable)")
+    selection.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                           help="only files from this source: original, derivative, "
+                                "metadata (repeatable)")
+    selection.add_argument("--exclude-source", action="append", default=[], metavar="SOURCE",
+                           help="skip files from this source (repeatable)")
+    selection.add_argument("--on-the-fly", action="store_true",
+                           help="also fetch on-the-fly derivatives (EPUB, MOBI, DAISY, MARCXML)")
+    selection.add_argument("--download-history", action="store_true",
+                           help="also fetch files under history/ (skipped by default)")
+    disk = parser.add_argument_group("files on disk")
+    disk.add_argument("--no-directories", action="store_true",
+                      help="put files straight into DESTDIR, without item directories")
+    disk.add_argument("--no-change-timestamp", action="store_true",
+                      help="leave modification times at the download time")
+    disk.add_argument("--ignore-existing", action="store_true",
+                      help="keep any file already present, whatever its size or date")
+    disk.add_argument("-C", "--checksum", action="store_true",
+                      help="keep a file already present only if its md5 matches")
+    disk.add_argument("--no-fsync", action="store_true",
+                      help="do not fsync each file before renaming it into place "
+                           "(faster; a power cut may then leave empty files)")
+    run = parser.add_argument_group("running")
+    run.add_argument("--retries", type=int, default=5, metavar="N",
+                     help="retries of each request on transient errors (default: %(default)s)")
+    run.add_argument("--halt", type=halt_argument, default=Halt(), metavar="WHEN",
+                     help="stop early on failures: never (default), now,fail=N, "
+                          "soon,fail=N or soon,fail=N%%")
+    run.add_argument("-n", "--dry-run", action="store_true",
+                     help="emit a 'planned' event per job (files, bytes) and touch nothing")
+    run.add_argument("--stdout", action="store_true", help=argparse.SUPPRESS)
+    session.add_session_options(parser)
+    return parser
+
+
+def main(argv=None):
+    return cli.run(build_parser(), _fetch, argv)
+
+
+@dataclass
+class Settings:
+    """What every worker needs to know, fixed for the run."""
+
+    args: argparse.Namespace
+    base_url: str
+    filters: Filters
+    presence: Presence
+
+    def __post_init__(self):
+        a = self.args
+        self.retries, self.timeout, self.dry_run = a.retries, a.timeout, a.dry_run
+        self.flat, self.fsync = a.no_directories, not a.no_fsync
+        self.read_ahead = max(2 * a.jobs, 8)
+
+    def new_session(self):
+        http = session.build_session(self.args, pool_size=4)
+        http.auth = session.s3_auth(http)
+        return http
+
+
+def _check_arguments(args):
+    if args.stdout:
+        raise errors.UsageError("--stdout is not supported: ia-fetch writes events to stdout; "
+                                "use ia download --stdout to stream a file's contents")
+    if args.jobs < 1:
+        raise errors.UsageError("--jobs must be at least 1")
+    if args.retries < 0:
+        raise errors.UsageError("--retries must be 0 or more")
+    if args.destdir is not None and not os.path.isdir(args.destdir):
+        raise errors.UsageError(f"--destdir {args.destdir}: not a directory")
+    if args.jobs > POLITE_CONNECTIONS:
+        errors.warning(f"{args.jobs} connections: archive.org asks bulk users to stay at "
+                       f"{POLITE_CONNECTIONS} or fewer, and may block an address that hammers")
+
+
+def _settings(args):
+    probe = session.build_session(args)  # a bad config fails here, before any job
+    filters = Filters(args.format, args.glob, args.exclude, args.source, args.exclude_source,
+                      args.on_the_fly, args.download_history)
+    presence = Presence(args.ignore_existing, args.checksum, not args.no_change_timestamp)
+    return Settings(args, session.base_url(probe), filters, presence)
+
+
+def _fetch(args):
+    _check_arguments(args)
+    settings = _settings(args)
+    stop = signals.GracefulStop().install()
+    jsonl.warn_if_terminal(0, "jobs")
+    run = _Run(args, settings)
+    return run.execute(stop)
+
+
+class _Run:
+    """The reader, the pool, the writer, and how the run ends."""
+
+    def __init__(self, args, settings):
+        self.args = args
+        self.cancel = threading.Event()
+        self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
+        self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress)
+        self.events = queue.SimpleQueue()
+        self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
+        self.bad_lines = self.failed = self.finished = 0
+        self.broken_pipe = False
+        self.halted = False
+
+    def execute(self, stop):
+        writer = threading.Thread(target=self._write_events, name="writer", daemon=True)
+        reader = threading.Thread(target=self._read_jobs, name="reader", daemon=True)
+        writer.start()
+        self.pool.start(self.args.jobs)
+        reader.start()
+        while self.pool.alive():
+            if stop.requested.wait(0.25):
+                self._interrupt(stop)
+            self.progress.render()
+        self.progress.clear()
+        self.events.put(None)
+        writer.join()
+        return self._status(stop)
+
+    def _interrupt(self, stop):
+        if not self.cancel.is_set():
+            self.progress.clear()
+            errors.warning(f"{stop.signal_name}: stopping; in-flight jobs are recorded as "
+                           "failed and resumable (signal again to quit at once)")
+            self.cancel.set()
+            self.pool.wake()
+
+    def _status(self, stop):
+        if self.broken_pipe:
+            return ExitStatus.BROKEN_PIPE
+        if stop.requested.is_set():
+            return ExitStatus.INTERRUPTED
+        if self.failed or self.bad_lines or self.halted:
+            return ExitStatus.FAILED
+        return ExitStatus.OK
+
+    # -- reader thread ------------------------------------------------------
+    def _read_jobs(self):
+        try:
+            for batch in jsonl.LineReader(0).all_lines():
+                for line_number, line in batch:
+                    job = None if jsonl.is_blank_or_comment(line) else self._job(line_number, line)
+                    if job is not None and not self.pool.offer(job):
+                        return
+            self.progress.total = self.finished + self.pool_backlog()
+        finally:
+            self.pool.close_input()
+
+    def pool_backlog(self):
+        return len(self.pool.new_jobs) + self.pool.active
+
+    def _job(self, line_number, line):
+        try:
+            record = jsonl.parse_object(line)
+        except jsonl.BadLine as exc:
+            return self._bad_line(line_number, exc)
+        job = job_from_record(record)
+        try:
+            validate_job(job)
+        except jsonl.BadLine as exc:
+            if identifier_problem(job.get("id")) is None:
+                self._emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
+                                      retryable=False))
+            return self._bad_line(line_number, exc)
+        job["destdir"] = job.get("destdir") or self.default_destdir
+        return job
+
+    def _bad_line(self, line_number, problem):
+        jsonl.report_bad_line(line_number, problem)
+        self.bad_lines += 1
+        return None
+
+    # -- writer thread ------------------------------------------------------
+    def _emit(self, event):
+        self.events.put(event)
+
+    def _write_events(self):
+        output = jsonl.Output()
+        while (event := self.events.get()) is not None:
+            self._tally(event)
+            if self.broken_pipe:
+                continue
+            try:
+                output.record(event)
+                output.flush()
+            except BrokenPipeError:
+                self.broken_pipe = True
+                self.cancel.set()
+                self.pool.wake()
+
+    def _tally(self, event):
+        kind = event["event"]
+        if kind == "started":
+            return
+        self.finished += 1
+        self.progress.finished(event)
+        if kind != "failed":
+            return
+        self.failed += 1
+        if event.get("error") and not self.args.quiet:
+            self.progress.clear()
+            errors.error(f"{event['id']}: {event['error']}")
+        halt = self.args.halt
+        if not self.halted and halt.reached(self.failed, self.finished):
+            self._halt(halt)
+
+    def _halt(self, halt):
+        self.halted = True
+        errors.warning(f"--halt {halt.when},fail={halt.threshold}{'%' if halt.percent else ''} "
+                       f"reached after {self.failed} failed jobs; stopping")
+        if halt.when == "now":
+            self.cancel.set()
+            self.pool.wake()
+        else:
+            self.pool.stop_taking_jobs()
+
+
+def _stderr_is_live(args):
+    return not args.quiet and sys.stderr.isatty()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

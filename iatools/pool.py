@@ -1,0 +1,246 @@
+"""ia-fetch's worker pool: N workers, N connections, items and files mixed.
+
+Each worker owns one keep-alive HTTP session, so the concurrency limit is
+the number of connections to archive.org whatever mix of metadata requests
+and files they serve.  A job's metadata request turns it into file tasks,
+which go to the shared ``files`` queue; workers take file tasks before new
+jobs, so a 200-file item is spread over all workers and the number of items
+in flight stays small.  New jobs wait in a short queue filled by the reader
+thread, whose blocking is the backpressure on the pipe.
+"""
+
+import collections
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+from iatools.http import Cancelled, FetchError, RetryPolicy
+from iatools.jobs import make_event
+from iatools.selection import fetch_metadata, plan_files
+from iatools.transfer import Transfer, ensure_inside, is_present
+
+
+@dataclass
+class JobRun:
+    """A job in flight: what its files have done so far."""
+
+    job: dict
+    started: float = field(default_factory=time.monotonic)
+    outstanding: int = 0
+    fetched_files: int = 0
+    skipped_files: int = 0
+    bytes: int = 0
+    attempts: int = 0
+    error: FetchError = None
+    failed_file: str = None
+    interrupted: bool = False
+
+    def fail(self, error, file_name=None):
+        if self.error is None or (self.error.retryable and not error.retryable):
+            self.error, self.failed_file = error, file_name
+
+
+@dataclass
+class FileTask:
+    run: JobRun
+    plan: object
+
+
+class Pool:
+    def __init__(self, settings, emit, cancel, gate, progress):
+        self.settings = settings
+        self.emit = emit
+        self.cancel = cancel
+        self.gate = gate
+        self.progress = progress
+        self.lock = threading.Condition()
+        self.files = collections.deque()
+        self.new_jobs = collections.deque()
+        self.input_done = False
+        self.stop_new = False
+        self.active = 0
+        self.local = threading.local()
+
+    # -- fed by the reader thread -------------------------------------------
+    def offer(self, job):
+        """Queue a job; blocks while the queue is full (backpressure)."""
+        with self.lock:
+            while len(self.new_jobs) >= self.settings.read_ahead and not self._stopping():
+                self.lock.wait()
+            if self._stopping():
+                return False
+            self.new_jobs.append(job)
+            self.lock.notify_all()
+            return True
+
+    def close_input(self):
+        with self.lock:
+            self.input_done = True
+            self.lock.notify_all()
+
+    def stop_taking_jobs(self):
+        with self.lock:
+            self.stop_new = True
+            self.lock.notify_all()
+
+    def wake(self):
+        with self.lock:
+            self.lock.notify_all()
+
+    def _stopping(self):
+        return self.stop_new or self.cancel.is_set()
+
+    # -- workers --------------------------------------------------------------
+    def start(self, count):
+        self.threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+                        for i in range(count)]
+        for thread in self.threads:
+            thread.start()
+
+    def alive(self):
+        return any(thread.is_alive() for thread in self.threads)
+
+    def _work(self):
+        self.local.http = self.settings.new_session()
+        while (task := self._next_task()) is not None:
+            if isinstance(task, FileTask):
+                self._run_file(task)
+            else:
+                self._run_job(task)
+
+    def _next_task(self):
+        with self.lock:
+            while True:
+                if self.files:
+                    return self.files.popleft()
+                if self.new_jobs and not self._stopping():
+                    self.active += 1
+                    job = self.new_jobs.popleft()
+                    self.lock.notify_all()
+                    return job
+                if self.active == 0 and (self.input_done or self._stopping()):
+                    self.lock.notify_all()
+                    return None
+                self.lock.wait()
+
+    def _job_done(self, event):
+        with self.lock:
+            self.active -= 1
+            self.lock.notify_all()
+        self.emit(event)
+
+    # -- one job ----------------------------------------------------------------
+    def _run_job(self, job):
+        run = JobRun(job)
+        if self.settings.dry_run:
+            return self._plan_only(run)
+        self.emit(make_event("started", job))
+        policy = RetryPolicy(self.settings.retries, self.gate)
+        try:
+            plans = self._plan(run, policy)
+        except Cancelled:
+            run.interrupted = True
+            plans = []
+        except FetchError as error:
+            run.fail(error)
+            plans = []
+        finally:
+            run.attempts += policy.attempts
+        self._queue_files(run, plans)
+
+    def _plan(self, run, policy):
+        job = run.job
+        destdir = job["destdir"]
+        if not os.path.isdir(destdir):
+            raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
+                             True, local=True)
+        http = self.local.http
+        metadata = policy.run(lambda: fetch_metadata(http, self.settings.base_url, job["id"],
+                                                     self.settings.timeout))
+        plans, unsafe = plan_files(http, metadata, job, destdir, self.settings.filters,
+                                   self.settings.flat)
+        for problem in unsafe:
+            run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
+                                False))
+        if not plans and not unsafe:
+            raise FetchError("no files match the filters", False)
+        for plan in plans:
+            ensure_inside(destdir, plan.path)
+        return plans
+
+    def _queue_files(self, run, plans):
+        if not plans:
+            return self._job_done(self._outcome_event(run))
+        with self.lock:
+            run.outstanding = len(plans)
+            self.files.extend(FileTask(run, plan) for plan in plans)
+            self.lock.notify_all()
+
+    def _plan_only(self, run):
+        policy = RetryPolicy(self.settings.retries, self.gate)
+        try:
+            plans = self._plan(run, policy)
+        except (FetchError, Cancelled) as error:
+            run.fail(error if isinstance(error, FetchError) else FetchError("interrupted", True))
+            plans = []
+        wanted = [p for p in plans if not is_present(p, self.settings.presence)]
+        details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
+                   "bytes": sum(p.size or 0 for p in wanted),
+                   "plan": [{"name": p.name, "size": p.size} for p in wanted]}
+        if run.error:
+            details.update(error=str(run.error), retryable=run.error.retryable)
+        self._job_done(make_event("planned", run.job, **details))
+
+    # -- one file ---------------------------------------------------------------
+    def _run_file(self, task):
+        run, plan = task.run, task.plan
+        if self.cancel.is_set():
+            run.interrupted = True
+        elif is_present(plan, self.settings.presence):
+            run.skipped_files += 1
+        else:
+            self._download(run, plan)
+        with self.lock:
+            run.outstanding -= 1
+            done = run.outstanding == 0
+        if done:
+            self._job_done(self._outcome_event(run))
+
+    def _download(self, run, plan):
+        policy = RetryPolicy(self.settings.retries, self.gate)
+        slot = self.progress.begin(run.job["id"], plan.name, plan.size)
+        transfer = Transfer(self.local.http, plan, self.cancel, self.settings.timeout,
+                            slot.add, self.settings.presence, self.settings.fsync)
+        try:
+            os.makedirs(os.path.dirname(plan.path), exist_ok=True)
+            policy.run(transfer.attempt)
+            run.fetched_files += 1
+        except Cancelled:
+            run.interrupted = True
+        except FetchError as error:
+            run.fail(error, plan.name)
+        except OSError as error:
+            run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
+                                f"{error.strerror}", False, local=True), plan.name)
+        finally:
+            self.progress.end(slot)
+            run.bytes += transfer.fetched
+            run.attempts += policy.attempts
+
+    # -- events -----------------------------------------------------------------
+    def _outcome_event(self, run):
+        details = {"files": run.fetched_files, "files_skipped": run.skipped_files,
+                   "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
+                   "attempts": run.attempts}
+        if run.interrupted and run.error is None:
+            run.fail(FetchError("interrupted before it finished; run again to resume", True))
+        if run.error is None:
+            return make_event("completed", run.job, **details)
+        details["error"] = str(run.error)
+        details["retryable"] = run.error.retryable
+        if run.error.http_status:
+            details["http_status"] = run.error.http_status
+        if run.failed_file:
+            details["failed_file"] = run.failed_file
+        return make_event("failed", run.job, **details)

@@ -1,0 +1,122 @@
+"""Which files of an item a job downloads, and where each one goes.
+
+The item and file model and the selection by format, glob and source are
+the internetarchive library's (so a job selects exactly what ``ia download``
+would); only the metadata request is ours, to retry it like any other.
+"""
+
+import os
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from iatools.http import FetchError, response_error
+from iatools.jobs import file_name_problem
+
+
+@dataclass
+class Filters:
+    formats: list
+    globs: list
+    excludes: list
+    sources: list
+    exclude_sources: list
+    on_the_fly: bool
+    download_history: bool
+
+
+@dataclass
+class FilePlan:
+    """One file to fetch: where from, where to, and what it must be."""
+
+    identifier: str
+    name: str
+    url: str
+    path: str
+    size: object  # int, or None when the metadata has no size (on-the-fly files)
+    md5: object
+    mtime: object
+
+    @property
+    def is_files_xml(self):
+        # archive.org rewrites _files.xml as the item changes: the md5 and
+        # size listed for it never match the file served.
+        return self.name == f"{self.identifier}_files.xml"
+
+    @property
+    def checksum_trusted(self):
+        return self.md5 is not None and not self.is_files_xml
+
+
+def fetch_metadata(http, base_url, identifier, timeout):
+    """The item's metadata; FetchError for missing, dark or broken items."""
+    response = http.get(f"{base_url}/metadata/{identifier}", timeout=timeout)
+    error = response_error(response)
+    if error:
+        raise error
+    try:
+        metadata = response.json()
+    except ValueError:
+        raise FetchError("metadata response was not JSON", True) from None
+    if not isinstance(metadata, dict):
+        raise FetchError("metadata response was not a JSON object", True)
+    if metadata == {}:
+        raise FetchError(f"item {identifier} does not exist", False)
+    if metadata.get("is_dark"):
+        raise FetchError(f"item {identifier} is dark (not available)", False)
+    if not isinstance(metadata.get("files"), list):
+        raise FetchError(f"item {identifier} has no file list in its metadata", True)
+    return metadata
+
+
+def plan_files(session, metadata, job, destdir, filters, flat):
+    """FilePlans for a job, and problems with unsafe names in the metadata.
+
+    ``flat`` puts files straight into ``destdir`` (--no-directories)."""
+    from internetarchive.item import Item
+
+    identifier = job["id"]
+    item = Item(session, identifier, item_metadata=metadata)
+    files = _select(item, job.get("file"), filters)
+    base = destdir if flat else os.path.join(destdir, identifier)
+    plans, unsafe = [], []
+    for f in files:
+        problem = file_name_problem(f.name)
+        if problem:
+            unsafe.append(problem)
+            continue
+        plans.append(FilePlan(
+            identifier=identifier, name=f.name,
+            url=f"{session.protocol}//{session.host}/download/{identifier}/{quote(f.name)}",
+            path=os.path.join(base, f.name), size=_int_or_none(f.size),
+            md5=f.md5 or None, mtime=f.mtime or None))
+    return plans, unsafe
+
+
+def _select(item, file_name, filters):
+    if file_name is not None:
+        matches = [f for f in item.get_files() if f.name == file_name]
+        if not matches:
+            raise FetchError(f"item {item.identifier} has no file {file_name!r}", False)
+        return matches
+    files = item.get_files(on_the_fly=filters.on_the_fly)
+    if filters.formats:
+        files = item.get_files(formats=filters.formats, on_the_fly=filters.on_the_fly)
+    if filters.globs or filters.excludes:
+        files = item.get_files(glob_pattern=filters.globs or ["*"],
+                               exclude_pattern=filters.excludes, on_the_fly=filters.on_the_fly)
+    return [f for f in files if _wanted(f, filters)]
+
+
+def _wanted(f, filters):
+    if not filters.download_history and f.name.startswith("history/"):
+        return False
+    if filters.sources and f.source not in filters.sources:
+        return False
+    return not (filters.exclude_sources and f.source in filters.exclude_sources)
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

@@ -1,0 +1,210 @@
+"""Fetching one file safely: a temporary name, Range resume, md5 while
+streaming, and a rename only once size and checksum are right.
+
+The library's ``File.download`` writes straight to the final name, checks
+the md5 only when resuming, and opens a new connection per file, so this
+loop is ours.  Invariants:
+
+* the final name only ever holds a complete, verified file (``os.replace``
+  of a temporary written, checked and fsynced beside it);
+* an interrupted transfer leaves its temporary, and the next attempt, in
+  this run or a later one, asks only for the missing bytes (``Range`` with
+  ``If-Range``, so a file that changed on the server is fetched whole) and
+  then checks the md5 of the whole file;
+* nothing is written through a symlink or outside the destination.
+"""
+
+import email.utils
+import errno
+import hashlib
+import os
+from dataclasses import dataclass
+
+from iatools.http import Cancelled, FetchError, response_error
+
+CHUNK_SIZE = 1 << 20
+TEMP_SUFFIX = ".iatools-part"
+_NAME_MAX = 255
+
+
+@dataclass
+class Presence:
+    """How to tell that a file already on disk needs no download."""
+
+    ignore_existing: bool = False
+    checksum: bool = False
+    change_timestamp: bool = True
+
+
+def temp_path(path):
+    """The temporary beside ``path``: hidden, and short enough for NAME_MAX."""
+    directory, name = os.path.split(path)
+    temp = f".{name}{TEMP_SUFFIX}"
+    if len(temp.encode()) > _NAME_MAX:
+        temp = f".{hashlib.sha1(name.encode()).hexdigest()}{TEMP_SUFFIX}"
+    return os.path.join(directory, temp)
+
+
+def is_present(plan, presence):
+    """True when the file at ``plan.path`` can be kept as it is."""
+    try:
+        st = os.stat(plan.path)
+    except OSError:
+        return False
+    if presence.ignore_existing:
+        return True
+    if presence.checksum:
+        return plan.md5 is not None and _md5_of_file(plan.path) == plan.md5
+    size_ok = plan.size is None or st.st_size == plan.size or plan.is_files_xml
+    if not presence.change_timestamp:
+        return size_ok and plan.size is not None
+    return size_ok and plan.mtime is not None and int(st.st_mtime) == int(plan.mtime)
+
+
+def _md5_of_file(path, md5=None):
+    md5 = md5 or hashlib.md5()
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK_SIZE):
+            md5.update(chunk)
+    return md5.hexdigest()
+
+
+def ensure_inside(destdir, path):
+    """Refuse a path that leaves ``destdir`` through an existing symlink."""
+    root = os.path.realpath(destdir)
+    existing = os.path.dirname(path)
+    while not os.path.lexists(existing) and existing != os.path.dirname(existing):
+        existing = os.path.dirname(existing)
+    resolved = os.path.realpath(existing)
+    if resolved != root and not resolved.startswith(root + os.sep):
+        raise FetchError(f"refusing to write {path}: a symlink leads outside {destdir}", False)
+
+
+class Transfer:
+    """One file's download, attempt by attempt, under a RetryPolicy."""
+
+    def __init__(self, http, plan, cancel, timeout, on_bytes, presence, fsync=True):
+        self.http = http
+        self.plan = plan
+        self.cancel = cancel
+        self.timeout = timeout
+        self.on_bytes = on_bytes
+        self.presence = presence
+        self.fsync = fsync
+        self.temp = temp_path(plan.path)
+        self.fetched = 0
+
+    def attempt(self):
+        offset = self._resumable_offset()
+        headers = self._range_headers(offset)
+        with self.http.get(self.plan.url, params={"cnt": "0"}, headers=headers,
+                           stream=True, timeout=self.timeout) as response:
+            if response.status_code == 416:
+                self._discard_temp()
+                raise FetchError("server refused the resume range; starting the file over", True)
+            error = response_error(response)
+            if error:
+                raise error
+            if not (offset and response.status_code == 206 and _range_start(response) == offset):
+                offset = 0  # the server sent the whole file: start over
+            md5 = hashlib.md5()
+            if offset:
+                _md5_of_file(self.temp, md5)
+            self._stream(response, offset, md5)
+            last_modified = _last_modified(response)
+        self._verify(md5.hexdigest())
+        self._install(last_modified)
+
+    def _resumable_offset(self):
+        try:
+            size = os.lstat(self.temp).st_size
+        except FileNotFoundError:
+            return 0
+        if self.plan.size is not None and size > self.plan.size:
+            self._discard_temp()
+            return 0
+        return size
+
+    def _range_headers(self, offset):
+        if not offset:
+            return {}
+        headers = {"Range": f"bytes={offset}-"}
+        if self.plan.mtime:
+            headers["If-Range"] = email.utils.formatdate(self.plan.mtime, usegmt=True)
+        return headers
+
+    def _stream(self, response, offset, md5):
+        flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if offset else os.O_TRUNC)
+        fd = self._disk(os.open, self.temp, flags, 0o644)
+        try:
+            for chunk in response.iter_content(CHUNK_SIZE):
+                if self.cancel.is_set():
+                    raise Cancelled()
+                self._write_all(fd, chunk)
+                md5.update(chunk)
+                self.fetched += len(chunk)
+                self.on_bytes(len(chunk))
+            if self.fsync:
+                self._disk(os.fsync, fd)
+        finally:
+            os.close(fd)
+
+    def _write_all(self, fd, chunk):
+        view = memoryview(chunk)
+        while view:
+            view = view[self._disk(os.write, fd, view):]
+
+    def _disk(self, operation, *args):
+        """Run a file operation; a failure becomes a FetchError naming it."""
+        try:
+            return operation(*args)
+        except OSError as exc:
+            if exc.errno == errno.ENOSPC:
+                self._discard_temp()  # free the space for the other jobs
+            code = errno.errorcode.get(exc.errno, "")
+            raise FetchError(f"cannot write {self.temp}: {exc.strerror} ({code})",
+                             exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO),
+                             local=True) from None
+
+    def _verify(self, md5):
+        size = os.lstat(self.temp).st_size
+        plan = self.plan
+        if plan.size is not None and not plan.is_files_xml and size != plan.size:
+            self._discard_temp()
+            raise FetchError(f"size mismatch: got {size} bytes, the metadata says {plan.size}",
+                             True)
+        if plan.checksum_trusted and md5 != plan.md5:
+            self._discard_temp()
+            raise FetchError("md5 mismatch (corrupt download); the file will be fetched again",
+                             True)
+
+    def _install(self, last_modified):
+        mtime = last_modified or self.plan.mtime
+        if self.presence.change_timestamp and mtime:
+            os.utime(self.temp, (0, mtime))  # atime 0 and this mtime, as ia does
+        os.replace(self.temp, self.plan.path)
+
+    def _discard_temp(self):
+        try:
+            os.unlink(self.temp)
+        except FileNotFoundError:
+            pass
+
+
+def _range_start(response):
+    """The first byte of a 206 response, from ``Content-Range: bytes a-b/n``."""
+    value = response.headers.get("Content-Range", "")
+    try:
+        return int(value.split()[1].split("-")[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _last_modified(response):
+    value = response.headers.get("Last-Modified")
+    if not value:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(value).timestamp()
+    except (TypeError, ValueError):
+        return None
