@@ -15,7 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from iatools import cli, errors, jsonl, session, signals
-from iatools.http import PauseGate
+from iatools.http import Connection, PauseGate
 from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
 from iatools.pool import Pool
 from iatools.progress import Progress
@@ -141,10 +141,9 @@ class Settings:
         self.flat, self.fsync = a.no_directories, not a.no_fsync
         self.read_ahead = max(2 * a.jobs, 8)
 
-    def new_session(self):
+    def new_connection(self, gate):
         http = session.build_session(self.args, pool_size=4)
-        http.auth = session.s3_auth(http)
-        return http
+        return Connection(http, gate, session.s3_auth(http), self.timeout)
 
 
 def _check_arguments(args):

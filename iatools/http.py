@@ -9,8 +9,10 @@ hammering), through one shared ``PauseGate``.
 
 import threading
 import time
+from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 
 from iatools.backoff import TRANSIENT_STATUSES, backoff_delay, retry_after_seconds
 
@@ -80,14 +82,16 @@ def response_error(response):
 
 
 def describe_exception(exc):
-    """A short, truthful description of a requests or OS error."""
-    if isinstance(exc, requests.exceptions.ReadTimeout):
+    """A short, truthful description of a requests, urllib3 or OS error."""
+    if isinstance(exc, (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError,
+                        TimeoutError)):
         return "read timed out (the server sent nothing for too long)"
     if isinstance(exc, requests.exceptions.ConnectTimeout):
         return "connect timed out"
-    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
-        return "connection broken mid-body"
-    if isinstance(exc, requests.exceptions.ConnectionError):
+    if isinstance(exc, (requests.exceptions.ChunkedEncodingError,
+                        urllib3.exceptions.ProtocolError)):
+        return f"connection broken mid-body: {_innermost(exc)}"
+    if isinstance(exc, (requests.exceptions.ConnectionError, OSError)):
         return f"connection error: {_innermost(exc)}"
     return f"{type(exc).__name__}: {exc}"
 
@@ -96,6 +100,38 @@ def _innermost(exc):
     while exc.__context__ is not None and exc.__context__ is not exc:
         exc = exc.__context__
     return f"{type(exc).__name__}: {exc}"[:300]
+
+
+class Connection:
+    """A worker's keep-alive session, with redirects followed by hand so
+    that every hop waits at the shared gate and credentials go to
+    archive.org hosts only."""
+
+    MAX_REDIRECTS = 5
+
+    def __init__(self, session, gate, auth, timeout):
+        self.session = session
+        self.gate = gate
+        self.auth = auth
+        self.timeout = timeout
+
+    def get(self, url, **kwargs):
+        for _ in range(self.MAX_REDIRECTS + 1):
+            self.gate.wait()
+            response = self.session.get(url, allow_redirects=False, timeout=self.timeout,
+                                        auth=self.auth if _is_archive_host(url) else None,
+                                        **kwargs)
+            if not response.is_redirect:
+                return response
+            url = urljoin(url, response.headers["Location"])
+            response.close()
+            kwargs.pop("params", None)  # the redirect's Location carries them
+        raise FetchError(f"more than {self.MAX_REDIRECTS} redirects", True)
+
+
+def _is_archive_host(url):
+    host = urlsplit(url).hostname or ""
+    return host == "archive.org" or host.endswith(".archive.org")
 
 
 class RetryPolicy:
@@ -110,7 +146,6 @@ class RetryPolicy:
         """Call ``attempt_once()`` until it returns or fails for good."""
         failures = 0
         while True:
-            self.gate.wait()
             self.attempts += 1
             try:
                 return attempt_once()

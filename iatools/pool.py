@@ -102,7 +102,7 @@ class Pool:
         return any(thread.is_alive() for thread in self.threads)
 
     def _work(self):
-        self.local.http = self.settings.new_session()
+        self.local.connection = self.settings.new_connection(self.gate)
         while (task := self._next_task()) is not None:
             if isinstance(task, FileTask):
                 self._run_file(task)
@@ -155,11 +155,11 @@ class Pool:
         if not os.path.isdir(destdir):
             raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
                              True, local=True)
-        http = self.local.http
-        metadata = policy.run(lambda: fetch_metadata(http, self.settings.base_url, job["id"],
-                                                     self.settings.timeout))
-        plans, unsafe = plan_files(http, metadata, job, destdir, self.settings.filters,
-                                   self.settings.flat)
+        connection = self.local.connection
+        metadata = policy.run(lambda: fetch_metadata(connection, self.settings.base_url,
+                                                     job["id"]))
+        plans, unsafe = plan_files(connection.session, metadata, job, destdir,
+                                   self.settings.filters, self.settings.flat)
         for problem in unsafe:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
                                 False))
@@ -210,8 +210,8 @@ class Pool:
     def _download(self, run, plan):
         policy = RetryPolicy(self.settings.retries, self.gate)
         slot = self.progress.begin(run.job["id"], plan.name, plan.size)
-        transfer = Transfer(self.local.http, plan, self.cancel, self.settings.timeout,
-                            slot.add, self.settings.presence, self.settings.fsync)
+        transfer = Transfer(self.local.connection, plan, self.cancel, slot.add,
+                            self.settings.presence, self.settings.fsync)
         try:
             os.makedirs(os.path.dirname(plan.path), exist_ok=True)
             policy.run(transfer.attempt)

@@ -47,9 +47,9 @@ class FilePlan:
         return self.md5 is not None and not self.is_files_xml
 
 
-def fetch_metadata(http, base_url, identifier, timeout):
+def fetch_metadata(connection, base_url, identifier):
     """The item's metadata; FetchError for missing, dark or broken items."""
-    response = http.get(f"{base_url}/metadata/{identifier}", timeout=timeout)
+    response = connection.get(f"{base_url}/metadata/{identifier}")
     error = response_error(response)
     if error:
         raise error
@@ -63,8 +63,10 @@ def fetch_metadata(http, base_url, identifier, timeout):
         raise FetchError(f"item {identifier} does not exist", False)
     if metadata.get("is_dark"):
         raise FetchError(f"item {identifier} is dark (not available)", False)
-    if not isinstance(metadata.get("files"), list):
-        raise FetchError(f"item {identifier} has no file list in its metadata", True)
+    files = metadata.get("files")
+    if not isinstance(files, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("name"), str) for f in files):
+        raise FetchError(f"item {identifier}: the metadata has no usable file list", True)
     return metadata
 
 

@@ -20,7 +20,9 @@ import hashlib
 import os
 from dataclasses import dataclass
 
-from iatools.http import Cancelled, FetchError, response_error
+import urllib3
+
+from iatools.http import Cancelled, FetchError, describe_exception, response_error
 
 CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".iatools-part"
@@ -83,11 +85,10 @@ def ensure_inside(destdir, path):
 class Transfer:
     """One file's download, attempt by attempt, under a RetryPolicy."""
 
-    def __init__(self, http, plan, cancel, timeout, on_bytes, presence, fsync=True):
-        self.http = http
+    def __init__(self, connection, plan, cancel, on_bytes, presence, fsync=True):
+        self.connection = connection
         self.plan = plan
         self.cancel = cancel
-        self.timeout = timeout
         self.on_bytes = on_bytes
         self.presence = presence
         self.fsync = fsync
@@ -97,8 +98,8 @@ class Transfer:
     def attempt(self):
         offset = self._resumable_offset()
         headers = self._range_headers(offset)
-        with self.http.get(self.plan.url, params={"cnt": "0"}, headers=headers,
-                           stream=True, timeout=self.timeout) as response:
+        with self.connection.get(self.plan.url, params={"cnt": "0"}, headers=headers,
+                                 stream=True) as response:
             if response.status_code == 416:
                 self._discard_temp()
                 raise FetchError("server refused the resume range; starting the file over", True)
@@ -134,20 +135,34 @@ class Transfer:
         return headers
 
     def _stream(self, response, offset, md5):
+        """Write the body to the temporary as it arrives.  ``read1`` returns
+        what is there (up to CHUNK_SIZE) instead of waiting for a full
+        chunk, so a slow connection still notices a cancel at once; what
+        was received is written before stopping, for the resume."""
         flags = os.O_WRONLY | os.O_CREAT | os.O_NOFOLLOW | (os.O_APPEND if offset else os.O_TRUNC)
         fd = self._disk(os.open, self.temp, flags, 0o644)
+        received = 0
         try:
-            for chunk in response.iter_content(CHUNK_SIZE):
-                if self.cancel.is_set():
-                    raise Cancelled()
+            while chunk := self._read(response.raw):
                 self._write_all(fd, chunk)
                 md5.update(chunk)
+                received += len(chunk)
                 self.fetched += len(chunk)
                 self.on_bytes(len(chunk))
+                if self.cancel.is_set():
+                    raise Cancelled()
+            _check_length(response, received)
             if self.fsync:
                 self._disk(os.fsync, fd)
         finally:
             os.close(fd)
+
+    @staticmethod
+    def _read(raw):
+        try:
+            return raw.read1(CHUNK_SIZE)
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise FetchError(describe_exception(exc), True) from None
 
     def _write_all(self, fd, chunk):
         view = memoryview(chunk)
@@ -189,6 +204,12 @@ class Transfer:
             os.unlink(self.temp)
         except FileNotFoundError:
             pass
+
+
+def _check_length(response, received):
+    expected = response.headers.get("Content-Length")
+    if expected is not None and expected.isdigit() and int(expected) != received:
+        raise FetchError(f"connection closed early: got {received} of {expected} bytes", True)
 
 
 def _range_start(response):
