@@ -1,0 +1,187 @@
+"""archive.org's endpoints: what each request gets, as a ``Reply``.
+
+API host (``archive.org``, ``www.archive.org``): ``/metadata/ID``,
+``/download/ID/NAME`` (302 to the storage host) and
+``/services/search/v1/scrape``.  Storage hosts (``iaNNNNNN.us.archive.org``,
+only the item's d1/d2): ``DIR/NAME`` with Range support.  Access-restricted
+items need ``Authorization: LOW access:secret`` on both hosts.
+"""
+
+import email.utils
+import json
+import mimetypes
+import re
+import urllib.parse
+from dataclasses import dataclass, field
+
+from tests.emulator.metadata import metadata_body
+from tests.emulator.ranges import Unsatisfiable, requested_range
+from tests.emulator.scrape import scrape_page
+
+API_HOSTS = ("archive.org", "www.archive.org")
+SCRAPE_PATH = "/services/search/v1/scrape"
+_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.archive\.org")
+_DOWNLOAD_PATH = re.compile(r"/download/([^/]+)/(.+)", re.DOTALL)
+_STORAGE_PATH = re.compile(r"/\d+/items/([^/]+)/(.+)", re.DOTALL)
+
+
+@dataclass
+class Request:
+    method: str
+    host: str      # lower case, without port
+    path: str      # percent-decoded, without the query string
+    query: str     # raw query string
+    headers: object  # email.message.Message
+    body: bytes = b""
+    tls: bool = False
+
+
+class FileBody:
+    """Bytes ``start``..``end`` of a file's content, sent in chunks."""
+
+    def __init__(self, content, start, end):
+        self.content, self.start, self.length = content, start, end - start
+
+    def chunks(self, size):
+        return self.content.chunks(self.start, self.start + self.length, size)
+
+
+class BytesBody:
+    def __init__(self, data):
+        self.data, self.length = data, len(data)
+
+    def chunks(self, size):
+        view = memoryview(self.data)
+        return (view[i:i + size] for i in range(0, self.length, size))
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: list = field(default_factory=list)  # Content-Length is added when sent
+    body: object = BytesBody(b"")
+    file_key: str = None  # "ID/NAME" of a storage body, for stats
+
+
+def request_kind(request):
+    if request.path.startswith("/_emu/"):
+        return "control"
+    if request.host in API_HOSTS:
+        if request.path == SCRAPE_PATH:
+            return "scrape"
+        for prefix, kind in (("/metadata/", "metadata"), ("/download/", "redirect")):
+            if request.path.startswith(prefix):
+                return kind
+    elif _STORAGE_HOST.fullmatch(request.host):
+        return "storage"
+    return "other"
+
+
+def text_reply(status, message, headers=()):
+    return Reply(status, [("Content-Type", "text/plain; charset=utf-8"), *headers],
+                 BytesBody(f"{message}\n".encode()))
+
+
+def json_reply(document, status=200):
+    return Reply(status, [("Content-Type", "application/json")],
+                 BytesBody(json.dumps(document).encode()))
+
+
+def status_reply(fault):
+    headers = [] if fault.seconds is None else [("Retry-After", f"{fault.seconds:g}")]
+    return text_reply(fault.status, f"emulated HTTP {fault.status}", headers)
+
+
+def archive_reply(emu, request, kind, fault):
+    """The reply to an archive.org request (any kind but control)."""
+    if fault is not None and fault.name == "status":
+        return status_reply(fault)
+    if kind == "scrape":
+        return _scrape(emu, request, fault)
+    if request.method not in ("GET", "HEAD"):
+        return text_reply(405, "method not allowed", [("Allow", "GET, HEAD")])
+    if kind == "metadata":
+        return _metadata(emu, request, fault)
+    if kind == "redirect":
+        return _redirect(emu, request)
+    if kind == "storage":
+        return _storage(emu, request)
+    return text_reply(404, f"emulator: nothing at {request.host}{request.path}")
+
+
+def _scrape(emu, request, fault):
+    params = urllib.parse.parse_qs(request.query)
+    if fault is not None and fault.name == "error":
+        return json_reply({"error": "emulated search backend error"})
+    document = scrape_page(emu.catalog, params, emu.settings.scrape_min_count)
+    if fault is not None and fault.name == "total_null" and "total" in document:
+        document["total"] = None
+    return json_reply(document)
+
+
+def _metadata(emu, request, fault):
+    if fault is not None and fault.name == "error":
+        return json_reply({"error": "emulated metadata backend error"})
+    identifier = request.path[len("/metadata/"):].strip("/")
+    content_type, body = metadata_body(emu.catalog.items.get(identifier))
+    return Reply(200, [("Content-Type", content_type)], BytesBody(body))
+
+
+def _redirect(emu, request):
+    match = _DOWNLOAD_PATH.fullmatch(request.path)
+    found = match and _find_file(emu, request, *match.groups())
+    if not isinstance(found, tuple):
+        return found or text_reply(404, "not found")
+    item, catalog_file = found
+    scheme = "https" if request.tls else "http"
+    location = (f"{scheme}://{item.servers[0]}{item.dir}/"
+                f"{urllib.parse.quote(catalog_file.name, safe='/')}")
+    if request.query:
+        location += f"?{request.query}"
+    return text_reply(302, "Found", [("Location", location)])
+
+
+def _storage(emu, request):
+    match = _STORAGE_PATH.fullmatch(request.path)
+    found = match and _find_file(emu, request, *match.groups())
+    if not isinstance(found, tuple):
+        return found or text_reply(404, "not found")
+    item, catalog_file = found
+    if request.host not in item.servers or not request.path.startswith(item.dir + "/"):
+        return text_reply(404, f"{item.identifier} is not on {request.host} at that path")
+    return _file_reply(request, catalog_file)
+
+
+def _find_file(emu, request, identifier, name):
+    """(item, file), or the error Reply."""
+    item = emu.catalog.items.get(identifier)
+    if item is None or item.missing:
+        return text_reply(404, f"item {identifier} not found")
+    if item.dark:
+        return text_reply(403, f"item {identifier} is dark")
+    if name not in item.files:
+        return text_reply(404, f"no file {name!r} in {identifier}")
+    if item.restricted and not emu.authorized(request.headers.get("Authorization")):
+        return text_reply(403, f"item {identifier} is access-restricted; log in")
+    return item, item.files[name]
+
+
+def _file_reply(request, catalog_file):
+    size = catalog_file.size
+    etag = f'"{catalog_file.mtime:x}-{size:x}"'  # nginx's form: mtime-size in hex
+    last_modified = email.utils.formatdate(catalog_file.mtime, usegmt=True)
+    headers = [
+        ("Content-Type", mimetypes.guess_type(catalog_file.name)[0] or "application/octet-stream"),
+        ("Last-Modified", last_modified), ("ETag", etag), ("Accept-Ranges", "bytes"),
+    ]
+    key = f"{catalog_file.identifier}/{catalog_file.name}"
+    try:
+        span = requested_range(request.headers.get("Range"), request.headers.get("If-Range"),
+                               size, etag, last_modified)
+    except Unsatisfiable:
+        return text_reply(416, "range not satisfiable", [("Content-Range", f"bytes */{size}")])
+    if span is None:
+        return Reply(200, headers, FileBody(catalog_file.content, 0, size), key)
+    start, end = span
+    headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
+    return Reply(206, headers, FileBody(catalog_file.content, start, end), key)
