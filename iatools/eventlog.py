@@ -14,6 +14,7 @@ is never rewritten.
 
 import fcntl
 import os
+import stat
 import time
 
 from iatools import errors
@@ -78,7 +79,11 @@ def read_events(path, prefilter=None, report=True):
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read log {path}: {exc.strerror}") from None
     try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise errors.UsageError(f"cannot read log {path}: Is a directory")
         reader = LineReader(fd)
         for batch in reader.batches():
             for line_number, line in batch:

@@ -1,5 +1,6 @@
 """ia-joblog: record events in an append-only log; resume and report from it."""
 
+import calendar
 import os
 import sys
 import time
@@ -135,7 +136,7 @@ def skip(args):
     bad_lines = skipped = passed = 0
     try:
         for batch in jsonl.LineReader(0).all_lines():
-            queued = []
+            queued, passing = [], []
             for line_number, line in batch:
                 if jsonl.is_blank_or_comment(line):
                     continue
@@ -150,12 +151,13 @@ def skip(args):
                     skipped += 1
                     continue
                 queued.append(jsonl.dumps(make_event("queued", job)))
-                if job is record:
-                    output.raw(line)
-                else:
-                    output.record(job)
+                # The raw line keeps the user's field order and formatting.
+                passing.append(line + b"\n" if job is record else jsonl.dumps(job))
                 passed += 1
+            # Log first: a job must never run downstream without its queued
+            # event on record.
             _write_log(log, queued)
+            output.lines(passing)
             output.flush()
     finally:
         log.close()
@@ -225,22 +227,19 @@ def _summary(state, since):
 
 def _rate(state, since, counts):
     """Jobs and bytes per second over the recent window, and the ETA."""
-    if len(state.recent) < 2:
+    if state.recent_jobs < 2:
         return {"jobs_per_second": None, "bytes_per_second": None, "eta_seconds": None}
-    first = _seconds(state.recent[0][0])
-    span = max(time.time() - first, 1.0)
-    jobs_rate = len(state.recent) / span
+    span = max(time.time() - _seconds(state.recent_first), 1.0)
+    jobs_rate = state.recent_jobs / span
     left = counts["pending"] + counts["in_progress"]
     return {
         "jobs_per_second": round(jobs_rate, 3),
-        "bytes_per_second": round(sum(size for _, size in state.recent) / span),
+        "bytes_per_second": round(state.recent_bytes / span),
         "eta_seconds": round(left / jobs_rate) if left else 0,
     }
 
 
 def _seconds(ts):
-    import calendar
-
     return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1] or 0)
 
 

@@ -111,6 +111,10 @@ class Output:
     def raw(self, line):
         self._file.write(line + b"\n")
 
+    def lines(self, lines):
+        """Write already-terminated lines."""
+        self._file.write(b"".join(lines))
+
     def flush(self):
         self._file.flush()
 

@@ -6,10 +6,14 @@ A key that has ever completed stays completed; otherwise its latest event
 decides whether it failed, is in progress, or is still to do.
 """
 
+import re
 from collections import Counter
 
 QUEUED, STARTED, FAILED, COMPLETED = 0, 1, 2, 3
 _STATE_OF_EVENT = {"started": STARTED, "failed": FAILED, "completed": COMPLETED}
+# Timestamps compare as strings only in this exact form; anything else a
+# hand-edited log holds is treated as unknown rather than trusted.
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
 
 
 def completed_keys(events):
@@ -26,7 +30,10 @@ class LogState:
         self.last_error = {}
         self.retryable = {}
         self.bytes_done = 0
-        self.recent = []  # (ts, bytes) of completions since recent_since
+        # Completions since recent_since: how many, their bytes, the earliest.
+        self.recent_jobs = 0
+        self.recent_bytes = 0
+        self.recent_first = ""
         self.last_ts = ""
 
     def fold(self, events):
@@ -37,7 +44,7 @@ class LogState:
     def _fold_one(self, event, h):
         kind = event["event"]
         ts = event.get("ts")
-        ts = ts if isinstance(ts, str) else ""
+        ts = ts if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts) else ""
         self.last_ts = max(self.last_ts, ts)
         if self.by_field is not None and h not in self.group:
             self.group[h] = _group_value(event.get(self.by_field))
@@ -58,8 +65,10 @@ class LogState:
         size = event.get("bytes")
         size = size if isinstance(size, int) else 0
         self.bytes_done += size
-        if ts >= self.recent_since:
-            self.recent.append((ts, size))
+        if ts and ts >= self.recent_since:
+            self.recent_jobs += 1
+            self.recent_bytes += size
+            self.recent_first = min(self.recent_first or ts, ts)
 
     def counts(self, keys=None):
         """Counts by state, over all keys or the hashes in ``keys``."""

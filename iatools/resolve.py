@@ -12,7 +12,7 @@ import time
 
 from iatools import cli, errors, jsonl, session, signals
 from iatools.backoff import TRANSIENT_STATUSES, backoff_delay, retry_after_seconds
-from iatools.jobs import identifier_problem, job_from_record, validate_job
+from iatools.jobs import EVENT_FIELDS, identifier_problem, job_from_record, validate_job
 from iatools.status import ExitStatus
 
 PROG = "ia-resolve"
@@ -28,7 +28,7 @@ examples:
 
 An item list holds one identifier per line, or JSONL jobs; blank lines and
 lines starting with # are ignored.  See ia-resolve(1) and iatools(7)."""
-RESERVED_FIELDS = frozenset({"id", "file", "size"})
+RESERVED_FIELDS = frozenset({"id", "file", "size"}) | EVENT_FIELDS
 
 
 def build_parser():

@@ -1,0 +1,689 @@
+"""ia-joblog end to end: the real command, real pipes, real signals.
+
+Nothing is monkeypatched: every test runs bin/ia-joblog as a subprocess
+(often inside a shell pipeline) and judges it by its stdout, stderr, exit
+status and the bytes of the log it leaves behind.  ia-fetch is stood in for
+by a small script (FAKE_FETCH) that turns jobs into completed or failed
+events, so these tests need no network and no emulator.
+"""
+
+import fcntl
+import json
+import os
+import random
+import select
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+
+from tests.helpers import (PYTHON, command, jsonl_bytes, parse_jsonl, read_jsonl, run,
+                           start_group)
+
+JOBLOG = command("ia-joblog")
+EVENT_FIELDS = {"event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
+                "attempts", "error", "retryable", "http_status", "failed_file", "plan",
+                "lock_owner"}
+
+#: Stands in for ia-fetch: one event per job on stdin; ids given as
+#: arguments fail (retryably), the others complete with their "size" as bytes.
+FAKE_FETCH = r'''
+import json, sys, time
+fail = set(sys.argv[1:])
+for line in sys.stdin:
+    job = json.loads(line)
+    now = time.time()
+    ts = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + ".%03dZ" % (now % 1 * 1000)
+    if job["id"] in fail:
+        event = {"event": "failed", **job, "ts": ts, "host": "test", "pid": 1,
+                 "error": "HTTP 503", "retryable": True, "http_status": 503, "attempts": 3}
+    else:
+        event = {"event": "completed", **job, "ts": ts, "host": "test", "pid": 1,
+                 "files": 1, "bytes": job.get("size", 0), "seconds": 0.01}
+    sys.stdout.write(json.dumps(event) + "\n")
+'''
+
+
+@pytest.fixture
+def fake_fetch(tmp_path):
+    path = tmp_path / "fake_fetch.py"
+    path.write_text(FAKE_FETCH)
+    return f"{PYTHON} {path}"
+
+
+def joblog(*args, input=b""):
+    return run([JOBLOG, *map(str, args)], input=input)
+
+
+def iso(seconds_since_epoch):
+    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds_since_epoch))
+            + f".{int(seconds_since_epoch % 1 * 1000):03d}Z")
+
+
+def event(kind, id, ts=None, **fields):
+    record = {"event": kind, "id": id, **fields}
+    if ts is not None:
+        record["ts"] = ts
+    return record
+
+
+def write_log(path, records):
+    path.write_bytes(jsonl_bytes(records))
+    return path
+
+
+def stderr_text(result):
+    return result.stderr.decode(errors="replace")
+
+
+def assert_quiet(result):
+    assert "Traceback" not in stderr_text(result), stderr_text(result)
+
+
+def job_keys(records):
+    return [(r["id"], r.get("file")) for r in records]
+
+
+def shell(script, **kwargs):
+    return subprocess.run(["bash", "-c", script], capture_output=True, timeout=60, **kwargs)
+
+
+# ---------------------------------------------------------------- append, tee
+
+def test_append_records_each_event_verbatim(tmp_path):
+    log = tmp_path / "s.jsonl"
+    events = [event("started", "a", ts=iso(0)), event("completed", "a", bytes=5, mine="x"),
+              event("failed", "b", file="d/f.txt", error="boom")]
+    result = joblog("append", log, input=jsonl_bytes(events))
+    assert result.returncode == 0, stderr_text(result)
+    assert result.stdout == b""
+    assert log.read_bytes() == jsonl_bytes(events)
+    # a second append adds to the end and never rewrites what is there
+    more = [event("completed", "b", file="d/f.txt")]
+    assert joblog("append", log, input=jsonl_bytes(more)).returncode == 0
+    assert log.read_bytes() == jsonl_bytes(events + more)
+
+
+def test_tee_copies_the_valid_events_to_stdout(tmp_path):
+    log = tmp_path / "s.jsonl"
+    good = [event("completed", "a"), event("failed", "b", error="x")]
+    data = jsonl_bytes(good[:1]) + b"not json\n" + jsonl_bytes(good[1:])
+    result = joblog("tee", log, input=data)
+    assert result.returncode == 1
+    assert parse_jsonl(result.stdout) == good
+    assert read_jsonl(log) == good
+    assert "input line 2" in stderr_text(result)
+
+
+@pytest.mark.parametrize("subcommand", ["append", "tee", "skip"])
+def test_empty_input_succeeds_silently(tmp_path, subcommand):
+    result = joblog(subcommand, tmp_path / "s.jsonl", input=b"")
+    assert (result.returncode, result.stdout, result.stderr) == (0, b"", b"")
+
+
+# ---------------------------------------------------------------- skip
+
+def test_skip_with_a_missing_log_passes_everything_and_records_it_queued(tmp_path):
+    log = tmp_path / "new.jsonl"
+    jobs = [{"id": "a", "batch": "7"}, {"id": "b", "file": "x/y.pdf", "size": 12},
+            {"id": "c", "destdir": "/mnt/a"}]
+    result = joblog("skip", log, input=jsonl_bytes(jobs))
+    assert result.returncode == 0, stderr_text(result)
+    assert parse_jsonl(result.stdout) == jobs
+    queued = read_jsonl(log)
+    assert [e["event"] for e in queued] == ["queued"] * 3
+    for job, recorded in zip(jobs, queued):
+        assert {k: v for k, v in recorded.items() if k not in EVENT_FIELDS} == job
+        assert {"ts", "host", "pid"} <= recorded.keys()
+
+
+def test_skip_passes_only_jobs_without_a_completed_event(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("queued", "done"), event("completed", "done"),
+        event("completed", "failed-later"), event("failed", "failed-later"),  # once done, done
+        event("failed", "failed"), event("started", "started"), event("queued", "queued"),
+    ])
+    ids = ["done", "failed-later", "failed", "started", "queued", "new"]
+    result = joblog("skip", log, input=jsonl_bytes({"id": i} for i in ids))
+    assert result.returncode == 0, stderr_text(result)
+    assert [j["id"] for j in parse_jsonl(result.stdout)] == ["failed", "started", "queued", "new"]
+
+
+def test_item_and_file_keys_are_independent(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("completed", "item"), event("completed", "other", file="f.txt")])
+    jobs = [{"id": "item", "file": "f.txt"}, {"id": "other"},
+            {"id": "item"}, {"id": "other", "file": "f.txt"}, {"id": "other", "file": "g.txt"}]
+    result = joblog("skip", log, input=jsonl_bytes(jobs))
+    assert job_keys(parse_jsonl(result.stdout)) == [
+        ("item", "f.txt"), ("other", None), ("other", "g.txt")]
+
+
+def test_skip_accepts_events_as_jobs_and_passes_only_the_job(tmp_path):
+    log = tmp_path / "s.jsonl"
+    failed = event("failed", "a", ts=iso(0), error="HTTP 503", retryable=True, http_status=503,
+                   attempts=3, failed_file="x.pdf", mine="kept")
+    result = joblog("skip", log, input=jsonl_bytes([failed]))
+    assert parse_jsonl(result.stdout) == [{"id": "a", "mine": "kept"}]
+
+
+# ---------------------------------------------------------------- resume
+
+def test_resume_by_key_after_reordering_and_re_resolving(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    ids = [f"item{i:03d}" for i in range(60)]
+    failing = ids[::7]
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(jsonl_bytes({"id": i, "size": n, "batch": "1"} for n, i in enumerate(ids)))
+    first = shell(f"{JOBLOG} skip {log} < {jobs} | {fake_fetch} {' '.join(failing)} "
+                  f"| {JOBLOG} append {log}")
+    assert first.returncode == 0, first.stderr
+
+    # Re-resolved (a new user field) and in another order: only the failures run again.
+    reordered = [{"id": i, "size": ids.index(i), "batch": "2", "note": "retry"} for i in ids]
+    random.Random(4).shuffle(reordered)
+    jobs.write_bytes(jsonl_bytes(reordered))
+    second = shell(f"{JOBLOG} skip {log} < {jobs} | tee {tmp_path}/passed.jsonl "
+                   f"| {fake_fetch} | {JOBLOG} append {log}")
+    assert second.returncode == 0, second.stderr
+    passed = read_jsonl(tmp_path / "passed.jsonl")
+    assert sorted(j["id"] for j in passed) == sorted(failing)
+    assert all(j["batch"] == "2" and j["note"] == "retry" for j in passed)
+
+    status = json.loads(joblog("status", "--json", log).stdout)
+    assert (status["total"], status["completed"], status["failed"]) == (60, 60, 0)
+    assert joblog("pending", log).stdout == b""
+    assert joblog("failed", log).stdout == b""
+
+
+# ---------------------------------------------------------------- pending, failed
+
+def test_pending_prints_each_unfinished_job_once_with_its_fields(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("queued", "a", ts=iso(1), batch="1", size=10),
+        event("started", "a", ts=iso(2), batch="1", size=10),
+        event("failed", "a", ts=iso(3), batch="1", size=10, error="x", retryable=True),
+        event("queued", "b", file="f.txt", ts=iso(1), batch="1"),
+        event("completed", "b", file="f.txt", ts=iso(4), batch="1", bytes=3),
+        event("queued", "b", ts=iso(1), destdir="/mnt/b"),
+        event("planned", "c", ts=iso(1), plan=[], files=2),
+        event("completed", "d"),
+    ])
+    result = joblog("pending", log)
+    assert result.returncode == 0, stderr_text(result)
+    assert parse_jsonl(result.stdout) == [
+        {"id": "a", "batch": "1", "size": 10},
+        {"id": "b", "destdir": "/mnt/b"},
+        {"id": "c"},
+    ]
+
+
+def test_failed_prints_jobs_whose_latest_outcome_is_a_failure(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "recovered", error="x"), event("completed", "recovered"),
+        event("failed", "twice", error="first", mine="1"),
+        event("started", "twice"),
+        event("failed", "twice", error="second", mine="1"),
+        event("failed", "file", file="a/b.txt", error="HTTP 404", retryable=False,
+              http_status=404, failed_file="a/b.txt", attempts=1, ts=iso(5), host="h", pid=9),
+        event("completed", "file"),  # the item job, not the file job
+        event("started", "running"),
+        event("completed", "done"),
+    ])
+    result = joblog("failed", log)
+    assert result.returncode == 0, stderr_text(result)
+    jobs = parse_jsonl(result.stdout)
+    assert jobs == [{"id": "twice", "mine": "1"}, {"id": "file", "file": "a/b.txt"}]
+    assert not any(EVENT_FIELDS & job.keys() for job in jobs)
+
+
+def test_failed_jobs_feed_straight_back_into_a_retry(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    jobs = jsonl_bytes({"id": f"i{n}", "size": n} for n in range(10))
+    (tmp_path / "jobs.jsonl").write_bytes(jobs)
+    shell(f"{JOBLOG} skip {log} < {tmp_path}/jobs.jsonl | {fake_fetch} i3 i7 "
+          f"| {JOBLOG} append {log}", check=True)
+    assert [j["id"] for j in parse_jsonl(joblog("failed", log).stdout)] == ["i3", "i7"]
+    retry = shell(f"{JOBLOG} failed {log} | {fake_fetch} | {JOBLOG} tee {log}")
+    assert retry.returncode == 0, retry.stderr
+    retried = parse_jsonl(retry.stdout)
+    assert [(e["event"], e["id"], e["bytes"]) for e in retried] == [
+        ("completed", "i3", 3), ("completed", "i7", 7)]
+    assert joblog("failed", log).stdout == b""
+
+
+# ---------------------------------------------------------------- status
+
+def status_log(tmp_path, now):
+    return write_log(tmp_path / "s.jsonl", [
+        event("queued", "a", ts=iso(now - 60), coll="x"),
+        event("completed", "a", ts=iso(now - 50), bytes=1000, coll="x"),
+        event("completed", "b", ts=iso(now - 40), bytes=2000, coll="x"),
+        event("completed", "c", file="f", ts=iso(now - 30), bytes=500, coll="y"),
+        event("failed", "d", ts=iso(now - 20), error="HTTP 503", retryable=True, coll="y"),
+        event("failed", "e", ts=iso(now - 20), error="HTTP 503", retryable=True, coll="y"),
+        event("failed", "f", ts=iso(now - 20), error="md5 mismatch", retryable=False),
+        event("started", "g", ts=iso(now - 10), coll="x"),
+        event("queued", "h", ts=iso(now - 10), coll="y"),
+        event("queued", "i", ts=iso(now - 10), coll="y"),
+    ])
+
+
+def test_status_json_counts(tmp_path):
+    result = joblog("status", "--json", status_log(tmp_path, time.time()))
+    assert result.returncode == 0, stderr_text(result)
+    (summary,) = parse_jsonl(result.stdout)
+    assert {k: summary[k] for k in ("total", "completed", "failed", "in_progress", "pending")} \
+        == {"total": 9, "completed": 3, "failed": 3, "in_progress": 1, "pending": 2}
+    assert summary["bytes"] == 3500
+    assert summary["failed_retryable"] == 2
+    assert summary["errors"][0] == {"error": "HTTP 503", "count": 2}
+    assert {"error": "md5 mismatch", "count": 1} in summary["errors"]
+
+
+def test_status_by_field(tmp_path):
+    result = joblog("status", "--json", "--by", "coll", status_log(tmp_path, time.time()))
+    (summary,) = parse_jsonl(result.stdout)
+    assert summary["by"]["field"] == "coll"
+    groups = summary["by"]["groups"]
+    assert set(groups) == {"x", "y", "(none)"}
+    assert (groups["x"]["total"], groups["x"]["completed"], groups["x"]["in_progress"]) == (3, 2, 1)
+    assert (groups["y"]["total"], groups["y"]["failed"], groups["y"]["pending"]) == (5, 2, 2)
+    assert (groups["(none)"]["total"], groups["(none)"]["failed"]) == (1, 1)
+    table = joblog("status", "--by", "coll", tmp_path / "s.jsonl").stdout.decode()
+    assert "by coll" in table and "(none)" in table
+
+
+def test_status_table_for_humans(tmp_path):
+    result = joblog("status", status_log(tmp_path, time.time()))
+    assert result.returncode == 0, stderr_text(result)
+    table = result.stdout.decode()
+    for label, number in (("total", "9"), ("completed", "3"), ("failed", "3"),
+                          ("in progress", "1"), ("pending", "2")):
+        line = next(line for line in table.splitlines() if line.startswith(label))
+        assert number in line.split(), line
+    assert "HTTP 503" in table and "3.4 KiB" in table
+
+
+def test_status_gives_rate_and_eta_for_recent_completions(tmp_path):
+    log = status_log(tmp_path, time.time())
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert summary["jobs_per_second"] > 0 and summary["bytes_per_second"] > 0
+    assert summary["eta_seconds"] > 0
+    labels = [line.split()[0] for line in joblog("status", log).stdout.decode().splitlines()]
+    assert "rate" in labels and "eta" in labels
+
+
+def test_status_gives_no_rate_for_an_old_log(tmp_path):
+    log = status_log(tmp_path, time.time() - 30 * 86400)
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert summary["jobs_per_second"] is None and summary["eta_seconds"] is None
+    labels = [line.split()[0] for line in joblog("status", log).stdout.decode().splitlines()]
+    assert "rate" not in labels and "eta" not in labels
+    assert summary["completed"] == 3  # old completions still count
+
+
+def test_status_survives_timestamps_it_did_not_write(tmp_path):
+    """ts is not checked when a line is read; a hand-written or foreign one
+    must not crash the rate computation."""
+    log = write_log(tmp_path / "s.jsonl", [
+        event("completed", "a", ts="garbage"), event("completed", "b", ts="2026-11-22T09:3"),
+        event("completed", "c", ts=7), event("completed", "d", ts=iso(time.time()))])
+    result = joblog("status", "--json", log)
+    assert_quiet(result)
+    assert result.returncode == 0
+    assert parse_jsonl(result.stdout)[0]["completed"] == 4
+
+
+def test_status_of_a_missing_log_is_all_zero(tmp_path):
+    result = joblog("status", "--json", tmp_path / "none.jsonl")
+    assert result.returncode == 0
+    (summary,) = parse_jsonl(result.stdout)
+    assert summary["total"] == 0 and summary["bytes"] == 0
+
+
+# ---------------------------------------------------------------- concurrency
+
+def test_two_appenders_at_once_never_tear_or_interleave_lines(tmp_path):
+    log = tmp_path / "s.jsonl"
+    per_writer = 50_000
+    for writer in "AB":
+        (tmp_path / f"{writer}.jsonl").write_bytes(b"".join(
+            # lengths vary so that a torn or spliced line could not parse by luck
+            b'{"event":"completed","id":"%s-%06d","bytes":%d,"pad":"%s"}\n'
+            % (writer.encode(), n, n, writer.encode() * (n % 150))
+            for n in range(per_writer)))
+    # Each appender is fed through a pipe that starts flowing at the same
+    # moment, so both are writing while the other is.
+    start = time.time() + 1.0
+    feed = (f"{PYTHON} -c 'import sys, time; time.sleep(max(0, {start} - time.time())); "
+            "sys.stdout.buffer.write(open(sys.argv[1], \"rb\").read())'")
+    script = (f"{feed} {tmp_path}/A.jsonl | {JOBLOG} append {log} & a=$!; "
+              f"{feed} {tmp_path}/B.jsonl | {JOBLOG} append {log} & b=$!; "
+              "wait $a || exit 1; wait $b")
+    result = shell(script)
+    assert result.returncode == 0, result.stderr
+    data = log.read_bytes()
+    assert data.endswith(b"\n")
+    lines = data.split(b"\n")[:-1]
+    assert len(lines) == 2 * per_writer
+    events = [json.loads(line) for line in lines]  # every line parses
+    for writer in "AB":
+        mine = [e for e in events if e["id"].startswith(writer)]
+        assert [e["id"] for e in mine] == [f"{writer}-{n:06d}" for n in range(per_writer)]
+        assert all(e["pad"] == writer * (e["bytes"] % 150) for e in mine)
+    switches = sum(a["id"][0] != b["id"][0] for a, b in zip(events, events[1:]))
+    assert switches >= 2, "the two appenders did not overlap; the test proved nothing"
+
+
+def test_skip_and_append_of_one_pipeline_share_the_log(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    count = 20_000
+    (tmp_path / "jobs.jsonl").write_bytes(
+        jsonl_bytes({"id": f"j{n:05d}", "size": n} for n in range(count)))
+    result = shell(f"{JOBLOG} skip {log} < {tmp_path}/jobs.jsonl | {fake_fetch} "
+                   f"| {JOBLOG} append {log}")
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line) for line in log.read_bytes().splitlines()]
+    assert len(events) == 2 * count
+    kinds = {}
+    for e in events:
+        kinds.setdefault(e["id"], []).append(e["event"])
+    assert len(kinds) == count
+    assert all(sorted(k) == ["completed", "queued"] for k in kinds.values())
+    again = shell(f"{JOBLOG} skip {log} < {tmp_path}/jobs.jsonl")
+    assert again.returncode == 0 and again.stdout == b""
+
+
+def test_skip_records_jobs_as_queued_before_passing_them_on(tmp_path):
+    """A job must reach the log before it reaches downstream; otherwise its
+    outcome can be logged before its queued event, and a skip that dies
+    passes on jobs it never recorded.  We hold the log's lock (as a
+    concurrent appender would) while skip gets a batch longer than its
+    output buffer: nothing of that batch may come out before the lock is
+    released and skip has recorded it."""
+    log = tmp_path / "s.jsonl"
+    log.touch()
+    skip = subprocess.Popen([JOBLOG, "skip", str(log)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    big = json.dumps({"id": "big", "pad": "p" * 60_000}).encode() + b"\n"
+    small = jsonl_bytes({"id": f"j{n:05d}"} for n in range(4000))
+    try:
+        # batch 1: one job, then most of a long line that will end batch 2
+        os.write(skip.stdin.fileno(), b'{"id":"first"}\n' + big[:-1000])
+        assert skip.stdout.readline() == b'{"id":"first"}\n'
+        with open(log, "rb") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            writer = threading.Thread(target=os.write, args=(skip.stdin.fileno(),
+                                                             big[-1000:] + small))
+            writer.start()
+            ready, _, _ = select.select([skip.stdout], [], [], 1.0)
+            early = os.read(skip.stdout.fileno(), 1 << 20) if ready else b""
+            fcntl.flock(lock, fcntl.LOCK_UN)
+        writer.join(10)
+        skip.stdin.close()
+        rest = skip.stdout.read()
+    finally:
+        if skip.poll() is None:
+            skip.kill()
+        skip.wait(10)
+    assert early == b"", (f"{early.count(b'{')} jobs passed on while the log was locked, "
+                          "before their queued events could be written")
+    assert skip.returncode == 0
+    assert len(parse_jsonl(rest)) == 4001
+    assert len(read_jsonl(log)) == 4002
+
+
+# ---------------------------------------------------------------- a damaged log
+
+TORN = b'{"event":"completed","id":"tor'
+
+
+@pytest.mark.parametrize("reader", [["pending"], ["failed"], ["status"], ["status", "--json"]])
+def test_a_torn_last_line_is_reported_once_and_ignored(tmp_path, reader):
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(jsonl_bytes([event("queued", "a"), event("failed", "b", error="x")]) + TORN)
+    before = log.read_bytes()
+    result = joblog(*reader, log)
+    assert result.returncode == 0, stderr_text(result)
+    assert_quiet(result)
+    warnings = [line for line in stderr_text(result).splitlines() if "line 3" in line]
+    assert len(warnings) == 1, stderr_text(result)
+    assert stderr_text(result).count("\n") == 1
+    assert log.read_bytes() == before
+
+
+def test_a_torn_last_line_does_not_hide_jobs_from_skip(tmp_path):
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(jsonl_bytes([event("completed", "a")]) + TORN)
+    result = joblog("skip", log, input=jsonl_bytes([{"id": "a"}, {"id": "torn"}]))
+    assert result.returncode == 0
+    assert parse_jsonl(result.stdout) == [{"id": "torn"}]
+    assert stderr_text(result).count("line 2") == 1
+
+
+def test_append_after_a_torn_line_starts_a_fresh_line(tmp_path):
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(jsonl_bytes([event("completed", "a")]) + TORN)
+    new = [event("completed", "b"), event("completed", "c")]
+    assert joblog("append", log, input=jsonl_bytes(new)).returncode == 0
+    lines = log.read_bytes().split(b"\n")
+    assert lines[1] == TORN and lines[-1] == b""
+    assert [json.loads(line) for i, line in enumerate(lines[:-1]) if i != 1] == \
+        [event("completed", "a")] + new
+    # from now on the torn line is just a malformed line, reported and skipped
+    result = joblog("pending", log)
+    assert result.returncode == 0 and result.stdout == b""
+    assert "line 2" in stderr_text(result)
+
+
+#: Each malformed line mentions "completed", so even a reader that only
+#: parses lines that could complete a job has to judge them.
+MALFORMED = [
+    b'completed, but not JSON',
+    b'["completed", "a"]',
+    b'{"event": "completed"}',
+    b'{"id": "no-event", "state": "completed"}',
+    b'{"event": "completed", "id": "a/b"}',
+]
+
+
+@pytest.mark.parametrize("reader", ["pending", "failed", "status", "skip"])
+def test_malformed_log_lines_are_reported_by_number_and_skipped(tmp_path, reader):
+    log = tmp_path / "s.jsonl"
+    good = [event("failed", "x", error="e"), event("completed", "y")]
+    log.write_bytes(jsonl_bytes(good[:1]) + b"\n".join(MALFORMED) + b"\n" + jsonl_bytes(good[1:]))
+    before = log.read_bytes()
+    result = joblog(reader, log, input=jsonl_bytes([{"id": "x"}, {"id": "y"}]))
+    assert_quiet(result)
+    stderr = stderr_text(result)
+    for number in range(2, 2 + len(MALFORMED)):
+        assert f"line {number}:" in stderr, stderr
+    assert "line 1:" not in stderr and f"line {2 + len(MALFORMED)}:" not in stderr
+    if reader == "skip":
+        assert parse_jsonl(result.stdout) == [{"id": "x"}]
+        assert log.read_bytes().startswith(before)
+    else:
+        assert log.read_bytes() == before
+    if reader in ("pending", "failed"):
+        assert parse_jsonl(result.stdout) == [{"id": "x"}]
+
+
+# ---------------------------------------------------------------- bad input
+
+def bad_input(kind):
+    """(input bytes, {line number: what the message must say}) for skip or append."""
+    def line(**fields):
+        record = {"event": "completed", **fields} if kind == "append" else fields
+        return json.dumps(record).encode()
+
+    lines = [
+        (line(id="good1") + b"\r", None),            # CRLF is a valid line ending
+        (b"", None),
+        (b"   \t", None),
+        (b"# a comment", None),
+        (b"{not json", "invalid JSON"),
+        (b'["an", "array"]', "not a JSON object"),
+        (line(file="x.txt"), "id"),
+        (line(id="a/b"), "a/b"),
+        (line(id=".."), ".."),
+        (line(id="x").replace(b'"x"', b'"\xff\xfe"'), "UTF-8"),
+        (line(id="x").replace(b'"x"', b'"x\x00y"'), ""),
+        (line(id="big", pad="x" * (2 << 20)), "too long"),
+        (line(id="good2"), None),
+    ]
+    if kind == "append":
+        lines.insert(-1, (json.dumps({"id": "a-job"}).encode(), "event"))
+    data = b"\n".join(text for text, _ in lines)  # the last line has no newline
+    expected = {n: why for n, (_, why) in enumerate(lines, 1) if why is not None}
+    return data, expected
+
+
+@pytest.mark.parametrize("subcommand", ["skip", "append"])
+def test_bad_input_lines_are_reported_and_the_good_ones_flow(tmp_path, subcommand):
+    log = tmp_path / "s.jsonl"
+    data, expected = bad_input(subcommand)
+    result = joblog(subcommand, log, input=data)
+    assert result.returncode == 1
+    assert_quiet(result)
+    messages = stderr_text(result).splitlines()
+    assert len(messages) == len(expected), messages
+    for message, (number, why) in zip(messages, sorted(expected.items())):
+        assert message.startswith("ia-joblog: error: ")
+        assert f"line {number}:" in message and why in message, message
+    recorded = [e["id"] for e in read_jsonl(log)]
+    assert recorded == ["good1", "good2"]
+    if subcommand == "skip":
+        assert parse_jsonl(result.stdout) == [{"id": "good1"}, {"id": "good2"}]
+        assert b"\r" not in result.stdout
+
+
+@pytest.mark.parametrize("subcommand", ["skip", "append", "tee"])
+def test_only_valid_and_ignored_lines_exit_zero(tmp_path, subcommand):
+    record = {"id": "a"} if subcommand == "skip" else {"event": "completed", "id": "a"}
+    data = b"# jobs\r\n\r\n" + json.dumps(record).encode() + b"\r\n  \n# end"
+    result = joblog(subcommand, tmp_path / "s.jsonl", input=data)
+    assert (result.returncode, result.stderr) == (0, b"")
+    assert read_jsonl(tmp_path / "s.jsonl")[0]["id"] == "a"
+
+
+# ---------------------------------------------------------------- signals
+
+#: Prints events slowly until a stop signal comes, then five more: the tail
+#: of a pipeline that is still finishing its work after Ctrl-C.
+SLOW_PRODUCER = r'''
+import json, signal, sys, time
+got = []
+for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+    signal.signal(s, lambda n, f: got.append(n))
+def emit(tag, n):
+    sys.stdout.write(json.dumps({"event": "completed", "id": "%s-%d" % (tag, n)}) + "\n")
+    sys.stdout.flush()
+n = 0
+while not got and n < 400:
+    emit("before", n); n += 1; time.sleep(0.02)
+for n in range(5):
+    time.sleep(0.05); emit("after", n)
+'''
+
+
+@pytest.mark.parametrize("subcommand", ["append", "tee"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_stop_signal_lets_the_recorder_drain_its_input(tmp_path, subcommand, signum):
+    log = tmp_path / "s.jsonl"
+    producer = tmp_path / "producer.py"
+    producer.write_text(SLOW_PRODUCER)
+    # `trap true` keeps the shell alive to report append's status; the
+    # commands it starts get the default dispositions, as from a terminal.
+    pipeline = start_group(
+        f"trap true INT TERM; {PYTHON} {producer} | {JOBLOG} {subcommand} {log} >/dev/null; "
+        "echo status=${PIPESTATUS[1]}",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            if log.exists() and log.read_bytes().count(b"\n") >= 3:
+                break
+            time.sleep(0.02)
+        os.killpg(pipeline.pid, signum)
+        out, err = pipeline.communicate(timeout=20)
+    finally:
+        if pipeline.poll() is None:
+            os.killpg(pipeline.pid, signal.SIGKILL)
+    assert out.decode().strip().splitlines()[-1] == "status=130", (out, err)
+    assert b"Traceback" not in err
+    ids = [e["id"] for e in read_jsonl(log)]
+    assert ids[-5:] == [f"after-{n}" for n in range(5)]
+
+
+def test_a_stop_signal_ends_skip_with_130(tmp_path):
+    """skip is a filter: the signal ends it at once, quietly."""
+    pipeline = start_group(
+        f"trap true TERM; sleep 30 | {JOBLOG} skip {tmp_path}/s.jsonl; "
+        "echo status=${PIPESTATUS[1]}",
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        # skip creates its log once its handlers are in place
+        deadline = time.monotonic() + 10
+        while not (tmp_path / "s.jsonl").exists() and time.monotonic() < deadline:
+            time.sleep(0.02)
+        os.killpg(pipeline.pid, signal.SIGTERM)
+        out, err = pipeline.communicate(timeout=20)
+    finally:
+        if pipeline.poll() is None:
+            os.killpg(pipeline.pid, signal.SIGKILL)
+    assert out.decode().strip().splitlines()[-1] == "status=130"
+    assert b"Traceback" not in err
+
+
+# ---------------------------------------------------------------- exit statuses
+
+@pytest.mark.parametrize("args", [
+    [],
+    ["bogus", "LOG"],
+    ["append"],
+    ["status"],
+    ["status", "--bogus", "LOG"],
+    ["status", "LOG", "--by"],
+    ["--bogus", "append", "LOG"],
+    ["append", "LOG", "extra"],
+])
+def test_usage_errors_exit_2(tmp_path, args):
+    result = run([JOBLOG, *[str(tmp_path / a) if a == "LOG" else a for a in args]])
+    assert result.returncode == 2
+    assert stderr_text(result).startswith("ia-joblog: error: ")
+    assert_quiet(result)
+    assert result.stdout == b""
+    assert not (tmp_path / "LOG").exists()
+
+
+@pytest.mark.parametrize("subcommand", ["append", "tee", "skip", "pending", "failed", "status"])
+def test_a_log_that_is_a_directory_exits_2(tmp_path, subcommand):
+    result = joblog(subcommand, tmp_path, input=jsonl_bytes([event("completed", "a")]))
+    assert_quiet(result)
+    assert result.returncode == 2
+    assert stderr_text(result).startswith("ia-joblog: error: ")
+    assert str(tmp_path) in stderr_text(result)
+
+
+def test_a_log_in_a_missing_directory_exits_2(tmp_path):
+    result = joblog("append", tmp_path / "no" / "s.jsonl",
+                    input=jsonl_bytes([event("completed", "a")]))
+    assert result.returncode == 2
+    assert "ia-joblog: error: cannot open log" in stderr_text(result)
+
+
+@pytest.mark.parametrize("subcommand", ["pending", "failed"])
+def test_a_closed_pipe_ends_quietly_with_141(tmp_path, subcommand):
+    kind = "queued" if subcommand == "pending" else "failed"
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(b"".join(b'{"event":"%s","id":"job%06d","pad":"%s"}\n'
+                             % (kind.encode(), n, b"p" * 40) for n in range(20_000)))
+    result = shell(f"{JOBLOG} {subcommand} {log} 2>{tmp_path}/err | head -1; "
+                   "echo status=${PIPESTATUS[0]}")
+    lines = result.stdout.decode().splitlines()
+    assert json.loads(lines[0]) == {"id": "job000000", "pad": "p" * 40}
+    assert lines[-1] == "status=141"
+    assert (tmp_path / "err").read_bytes() == b""
