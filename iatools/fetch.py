@@ -14,9 +14,10 @@ import sys
 import threading
 from dataclasses import dataclass
 
-from iatools import cli, errors, jsonl, session, signals
+from iatools import cli, errors, jsonl, session, signals, sizes
 from iatools.http import Connection, PauseGate
 from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
+from iatools.locks import DEFAULT_TIMEOUT, ItemLocks
 from iatools.pool import Pool
 from iatools.progress import Progress
 from iatools.selection import Filters
@@ -115,6 +116,10 @@ def build_parser():
     run.add_argument("--halt", type=halt_argument, default=Halt(), metavar="WHEN",
                      help="stop early on failures: never (default), now,fail=N, "
                           "soon,fail=N or soon,fail=N%%")
+    run.add_argument("--lock-timeout", type=sizes.duration_argument, default=DEFAULT_TIMEOUT,
+                     metavar="DURATION",
+                     help="take over an item lock not refreshed for this long, e.g. 30m "
+                          "(default: 1h; a live ia-fetch refreshes its locks every minute)")
     run.add_argument("-n", "--dry-run", action="store_true",
                      help="emit a 'planned' event per job (files, bytes) and touch nothing")
     run.add_argument("--stdout", action="store_true", help=argparse.SUPPRESS)
@@ -185,7 +190,9 @@ class _Run:
         self.args = args
         self.cancel = threading.Event()
         self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
-        self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress)
+        self.locks = ItemLocks(args.lock_timeout)
+        self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress,
+                         self.locks)
         self.events = queue.SimpleQueue()
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
         self.bad_lines = self.failed = self.finished = 0
@@ -202,6 +209,7 @@ class _Run:
             if stop.requested.wait(0.25):
                 self._interrupt(stop)
             self.progress.render()
+            self.locks.refresh()
         self.progress.clear()
         self.events.put(None)
         writer.join()

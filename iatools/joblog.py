@@ -9,7 +9,8 @@ from iatools import cli, errors, jsonl, signals
 from iatools.eventlog import LogWriter, read_events
 from iatools.jobs import job_from_record, job_key, make_event, timestamp, validate_job
 from iatools.logstate import LogState, completed_keys
-from iatools.sizes import format_duration, format_size
+from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
+from iatools.sizes import duration_argument, format_duration, format_size
 from iatools.status import ExitStatus
 
 PROG = "ia-joblog"
@@ -26,6 +27,8 @@ commands:
   pending LOG   print the jobs recorded in LOG that have not completed
   failed LOG    print the jobs whose latest outcome in LOG is a failure
   status LOG    summarise LOG: totals, rate, ETA, common errors
+  locks DIR...  list ia-fetch's item locks under the destdirs DIR (--clear:
+                remove the stale ones)
 
 example:
   ia-resolve --search 'collection:x' | ia-joblog skip s.jsonl \\
@@ -56,7 +59,22 @@ def build_parser():
                                  help="print one JSON object instead of a table")
             command.add_argument("--by", metavar="FIELD",
                                  help="break the counts down by the job field FIELD")
+    _add_locks_command(commands)
     return parser
+
+
+def _add_locks_command(commands):
+    summary = "list the item locks ia-fetch holds or left under destdirs"
+    command = commands.add_parser("locks", help=summary, description=summary)
+    command.add_argument("destdirs", nargs="+", metavar="DIR", help="a destdir of ia-fetch")
+    command.add_argument("--clear", action="store_true",
+                         help="remove the stale locks (owner gone, or not refreshed for "
+                              "--lock-timeout)")
+    command.add_argument("--lock-timeout", type=duration_argument, default=DEFAULT_TIMEOUT,
+                         metavar="DURATION",
+                         help="a lock not refreshed for this long is stale (default: 1h, "
+                              "as ia-fetch)")
+    cli.add_verbosity(command, subcommand=True)
 
 
 def main(argv=None):
@@ -199,6 +217,38 @@ def failed(args):
     return ExitStatus.OK
 
 
+def locks(args):
+    """One line per lock: the item, its owner, whether it is stale."""
+    output = jsonl.Output()
+    for destdir in args.destdirs:
+        if not os.path.isdir(destdir):
+            raise errors.UsageError(f"{destdir}: not a directory")
+        for path in _lock_files(destdir):
+            owner, stale = lock_state(path, args.lock_timeout)
+            identifier = os.path.basename(path)[1:-len(LOCK_SUFFIX)]
+            cleared = args.clear and stale and _remove_lock(path)
+            output.record({"lock": path, "id": identifier, "owner": owner, "stale": stale,
+                           "cleared": cleared})
+    output.flush()
+    return ExitStatus.OK
+
+
+def _lock_files(destdir):
+    with os.scandir(destdir) as entries:
+        return sorted(e.path for e in entries
+                      if e.name.startswith(".") and e.name.endswith(LOCK_SUFFIX)
+                      and e.is_file(follow_symlinks=False))
+
+
+def _remove_lock(path):
+    try:
+        remove_lock(path)
+    except OSError as exc:
+        errors.error(f"cannot remove {path}: {exc.strerror}")
+        return False
+    return True
+
+
 def status(args):
     since = timestamp(time.time() - RATE_WINDOW)
     state = LogState(by_field=args.by, recent_since=since).fold(read_events(args.log))
@@ -276,7 +326,7 @@ def _format_groups(by):
 
 
 COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,
-            "failed": failed, "status": status}
+            "failed": failed, "status": status, "locks": locks}
 
 if __name__ == "__main__":
     sys.exit(main())

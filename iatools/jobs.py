@@ -17,7 +17,7 @@ from iatools.jsonl import BadLine
 EVENT_FIELDS = frozenset({
     "event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
     "attempts", "error", "retryable", "http_status", "failed_file", "plan",
-    "lock_owner",
+    "lock_owner", "reason",
 })
 
 #: Letters, digits, ``_ - .``; at most 100 characters (archive.org's rule).

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 
 from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
+from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
 from iatools.transfer import Transfer, ensure_inside, is_present
 
@@ -35,6 +36,7 @@ class JobRun:
     error: FetchError = None
     failed_file: str = None
     interrupted: bool = False
+    lock: str = None
 
     def fail(self, error, file_name=None):
         if self.error is None or (self.error.retryable and not error.retryable):
@@ -48,13 +50,14 @@ class FileTask:
 
 
 class Pool:
-    def __init__(self, settings, emit, cancel, gate, progress):
+    def __init__(self, settings, emit, cancel, gate, progress, locks):
         self.settings = settings
+        self.locks = locks
         self.emit = emit
         self.cancel = cancel
         self.gate = gate
         self.progress = progress
-        self.lock = threading.Condition()
+        self.condition = threading.Condition()
         self.files = collections.deque()
         self.new_jobs = collections.deque()
         self.input_done = False
@@ -65,28 +68,28 @@ class Pool:
     # -- fed by the reader thread -------------------------------------------
     def offer(self, job):
         """Queue a job; blocks while the queue is full (backpressure)."""
-        with self.lock:
+        with self.condition:
             while len(self.new_jobs) >= self.settings.read_ahead and not self._stopping():
-                self.lock.wait()
+                self.condition.wait()
             if self._stopping():
                 return False
             self.new_jobs.append(job)
-            self.lock.notify_all()
+            self.condition.notify_all()
             return True
 
     def close_input(self):
-        with self.lock:
+        with self.condition:
             self.input_done = True
-            self.lock.notify_all()
+            self.condition.notify_all()
 
     def stop_taking_jobs(self):
-        with self.lock:
+        with self.condition:
             self.stop_new = True
-            self.lock.notify_all()
+            self.condition.notify_all()
 
     def wake(self):
-        with self.lock:
-            self.lock.notify_all()
+        with self.condition:
+            self.condition.notify_all()
 
     def _stopping(self):
         return self.stop_new or self.cancel.is_set()
@@ -110,24 +113,26 @@ class Pool:
                 self._run_job(task)
 
     def _next_task(self):
-        with self.lock:
+        with self.condition:
             while True:
                 if self.files:
                     return self.files.popleft()
                 if self.new_jobs and not self._stopping():
                     self.active += 1
                     job = self.new_jobs.popleft()
-                    self.lock.notify_all()
+                    self.condition.notify_all()
                     return job
                 if self.active == 0 and (self.input_done or self._stopping()):
-                    self.lock.notify_all()
+                    self.condition.notify_all()
                     return None
-                self.lock.wait()
+                self.condition.wait()
 
-    def _job_done(self, event):
-        with self.lock:
+    def _job_done(self, event, run=None):
+        if run is not None and run.lock is not None:
+            self.locks.release(run.lock)
+        with self.condition:
             self.active -= 1
-            self.lock.notify_all()
+            self.condition.notify_all()
         self.emit(event)
 
     # -- one job ----------------------------------------------------------------
@@ -135,6 +140,8 @@ class Pool:
         run = JobRun(job)
         if self.settings.dry_run:
             return self._plan_only(run)
+        if not self._lock(run):
+            return
         self.emit(make_event("started", job))
         policy = RetryPolicy(self.settings.retries, self.gate)
         try:
@@ -149,12 +156,27 @@ class Pool:
             run.attempts += policy.attempts
         self._queue_files(run, plans)
 
+    def _lock(self, run):
+        """Take the item's lock; else end the job (skipped or failed)."""
+        job = run.job
+        try:
+            _check_destdir(job["destdir"])
+            run.lock = self.locks.acquire(job["destdir"], job["id"])
+            return True
+        except Locked as locked:
+            self._job_done(make_event("skipped", job, reason="locked", lock_owner=locked.owner))
+        except FetchError as error:
+            run.fail(error)
+            self._job_done(self._outcome_event(run))
+        except OSError as error:
+            run.fail(FetchError(f"cannot lock the item in {job['destdir']}: {error.strerror}",
+                                True, local=True))
+            self._job_done(self._outcome_event(run))
+        return False
+
     def _plan(self, run, policy):
         job = run.job
         destdir = job["destdir"]
-        if not os.path.isdir(destdir):
-            raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
-                             True, local=True)
         connection = self.local.connection
         metadata = policy.run(lambda: fetch_metadata(connection, self.settings.base_url,
                                                      job["id"]))
@@ -171,15 +193,16 @@ class Pool:
 
     def _queue_files(self, run, plans):
         if not plans:
-            return self._job_done(self._outcome_event(run))
-        with self.lock:
+            return self._job_done(self._outcome_event(run), run)
+        with self.condition:
             run.outstanding = len(plans)
             self.files.extend(FileTask(run, plan) for plan in plans)
-            self.lock.notify_all()
+            self.condition.notify_all()
 
     def _plan_only(self, run):
         policy = RetryPolicy(self.settings.retries, self.gate)
         try:
+            _check_destdir(run.job["destdir"])
             plans = self._plan(run, policy)
         except (FetchError, Cancelled) as error:
             run.fail(error if isinstance(error, FetchError) else FetchError("interrupted", True))
@@ -201,11 +224,11 @@ class Pool:
             run.skipped_files += 1
         else:
             self._download(run, plan)
-        with self.lock:
+        with self.condition:
             run.outstanding -= 1
             done = run.outstanding == 0
         if done:
-            self._job_done(self._outcome_event(run))
+            self._job_done(self._outcome_event(run), run)
 
     def _download(self, run, plan):
         policy = RetryPolicy(self.settings.retries, self.gate)
@@ -244,3 +267,9 @@ class Pool:
         if run.failed_file:
             details["failed_file"] = run.failed_file
         return make_event("failed", run.job, **details)
+
+
+def _check_destdir(destdir):
+    if not os.path.isdir(destdir):
+        raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
+                         True, local=True)
