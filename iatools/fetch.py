@@ -220,8 +220,7 @@ class _Run:
             self.progress.clear()
             errors.warning(f"{stop.signal_name}: stopping; in-flight jobs are recorded as "
                            "failed and resumable (signal again to quit at once)")
-            self.cancel.set()
-            self.pool.wake()
+            self.pool.cancel_now()
 
     def _status(self, stop):
         if self.broken_pipe:
@@ -283,8 +282,7 @@ class _Run:
                 output.flush()
             except BrokenPipeError:
                 self.broken_pipe = True
-                self.cancel.set()
-                self.pool.wake()
+                self.pool.cancel_now()
 
     def _tally(self, event):
         kind = event["event"]
@@ -307,8 +305,7 @@ class _Run:
         errors.warning(f"--halt {halt.when},fail={halt.threshold}{'%' if halt.percent else ''} "
                        f"reached after {self.failed} failed jobs; stopping")
         if halt.when == "now":
-            self.cancel.set()
-            self.pool.wake()
+            self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
 

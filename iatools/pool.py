@@ -63,6 +63,7 @@ class Pool:
         self.input_done = False
         self.stop_new = False
         self.active = 0
+        self.transfers = set()
         self.local = threading.local()
 
     # -- fed by the reader thread -------------------------------------------
@@ -90,6 +91,15 @@ class Pool:
     def wake(self):
         with self.condition:
             self.condition.notify_all()
+
+    def cancel_now(self):
+        """Stop everything: no new work, and transfers cut mid-read."""
+        self.cancel.set()
+        with self.condition:
+            transfers = list(self.transfers)
+            self.condition.notify_all()
+        for transfer in transfers:
+            transfer.abort()
 
     def _stopping(self):
         return self.stop_new or self.cancel.is_set()
@@ -235,6 +245,8 @@ class Pool:
         slot = self.progress.begin(run.job["id"], plan.name, plan.size)
         transfer = Transfer(self.local.connection, plan, self.cancel, slot.add,
                             self.settings.presence, self.settings.fsync)
+        with self.condition:
+            self.transfers.add(transfer)
         try:
             os.makedirs(os.path.dirname(plan.path), exist_ok=True)
             policy.run(transfer.attempt)
@@ -247,6 +259,8 @@ class Pool:
             run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
                                 f"{error.strerror}", False, local=True), plan.name)
         finally:
+            with self.condition:
+                self.transfers.discard(transfer)
             self.progress.end(slot)
             run.bytes += transfer.fetched
             run.attempts += policy.attempts

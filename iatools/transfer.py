@@ -18,6 +18,7 @@ import email.utils
 import errno
 import hashlib
 import os
+import socket
 from dataclasses import dataclass
 
 import urllib3
@@ -94,6 +95,7 @@ class Transfer:
         self.fsync = fsync
         self.temp = temp_path(plan.path)
         self.fetched = 0
+        self._socket = None
 
     def attempt(self):
         offset = self._resumable_offset()
@@ -111,7 +113,11 @@ class Transfer:
             md5 = hashlib.md5()
             if offset:
                 _md5_of_file(self.temp, md5)
-            self._stream(response, offset, md5)
+            self._socket = _socket_of(response)
+            try:
+                self._stream(response, offset, md5)
+            finally:
+                self._socket = None
             last_modified = _last_modified(response)
         self._verify(md5.hexdigest())
         self._install(last_modified)
@@ -151,18 +157,31 @@ class Transfer:
                 self.on_bytes(len(chunk))
                 if self.cancel.is_set():
                     raise Cancelled()
+            if self.cancel.is_set():
+                raise Cancelled()  # abort() ended the body early
             _check_length(response, received)
             if self.fsync:
                 self._disk(os.fsync, fd)
         finally:
             os.close(fd)
 
-    @staticmethod
-    def _read(raw):
+    def _read(self, raw):
         try:
             return raw.read1(CHUNK_SIZE)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
+            if self.cancel.is_set():
+                raise Cancelled() from None  # abort() cut the connection
             raise FetchError(describe_exception(exc), True) from None
+
+    def abort(self):
+        """Cut the connection under a read that may be stalled, so a cancel
+        does not wait for the read timeout (called from another thread)."""
+        sock = self._socket
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def _write_all(self, fd, chunk):
         view = memoryview(chunk)
@@ -204,6 +223,13 @@ class Transfer:
             os.unlink(self.temp)
         except FileNotFoundError:
             pass
+
+
+def _socket_of(response):
+    """The socket under a streaming response (urllib3 keeps it on the
+    connection object while the body is read), or None."""
+    connection = getattr(response.raw, "_connection", None)
+    return getattr(connection, "sock", None)
 
 
 def _check_length(response, received):

@@ -197,6 +197,31 @@ def test_sigint_to_the_pipeline_records_every_completed_job(make_emulator, tmp_p
         assert request["range"] == (f"bytes={kept}-" if kept else None)
 
 
+def test_sigint_cuts_a_stalled_read_without_waiting_for_the_timeout(make_emulator, tmp_path):
+    catalog = Catalog.generate(items=1, files_per_item=1, file_size=4 << 20)
+    emu, env = make_emulator(catalog, stall_seconds=60)
+    item = catalog.sorted_items()[0]
+    emu.inject(f"*/items/{item.identifier}/*", ["hang"])
+    fetch_process = start_group(f"ia-fetch -q --timeout 60 -d {tmp_path}", env=env,
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    fetch_process.stdin.write(jsonl_bytes([{"id": item.identifier}]))
+    fetch_process.stdin.close()
+    deadline = time.time() + 20
+    while time.time() < deadline and not partial_files(tmp_path):
+        time.sleep(0.05)
+    assert partial_files(tmp_path), "the transfer never started"
+    time.sleep(0.3)  # now in the silence
+    os.killpg(fetch_process.pid, signal.SIGINT)
+    sent = time.monotonic()
+    assert fetch_process.wait(timeout=20) == 130
+    assert time.monotonic() - sent < 3, "the stalled read was waited out"
+    events = parse_jsonl(fetch_process.stdout.read())
+    assert [(e["event"], e["retryable"]) for e in events if e["event"] == "failed"] == \
+        [("failed", True)]
+    assert partial_files(tmp_path)
+    assert not any((tmp_path / item.identifier / name).exists() for name in item.files)
+
+
 def test_permanent_failures_fail_at_once_with_a_reason(make_emulator, tmp_path):
     catalog = Catalog()
     catalog.add_special_items()

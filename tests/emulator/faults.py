@@ -9,6 +9,9 @@ A fault is written as text:
 ``"corrupt"``      send the full length with one byte flipped mid-body
 ``"stall"``        send nothing for ``stall_seconds`` (``"stall:5"``: 5 s),
                    then serve normally
+``"hang"``         send the headers (and up to half the body), then
+                   nothing for ``stall_seconds`` (``"hang:5"``: 5 s), then
+                   the rest: a stall mid-response
 ``"close"``        close the connection right after reading the request
 ``"error"``        scrape or metadata: HTTP 200 with ``{"error": ...}``
 ``"total_null"``   scrape: this page says ``"total": null``
@@ -27,7 +30,7 @@ import re
 import threading
 from dataclasses import dataclass
 
-_NAMES = ("reset", "corrupt", "stall", "close", "error", "total_null", "ok")
+_NAMES = ("reset", "corrupt", "stall", "hang", "close", "error", "total_null", "ok")
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ def parse_fault(text):
     seconds = float(argument) if argument else None
     if label.isdigit() and 400 <= int(label) <= 599:
         return Fault("status", int(label), seconds)
-    if label in _NAMES and (not argument or label == "stall"):
+    if label in _NAMES and (not argument or label in ("stall", "hang")):
         return Fault(label, None, seconds)
     raise ValueError(f"unknown fault {text!r} (see tests.emulator.faults)")
 

@@ -173,7 +173,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.entry["status"], self.file_key = reply.status, reply.file_key
         pieces = [(self._head(reply), False)]
         if self.command != "HEAD":
-            body = self._body_chunks(reply.body, fault_name)
+            body = self._body_chunks(reply.body, fault)
             pieces = itertools.chain(pieces, ((chunk, True) for chunk in body))
         with self.emu.recorder.transfer() if reply.file_key else contextlib.nullcontext():
             for (data, is_body), is_last in _with_last(pieces):
@@ -203,16 +203,22 @@ class Handler(http.server.BaseHTTPRequestHandler):
             lines.append("Connection: close")
         return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1")
 
-    def _body_chunks(self, body, fault_name):
+    def _body_chunks(self, body, fault):
         """The body as sent: cut at half for a reset, one byte flipped for
-        corrupt."""
+        corrupt, a silence after half for hang."""
+        fault_name = fault.name if fault else None
         limit = body.length // 2 if fault_name == "reset" else body.length
         flip_at = body.length // 2 if fault_name == "corrupt" else -1
+        hang_at = body.length // 2 if fault_name == "hang" else -1
         position = 0
         for chunk in body.chunks(chunk_size(self.emu.settings.bandwidth)):
             chunk = chunk[:limit - position]
             if not chunk:
                 return
+            if 0 <= hang_at - position < len(chunk):
+                yield chunk[:hang_at - position]
+                self.emu.stop_event.wait(fault.seconds or self.emu.settings.stall_seconds)
+                chunk, position = chunk[hang_at - position:], hang_at
             if 0 <= flip_at - position < len(chunk):
                 chunk = bytearray(chunk)
                 chunk[flip_at - position] ^= 0xFF
