@@ -136,19 +136,20 @@ class Settings:
     """What every worker needs to know, fixed for the run."""
 
     args: argparse.Namespace
-    base_url: str
+    session: object  # the ArchiveSession: item file lists, the host
     filters: Filters
     presence: Presence
 
     def __post_init__(self):
         a = self.args
-        self.retries, self.timeout, self.dry_run = a.retries, a.timeout, a.dry_run
+        self.base_url = session.base_url(self.session)
+        self.client = session.client_settings(self.session, a.timeout)
+        self.retries, self.dry_run = a.retries, a.dry_run
         self.flat, self.fsync = a.no_directories, not a.no_fsync
         self.read_ahead = max(2 * a.jobs, 8)
 
     def new_connection(self, gate):
-        http = session.build_session(self.args, pool_size=4)
-        return Connection(http, gate, session.s3_auth(http), self.timeout)
+        return Connection(self.client, gate)
 
 
 def _check_arguments(args):
@@ -167,11 +168,11 @@ def _check_arguments(args):
 
 
 def _settings(args):
-    probe = session.build_session(args)  # a bad config fails here, before any job
+    archive_session = session.build_session(args)  # a bad config fails here, before any job
     filters = Filters(args.format, args.glob, args.exclude, args.source, args.exclude_source,
                       args.on_the_fly, args.download_history)
     presence = Presence(args.ignore_existing, args.checksum, not args.no_change_timestamp)
-    return Settings(args, session.base_url(probe), filters, presence)
+    return Settings(args, archive_session, filters, presence)
 
 
 def _fetch(args):

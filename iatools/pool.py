@@ -190,7 +190,7 @@ class Pool:
         connection = self.local.connection
         metadata = policy.run(lambda: fetch_metadata(connection, self.settings.base_url,
                                                      job["id"]))
-        plans, unsafe = plan_files(connection.session, metadata, job, destdir,
+        plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
                                    self.settings.filters, self.settings.flat)
         for problem in unsafe:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",

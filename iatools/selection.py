@@ -9,6 +9,8 @@ import os
 from dataclasses import dataclass
 from urllib.parse import quote
 
+import orjson
+
 from iatools.http import FetchError, response_error
 from iatools.jobs import file_name_problem
 
@@ -49,13 +51,14 @@ class FilePlan:
 
 def fetch_metadata(connection, base_url, identifier):
     """The item's metadata; FetchError for missing, dark or broken items."""
-    response = connection.get(f"{base_url}/metadata/{identifier}")
-    error = response_error(response)
-    if error:
-        raise error
+    with connection.get(f"{base_url}/metadata/{identifier}", compressed=True) as response:
+        error = response_error(response)
+        if error:
+            raise error
+        body = response.data
     try:
-        metadata = response.json()
-    except ValueError:
+        metadata = orjson.loads(body)
+    except orjson.JSONDecodeError:
         raise FetchError("metadata response was not JSON", True) from None
     if not isinstance(metadata, dict):
         raise FetchError("metadata response was not a JSON object", True)

@@ -11,6 +11,10 @@ which is truthy), and connections are kept alive (the library asks for
 ``Connection: close`` on every request).
 """
 
+import os
+from dataclasses import dataclass
+from urllib.parse import unquote, urlsplit
+
 from iatools import errors
 
 _FALSE_WORDS = {"false", "no", "off", "0"}
@@ -65,3 +69,53 @@ def s3_auth(session):
     if session.access_key and session.secret_key:
         return S3Auth(session.access_key, session.secret_key)
     return None
+
+
+@dataclass
+class ClientSettings:
+    """What ia-fetch's HTTP client (``http.Connection``) takes from the ia
+    configuration and the environment, worked out once per run."""
+
+    headers: dict          # sent everywhere
+    archive_headers: dict  # sent to archive.org hosts only: credentials
+    ca_bundle: str
+    timeout: float
+
+    def proxy_for(self, url):
+        """The proxy URL for ``url`` by the usual variables, or None."""
+        from requests.utils import get_environ_proxies, select_proxy
+
+        return select_proxy(url, get_environ_proxies(url))
+
+    def pool_manager(self, proxy=None):
+        import urllib3
+
+        tls = {"cert_reqs": "CERT_REQUIRED"}
+        tls["ca_cert_dir" if os.path.isdir(self.ca_bundle) else "ca_certs"] = self.ca_bundle
+        if proxy is None:
+            return urllib3.PoolManager(num_pools=16, **tls)
+        parts = urlsplit(proxy)
+        proxy_headers = None
+        if parts.username:
+            credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
+            proxy_headers = urllib3.make_headers(proxy_basic_auth=credentials)
+        return urllib3.ProxyManager(proxy, num_pools=16, proxy_headers=proxy_headers, **tls)
+
+
+def client_settings(session, timeout):
+    """ClientSettings from an ArchiveSession: its User-Agent, and the
+    credentials (S3 keys, login cookies) ``requests`` would send."""
+    import requests
+    from requests.cookies import get_cookie_header
+    from requests.utils import DEFAULT_CA_BUNDLE_PATH
+
+    probe = requests.Request("GET", base_url(session) + "/").prepare()
+    auth = s3_auth(session)
+    if auth is not None:
+        auth(probe)
+    archive_headers = {"Authorization": probe.headers.get("Authorization"),
+                       "Cookie": get_cookie_header(session.cookies, probe)}
+    ca_bundle = (os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+                 or DEFAULT_CA_BUNDLE_PATH)
+    return ClientSettings({"User-Agent": session.headers["User-Agent"], "Accept": "*/*"},
+                          {k: v for k, v in archive_headers.items() if v}, ca_bundle, timeout)

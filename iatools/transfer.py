@@ -100,15 +100,14 @@ class Transfer:
     def attempt(self):
         offset = self._resumable_offset()
         headers = self._range_headers(offset)
-        with self.connection.get(self.plan.url, params={"cnt": "0"}, headers=headers,
-                                 stream=True) as response:
-            if response.status_code == 416:
+        with self.connection.get(self.plan.url + "?cnt=0", headers=headers) as response:
+            if response.status == 416:
                 self._discard_temp()
                 raise FetchError("server refused the resume range; starting the file over", True)
             error = response_error(response)
             if error:
                 raise error
-            if not (offset and response.status_code == 206 and _range_start(response) == offset):
+            if not (offset and response.status == 206 and _range_start(response) == offset):
                 offset = 0  # the server sent the whole file: start over
             md5 = hashlib.md5()
             if offset:
@@ -149,7 +148,7 @@ class Transfer:
         fd = self._disk(os.open, self.temp, flags, 0o644)
         received = 0
         try:
-            while chunk := self._read(response.raw):
+            while chunk := self._read(response):
                 self._write_all(fd, chunk)
                 md5.update(chunk)
                 received += len(chunk)
@@ -165,9 +164,9 @@ class Transfer:
         finally:
             os.close(fd)
 
-    def _read(self, raw):
+    def _read(self, response):
         try:
-            return raw.read1(CHUNK_SIZE)
+            return response.read1(CHUNK_SIZE)
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self.cancel.is_set():
                 raise Cancelled() from None  # abort() cut the connection
@@ -226,10 +225,8 @@ class Transfer:
 
 
 def _socket_of(response):
-    """The socket under a streaming response (urllib3 keeps it on the
-    connection object while the body is read), or None."""
-    connection = getattr(response.raw, "_connection", None)
-    return getattr(connection, "sock", None)
+    """The socket under a streaming response, or None."""
+    return getattr(response.connection, "sock", None)
 
 
 def _check_length(response, received):
