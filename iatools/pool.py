@@ -11,6 +11,7 @@ thread, whose blocking is the backpressure on the pipe.
 
 import collections
 import os
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
@@ -64,6 +65,7 @@ class Pool:
         self.stop_new = False
         self.active = 0
         self.transfers = set()
+        self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
         self.local = threading.local()
 
     # -- fed by the reader thread -------------------------------------------
@@ -110,6 +112,9 @@ class Pool:
                         for i in range(count)]
         for thread in self.threads:
             thread.start()
+        # A job stays active until its last file is finished, so the
+        # finisher is idle whenever the workers are all gone.
+        threading.Thread(target=self._finish_files, name="finisher", daemon=True).start()
 
     def alive(self):
         return any(thread.is_alive() for thread in self.threads)
@@ -231,14 +236,34 @@ class Pool:
         if self.cancel.is_set():
             run.interrupted = True
         elif is_present(plan, self.settings.presence):
-            run.skipped_files += 1
-        else:
-            self._download(run, plan)
+            with self.condition:
+                run.skipped_files += 1
+        elif self._download(run, plan):
+            return  # the finisher ends it
+        self._file_done(run)
+
+    def _file_done(self, run):
         with self.condition:
             run.outstanding -= 1
             done = run.outstanding == 0
         if done:
             self._job_done(self._outcome_event(run), run)
+
+    def _finish_files(self):
+        """The finisher thread: fsync, date and rename downloaded files, so
+        that workers go straight on to their next request (an fsync costs
+        milliseconds under concurrent writers: measured 4 ms between a
+        worker's requests on ext4)."""
+        while True:
+            run, transfer = self.finishing.get()
+            try:
+                transfer.install()
+                with self.condition:
+                    run.fetched_files += 1
+            except FetchError as error:
+                with self.condition:
+                    run.fail(error, transfer.plan.name)
+            self._file_done(run)
 
     def _download(self, run, plan):
         policy = RetryPolicy(self.settings.retries, self.gate)
@@ -250,20 +275,24 @@ class Pool:
         try:
             os.makedirs(os.path.dirname(plan.path), exist_ok=True)
             policy.run(transfer.attempt)
-            run.fetched_files += 1
+            self.finishing.put((run, transfer))
+            return True
         except Cancelled:
             run.interrupted = True
         except FetchError as error:
-            run.fail(error, plan.name)
+            with self.condition:
+                run.fail(error, plan.name)
         except OSError as error:
-            run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
-                                f"{error.strerror}", False, local=True), plan.name)
+            with self.condition:
+                run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
+                                    f"{error.strerror}", False, local=True), plan.name)
         finally:
             with self.condition:
                 self.transfers.discard(transfer)
+                run.bytes += transfer.fetched
+                run.attempts += policy.attempts
             self.progress.end(slot)
-            run.bytes += transfer.fetched
-            run.attempts += policy.attempts
+        return False
 
     # -- events -----------------------------------------------------------------
     def _outcome_event(self, run):

@@ -95,9 +95,12 @@ class Transfer:
         self.fsync = fsync
         self.temp = temp_path(plan.path)
         self.fetched = 0
+        self.last_modified = None
         self._socket = None
 
     def attempt(self):
+        """Fetch the file into its temporary and check it; ``install``
+        then puts it in place."""
         offset = self._resumable_offset()
         headers = self._range_headers(offset)
         with self.connection.get(self.plan.url + "?cnt=0", headers=headers) as response:
@@ -117,9 +120,8 @@ class Transfer:
                 self._stream(response, offset, md5)
             finally:
                 self._socket = None
-            last_modified = _last_modified(response)
+            self.last_modified = _last_modified(response)
         self._verify(md5.hexdigest())
-        self._install(last_modified)
 
     def _resumable_offset(self):
         try:
@@ -159,8 +161,6 @@ class Transfer:
             if self.cancel.is_set():
                 raise Cancelled()  # abort() ended the body early
             _check_length(response, received)
-            if self.fsync:
-                self._disk(os.fsync, fd)
         finally:
             os.close(fd)
 
@@ -211,11 +211,19 @@ class Transfer:
             raise FetchError("md5 mismatch (corrupt download); the file will be fetched again",
                              True)
 
-    def _install(self, last_modified):
-        mtime = last_modified or self.plan.mtime
+    def install(self):
+        """Make the checked temporary durable, date it, and rename it into
+        place: from here on the final name holds the whole file."""
+        if self.fsync:
+            fd = self._disk(os.open, self.temp, os.O_RDONLY | os.O_NOFOLLOW)
+            try:
+                self._disk(os.fsync, fd)
+            finally:
+                os.close(fd)
+        mtime = self.last_modified or self.plan.mtime
         if self.presence.change_timestamp and mtime:
-            os.utime(self.temp, (0, mtime))  # atime 0 and this mtime, as ia does
-        os.replace(self.temp, self.plan.path)
+            self._disk(os.utime, self.temp, (0, mtime))  # atime 0 and this mtime, as ia does
+        self._disk(os.replace, self.temp, self.plan.path)
 
     def _discard_temp(self):
         try:
