@@ -294,7 +294,7 @@ class _Run:
         if kind != "failed":
             return
         self.failed += 1
-        if event.get("error") and not self.args.quiet:
+        if event.get("error"):
             self.progress.clear()
             errors.error(f"{event['id']}: {event['error']}")
         halt = self.args.halt
