@@ -13,6 +13,7 @@ import time
 from iatools import cli, errors, jsonl, session, signals
 from iatools.backoff import TRANSIENT_STATUSES, backoff_delay, retry_after_seconds
 from iatools.jobs import EVENT_FIELDS, identifier_problem, job_from_record, validate_job
+from iatools.shard import shard_argument
 from iatools.status import ExitStatus
 
 PROG = "ia-resolve"
@@ -25,6 +26,7 @@ examples:
   ia-resolve --search 'collection:prelinger' > jobs.jsonl
   ia-resolve --itemlist ids.txt --field batch=2026-11
   ia-resolve nasa gov.archives.arc.1 | ia-fetch
+  ia-resolve --search 'collection:x' --shard 2/3   # this machine's third
 
 An item list holds one identifier per line, or JSONL jobs; blank lines and
 lines starting with # are ignored.  See ia-resolve(1) and iatools(7)."""
@@ -42,6 +44,10 @@ def build_parser():
                              "(repeatable)")
     parser.add_argument("-f", "--field", action="append", default=[], metavar="NAME=VALUE",
                         help="add a string field to every job (repeatable)")
+    parser.add_argument("--shard", type=shard_argument, metavar="K/N",
+                        help="write only the jobs of shard K of N (1 <= K <= N), chosen by "
+                             "a stable hash of the item id: N machines with K = 1..N "
+                             "split the jobs exactly")
     parser.add_argument("--page-size", type=int, default=10000, metavar="N",
                         help="results per scrape request, 100-10000 (default: %(default)s)")
     parser.add_argument("--retries", type=int, default=8, metavar="N",
@@ -61,7 +67,7 @@ def _resolve(args):
     if not (args.identifiers or args.itemlist or args.search):
         raise errors.UsageError("nothing to resolve: give identifiers, --itemlist or --search")
     itemlists = [_open_itemlist(path) for path in args.itemlist]
-    emitter = _Emitter(fields)
+    emitter = _Emitter(fields, args.shard)
     for position, identifier in enumerate(args.identifiers, 1):
         emitter.identifier(identifier, f"argument {position}")
     emitter.flush()
@@ -71,6 +77,9 @@ def _resolve(args):
         search_session = session.build_session(args)
         for query in args.search:
             _search(search_session, query, args, emitter)
+    if args.shard:
+        errors.debug(f"--shard {args.shard}: {emitter.written} jobs written, "
+                     f"{emitter.other_shards} left to the other shards")
     return ExitStatus.FAILED if emitter.bad else ExitStatus.OK
 
 
@@ -97,12 +106,14 @@ def _open_itemlist(path):
 
 
 class _Emitter:
-    """Writes jobs to stdout, counting the bad inputs it is told about."""
+    """Writes the jobs of its shard to stdout, counting the bad inputs it
+    is told about."""
 
-    def __init__(self, fields):
+    def __init__(self, fields, shard=None):
         self.fields = fields
+        self.shard = shard
         self.output = jsonl.Output()
-        self.bad = 0
+        self.bad = self.written = self.other_shards = 0
 
     def identifier(self, identifier, where, size=None):
         problem = identifier_problem(identifier)
@@ -114,8 +125,12 @@ class _Emitter:
         self.job(job)
 
     def job(self, job):
+        if self.shard and not self.shard.holds(job["id"]):
+            self.other_shards += 1
+            return
         job.update(self.fields)
         self.output.record(job)
+        self.written += 1
 
     def reject(self, where, problem):
         errors.error(f"{where}: {problem}; skipped")
