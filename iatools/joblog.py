@@ -1,14 +1,20 @@
 """ia-joblog: record events in an append-only log; resume and report from it."""
 
 import calendar
+import operator
 import os
+import re
 import sys
 import time
+from itertools import compress
+
+import orjson
 
 from iatools import cli, errors, jsonl, signals
-from iatools.eventlog import LogWriter, read_events
-from iatools.jobs import job_from_record, job_key, make_event, timestamp, validate_job
-from iatools.logstate import LogState, completed_keys
+from iatools.eventlog import LogWriter, all_lines_closed, events_in, read_chunks, read_events
+from iatools.jobs import EVENT_FIELDS, job_from_record, make_event, timestamp, validate_job
+from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeySet, key_bytes, plain_job_line
+from iatools.logstate import COMPLETED_LINE, LogState, completed_keys
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.sizes import duration_argument, format_duration, format_size
 from iatools.status import ExitStatus
@@ -147,31 +153,27 @@ def tee(args):
 
 
 def skip(args):
-    done = completed_keys(read_events(args.log, prefilter=_may_be_completed))
+    done = completed_keys(args.log)
     jsonl.warn_if_terminal(0, "jobs")
     log = _open_log(args.log)
     output = jsonl.Output()
     bad_lines = skipped = passed = 0
     try:
-        for batch in jsonl.LineReader(0).all_lines():
-            queued, passing = [], []
-            for line_number, line in batch:
-                if jsonl.is_blank_or_comment(line):
-                    continue
-                try:
-                    record = jsonl.parse_object(line)
-                    job = validate_job(job_from_record(record))
-                except jsonl.BadLine as exc:
-                    jsonl.report_bad_line(line_number, exc)
-                    bad_lines += 1
-                    continue
-                if hash(job_key(job)) in done:
-                    skipped += 1
-                    continue
-                queued.append(jsonl.dumps(make_event("queued", job)))
-                # The raw line keeps the user's field order and formatting.
-                passing.append(line + b"\n" if job is record else jsonl.dumps(job))
-                passed += 1
+        for first, lines, data in jsonl.whole_lines(0):
+            if not lines:  # the last line, without its newline
+                data, lines = data + b"\n", 1
+            jobs = _plain_jobs_not_done(lines, data, done)
+            if jobs is not None:
+                queued = [_queued_events(jobs)] if jobs else []
+                passing = [jobs]
+                count = jobs.count(b"\n")
+                skipped += lines - count
+            else:
+                queued, passing, bad, done_count = _skip_lines(first, data, done)
+                bad_lines += bad
+                skipped += done_count
+                count = len(passing)
+            passed += count
             # Log first: a job must never run downstream without its queued
             # event on record.
             _write_log(log, queued)
@@ -183,34 +185,131 @@ def skip(args):
     return ExitStatus.FAILED if bad_lines else ExitStatus.OK
 
 
-def _may_be_completed(line):
-    return b"completed" in line
+# A job line as iatools commands write it, one that the full parser would
+# accept and give back unchanged: the key, then "size", "destdir" and plain
+# user fields.  Such lines are judged a whole chunk at a time, which is
+# several times faster than parsing each (measured: see ia-joblog(1),
+# PERFORMANCE); any other line goes to the full parser.
+_JOB_LINE = plain_job_line(rb',"size":(?:' + SIZE + rb")", rb',"destdir":"[ !#-\[\]-~]+"')
+
+
+def _plain_jobs_not_done(lines, data, done):
+    """The lines of ``data`` whose key is not in ``done``, when each of its
+    ``lines`` is a plain job line (``_JOB_LINE``); None otherwise."""
+    if not data.isascii() or not jsonl.within_line_limit(data):  # as parse_object
+        return None
+    keys = _JOB_LINE.findall(data)
+    if len(keys) != lines:
+        return None
+    if not done:
+        return data
+    keep = list(map(operator.not_, done.contains_each(list(map(hash, keys)))))
+    return data if all(keep) else b"".join(compress(data.splitlines(keepends=True), keep))
+
+
+def _queued_events(jobs):
+    """The queued events of plain job lines: each line with "event" put
+    first and the time, host and pid (one for the chunk) last -- the bytes
+    make_event would give, built without parsing: the splice replaces the
+    boundary between two lines, which is "}\\n{" and nothing else."""
+    stamp = make_event("queued", {"id": "-"})
+    del stamp["event"], stamp["id"]
+    suffix = b"," + jsonl.dumps(stamp)[1:-1]
+    return (b'{"event":"queued",' + jobs[1:-2].replace(b"}\n{", suffix + b'\n{"event":"queued",')
+            + suffix + b"\n")
+
+
+def _skip_lines(first, data, done):
+    """Judge the lines of a chunk one by one, with the full parser:
+    (queued events, jobs to pass on, bad lines, jobs already done)."""
+    queued, passing, bad_lines, done_count = [], [], 0, 0
+    for line_number, line in enumerate(data.split(b"\n")[:-1], first):
+        line = line[:-1] if line[-1:] == b"\r" else line
+        if jsonl.is_blank_or_comment(line):
+            continue
+        try:
+            record = jsonl.parse_object(line)
+            job = validate_job(job_from_record(record))
+        except jsonl.BadLine as exc:
+            jsonl.report_bad_line(line_number, exc)
+            bad_lines += 1
+            continue
+        if hash(key_bytes(job)) in done:
+            done_count += 1
+            continue
+        queued.append(jsonl.dumps(make_event("queued", job)))
+        # The raw line keeps the user's field order and formatting.
+        passing.append(line + b"\n" if job is record else jsonl.dumps(job))
+    return queued, passing, bad_lines, done_count
 
 
 def pending(args):
-    done = completed_keys(read_events(args.log, prefilter=_may_be_completed, report=False))
+    done = completed_keys(args.log, report=False)
+    printed = KeySet()
     output = jsonl.Output()
-    printed = set()
-    for _, event, key in read_events(args.log):
-        h = hash(key)
-        if h not in done and h not in printed:
-            printed.add(h)
-            output.record(job_from_record(event))
+    for first, count, data in read_chunks(args.log):
+        text = b"\n" + data
+        found = _NOT_COMPLETED_LINE.findall(text)
+        if (len(found) + len(COMPLETED_LINE.findall(text)) == count
+                and all_lines_closed(count, data)):
+            lines, keys = zip(*found) if found else ((), ())
+            hashes = list(map(hash, keys))
+        else:
+            lines, hashes = [], []
+            for _, event in events_in(args.log, first, data):
+                if event["event"] != "completed":
+                    lines.append(event)
+                    hashes.append(hash(key_bytes(event)))
+        open_ = list(map(operator.not_, done.contains_each(hashes)))
+        hashes = list(compress(hashes, open_))
+        first_line = dict(zip(reversed(hashes), reversed(list(compress(lines, open_)))))
+        output.lines(_pending_jobs(list(map(first_line.__getitem__, printed.add_new(hashes)))))
     output.flush()
     return ExitStatus.OK
 
 
+_NOT_COMPLETED_LINE = re.compile(
+    rb'\n(\{"event":"(?!completed")[a-z_]+",' + KEY + rb"[,}][^\n]*)")
+#: A queued event as skip writes it: "event", the job, "ts", "host", "pid",
+#: and no event field among the job's (group 1: the job's fields; 2: its key).
+_QUEUED_EVENT = re.compile(
+    rb'^\{"event":"queued",(' + KEY + rb'(?:,"(?!(?:id|file|'
+    + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')")[ !#-\[\]-~]*":'
+    + PLAIN_VALUE + rb")*)"
+    + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+\}$', re.MULTILINE)
+
+
+def _pending_jobs(events):
+    """The job lines of events: cut out of queued events as skip writes
+    them (all at once when each is one), others parsed.  An event that the
+    full parser read is a dict already."""
+    if all(isinstance(e, bytes) for e in events):
+        jobs = list(map(operator.itemgetter(0), _QUEUED_EVENT.findall(b"\n".join(events))))
+        if len(jobs) == len(events):
+            return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
+    return [_pending_job(e) for e in events]
+
+
+def _pending_job(event):
+    if isinstance(event, bytes):
+        match = _QUEUED_EVENT.fullmatch(event)
+        if match:
+            return b"{" + match[1] + b"}\n"
+        event = orjson.loads(event)
+    return jsonl.dumps(job_from_record(event))
+
+
 def failed(args):
     latest_failure = {}
-    for line_number, event, key in read_events(args.log):
+    for line_number, event in read_events(args.log):
         kind = event["event"]
         if kind == "failed":
-            latest_failure[hash(key)] = line_number
+            latest_failure[hash(key_bytes(event))] = line_number
         elif kind == "completed":
-            latest_failure[hash(key)] = None
+            latest_failure[hash(key_bytes(event))] = None
     wanted = {n for n in latest_failure.values() if n is not None}
     output = jsonl.Output()
-    for line_number, event, _ in read_events(args.log, report=False):
+    for line_number, event in read_events(args.log, report=False):
         if line_number in wanted:
             output.record(job_from_record(event))
     output.flush()
@@ -251,7 +350,7 @@ def _remove_lock(path):
 
 def status(args):
     since = timestamp(time.time() - RATE_WINDOW)
-    state = LogState(by_field=args.by, recent_since=since).fold(read_events(args.log))
+    state = LogState(by_field=args.by, recent_since=since).read(args.log)
     summary = _summary(state, since)
     if args.json:
         output = jsonl.Output()

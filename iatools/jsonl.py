@@ -64,6 +64,34 @@ class LineReader:
             yield [(self.line_number, self.unterminated)]
 
 
+def whole_lines(fd, size=CHUNK_SIZE):
+    """Yield ``(first_line_number, newlines, data)``, ``data`` being whole
+    lines as read, each ending in a newline (line endings kept as they are),
+    except the last chunk when the input does not end with a newline (it
+    has ``newlines`` 0).  For callers that judge a whole chunk at once;
+    ``LineReader`` splits the lines.
+    """
+    line_number, partial = 1, []
+    while data := os.read(fd, size):
+        end = data.rfind(b"\n") + 1
+        if not end:
+            partial.append(data)  # a long line: join once, when it ends
+            continue
+        whole = b"".join(partial) + data[:end] if partial else data[:end]
+        partial = [data[end:]] if end < len(data) else []
+        newlines = whole.count(b"\n")
+        yield line_number, newlines, whole
+        line_number += newlines
+    if partial:
+        yield line_number, 0, b"".join(partial)
+
+
+def within_line_limit(data):
+    """Is no line of ``data`` longer than ``MAX_LINE_BYTES``?  For callers
+    that judge a whole chunk without ``parse_object``."""
+    return len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES
+
+
 def report_bad_line(line_number, problem, source="input"):
     errors.error(f"{source} line {line_number}: {problem}; skipped")
 

@@ -1,34 +1,83 @@
-"""What a log says about each job: folded from its events in one pass.
+"""What a log says about each job, read in one pass without a dict per key.
 
-Keys are held as 64-bit hashes, not strings, so a log of millions of jobs
-fits in memory (see iatools(7) on the tiny chance of two keys colliding).
-A key that has ever completed stays completed; otherwise its latest event
-decides whether it failed, is in progress, or is still to do.
+A key that has ever completed stays completed; otherwise its latest started
+or failed event decides whether it is in progress or failed; a key seen only
+in other events (queued, planned, skipped) is still to do.
+
+Keys are held as 64-bit hashes in ``KeySet``s (see iatools(7) on the tiny
+chance of two keys colliding), and each chunk of the log is judged in C by
+regular expressions on the beginning of its lines: ``"event"`` and the key
+come first (iatools(7)).  A chunk with a line of any other shape goes to the
+full parser, line by line, which reports the bad lines.  Only failed events,
+which are few, are always parsed whole.
 """
 
 import re
-from collections import Counter
+from collections import Counter, deque
+from itertools import compress, repeat
+
+import orjson
+
+from iatools.eventlog import all_lines_closed, events_in, read_chunks
+from iatools.keyset import KEY, KeySet, key_bytes
 
 QUEUED, STARTED, FAILED, COMPLETED = 0, 1, 2, 3
-_STATE_OF_EVENT = {"started": STARTED, "failed": FAILED, "completed": COMPLETED}
+#: Events that change the state of a key not completed; the others only
+#: make it known.
+_UNFINISHED = {b"started": STARTED, b"failed": FAILED}
 # Timestamps compare as strings only in this exact form; anything else a
 # hand-edited log holds is treated as unknown rather than trusted.
-_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,6})?Z")
+_TS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
+_TIMESTAMP = re.compile(_TS.decode())
+_LAST_TS = re.compile(rb'.*,"ts":"(' + _TS + rb')"')
+# Each pattern is searched for in b"\n" + chunk, so that every line starts
+# with a newline and a match can only begin a line.
+COMPLETED_LINE = re.compile(rb'\n\{"event":"completed",' + KEY + rb"[,}]")
+_OTHER_LINE = re.compile(rb'\n\{"event":"(?!completed")([a-z_]+)",' + KEY + rb"[,}]")
+# "bytes" is found from the end of the line, where the writers put it.
+_COMPLETED_BYTES = re.compile(rb'\n\{"event":"completed",[^\n]*,"bytes":([0-9]+)[,}]')
+_FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
+#: The key sets, which hold a key once per event, drop their duplicates
+#: once they pass this many and twice as many as after the last fold.
+_FOLD_AFTER = 1 << 24
 
 
-def completed_keys(events):
+def completed_keys(path, report=True):
     """The hashes of every key with a completed event."""
-    return {hash(key) for _, event, key in events if event["event"] == "completed"}
+    done = KeySet()
+    for first, lines, data in read_chunks(path, report):
+        keys = COMPLETED_LINE.findall(b"\n" + data)
+        if len(keys) != data.count(b"completed") or not all_lines_closed(lines, data):
+            keys = [key_bytes(event) for _, event
+                    in events_in(path, first, data, _may_be_completed, report)
+                    if event["event"] == "completed"]
+        done.add(list(map(hash, keys)))
+    return done
+
+
+def _may_be_completed(line):
+    return b"completed" in line
 
 
 class LogState:
+    """The state of every key of a log.  ``recent_since``: completions at or
+    after this timestamp make the rate; ``by_field``: count by the value of
+    this job field too (every line is then parsed: slower)."""
+
     def __init__(self, by_field=None, recent_since=""):
         self.by_field = by_field
         self.recent_since = recent_since
-        self.state = {}
+        # The keys of the completed events, and of all the others.
+        self.completed = KeySet()
+        self.seen = KeySet()
+        self._after_fold = 0
+        # For keys not (yet) completed: the latest started or failed event
+        # (hash -> state), and the latest failure (hash -> (error, retryable)).
+        self.unfinished = {}
+        self.failure = {}
         self.group = {}
-        self.last_error = {}
-        self.retryable = {}
+        # The "bytes" of every completed event: a job completed again
+        # transferred nothing, so this is also the bytes of each first one.
         self.bytes_done = 0
         # Completions since recent_since: how many, their bytes, the earliest.
         self.recent_jobs = 0
@@ -36,63 +85,123 @@ class LogState:
         self.recent_first = ""
         self.last_ts = ""
 
-    def fold(self, events):
-        for _, event, key in events:
-            self._fold_one(event, hash(key))
+    def read(self, path):
+        for first, lines, data in read_chunks(path):
+            if self.by_field is not None or not self._read_fast(lines, data):
+                self._read_slow(path, first, data)
+            held = self.completed.added + self.seen.added
+            if held > max(_FOLD_AFTER, 2 * self._after_fold):
+                self.completed.fold()
+                self.seen.fold()
+                self._after_fold = self.completed.added + self.seen.added
         return self
 
-    def _fold_one(self, event, h):
-        kind = event["event"]
-        ts = event.get("ts")
-        ts = ts if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts) else ""
-        self.last_ts = max(self.last_ts, ts)
-        if self.by_field is not None and h not in self.group:
-            self.group[h] = _group_value(event.get(self.by_field))
-        previous = self.state.get(h)
-        if previous == COMPLETED:
-            return
-        new = _STATE_OF_EVENT.get(kind, QUEUED if previous is None else previous)
-        self.state[h] = new
-        if new == FAILED and kind == "failed":
-            self.last_error[h] = str(event.get("error") or "unknown error")
-            self.retryable[h] = bool(event.get("retryable"))
-        elif kind == "completed":
-            self._completed(event, h, ts)
+    def _read_fast(self, lines, data):
+        """Fold a chunk whose lines all have the writers' shape, judged by
+        their beginning; False (nothing folded) for any other chunk."""
+        # The time of the chunk's last line: a chunk of the recent window
+        # (the log is written in time order) is read exactly, line by line.
+        last_ts = _LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
+        if not last_ts or last_ts[1].decode() >= self.recent_since:
+            return False
+        text = b"\n" + data
+        done_keys = COMPLETED_LINE.findall(text)
+        others = _OTHER_LINE.findall(text)
+        if len(done_keys) + len(others) != lines or not all_lines_closed(lines, data):
+            return False
+        try:
+            failures = [orjson.loads(line) for line in _FAILED_LINE.findall(text)]
+        except orjson.JSONDecodeError:
+            return False
+        kinds, keys = zip(*others) if others else ((), ())
+        self._fold(list(map(hash, keys)), kinds, list(map(hash, done_keys)), failures)
+        self.bytes_done += sum(map(int, _COMPLETED_BYTES.findall(text)))
+        self.last_ts = max(self.last_ts, last_ts[1].decode())
+        return True
 
-    def _completed(self, event, h, ts):
-        self.last_error.pop(h, None)
-        self.retryable.pop(h, None)
-        size = event.get("bytes")
-        size = size if isinstance(size, int) else 0
-        self.bytes_done += size
+    def _read_slow(self, path, first, data):
+        hashes, kinds, done_hashes, failures = [], [], [], []
+        for _, event in events_in(path, first, data):
+            h = hash(key_bytes(event))
+            kind = event["event"]
+            ts = event.get("ts")
+            ts = ts if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts) else ""
+            self.last_ts = max(self.last_ts, ts)
+            if kind == "completed":
+                size = event.get("bytes")
+                size = size if isinstance(size, int) else 0
+                self.bytes_done += size
+                self._recent(ts, size)
+                done_hashes.append(h)
+            else:
+                hashes.append(h)
+                kinds.append(kind.encode())
+                if kind == "failed":
+                    failures.append(event)
+            if self.by_field is not None and h not in self.group:
+                self.group[h] = _group_value(event.get(self.by_field))
+        self._fold(hashes, kinds, done_hashes, failures)
+
+    def _fold(self, hashes, kinds, done_hashes, failures):
+        """Fold a chunk's events, in log order: the keys and kinds of those
+        not completed, the keys of the completed ones, the failed events."""
+        self.seen.add(hashes)
+        self.completed.add(done_hashes)
+        states = list(map(_UNFINISHED.get, kinds))
+        self.unfinished.update(compress(zip(hashes, states), states))
+        for event in failures:
+            self.failure[hash(key_bytes(event))] = (
+                str(event.get("error") or "unknown error"), bool(event.get("retryable")))
+        # A completed key needs no unfinished state; dropping it keeps the
+        # dicts small.  (A later event of a completed key is ignored in the
+        # end, by _unfinished_states.)
+        deque(map(self.unfinished.pop, done_hashes, repeat(None)), maxlen=0)
+        deque(map(self.failure.pop, done_hashes, repeat(None)), maxlen=0)
+
+    def _recent(self, ts, size):
         if ts and ts >= self.recent_since:
             self.recent_jobs += 1
             self.recent_bytes += size
             self.recent_first = min(self.recent_first or ts, ts)
 
-    def counts(self, keys=None):
-        """Counts by state, over all keys or the hashes in ``keys``."""
-        states = self.state.values() if keys is None else (self.state[h] for h in keys)
-        tally = Counter(states)
+    def _unfinished_states(self):
+        """hash -> STARTED or FAILED, for the keys that never completed."""
+        completed = self.completed
+        return {h: s for h, s in self.unfinished.items() if h not in completed}
+
+    def counts(self):
+        tally = Counter(self._unfinished_states().values())
+        completed, total = self.completed.count_with(self.seen)
         return {
-            "total": sum(tally.values()),
-            "completed": tally[COMPLETED],
+            "total": total,
+            "completed": completed,
             "failed": tally[FAILED],
             "in_progress": tally[STARTED],
-            "pending": tally[QUEUED],
+            "pending": total - completed - tally[FAILED] - tally[STARTED],
         }
 
+    def _failures(self):
+        """(error, retryable) of each key whose latest outcome is a failure."""
+        return [self.failure[h] for h, s in self._unfinished_states().items() if s == FAILED]
+
     def failed_retryable(self):
-        return sum(1 for h, r in self.retryable.items() if r and self.state[h] == FAILED)
+        return sum(retryable for _, retryable in self._failures())
 
     def common_errors(self, limit=5):
-        return Counter(self.last_error.values()).most_common(limit)
+        return Counter(error for error, _ in self._failures()).most_common(limit)
 
     def groups(self):
+        unfinished = self._unfinished_states()
         members = {}
         for h, value in self.group.items():
-            members.setdefault(value, []).append(h)
-        return {value: self.counts(keys) for value, keys in sorted(members.items())}
+            state = COMPLETED if h in self.completed else unfinished.get(h, QUEUED)
+            members.setdefault(value, Counter())[state] += 1
+        return {value: _counts(tally) for value, tally in sorted(members.items())}
+
+
+def _counts(tally):
+    return {"total": sum(tally.values()), "completed": tally[COMPLETED],
+            "failed": tally[FAILED], "in_progress": tally[STARTED], "pending": tally[QUEUED]}
 
 
 def _group_value(value):

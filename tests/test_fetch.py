@@ -7,8 +7,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import catalog_md5s, mtimes, partial_files, tree_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run, start_group

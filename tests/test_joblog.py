@@ -687,3 +687,199 @@ def test_a_closed_pipe_ends_quietly_with_141(tmp_path, subcommand):
     assert json.loads(lines[0]) == {"id": "job000000", "pad": "p" * 40}
     assert lines[-1] == "status=141"
     assert (tmp_path / "err").read_bytes() == b""
+
+
+# ---------------------------------------------------------------- the fast paths
+#
+# The writers put "event" and the key first in compact JSON, and ia-joblog
+# judges such lines by their beginning, a chunk at a time; any other line
+# goes to the full parser.  (jsonl_bytes above writes "key": value with
+# spaces, so the tests above exercise the full parser.)  These tests write
+# compact lines, spread over several 1 MiB chunks of the log, and check the
+# commands against a model of the log folded event by event.
+
+def compact(records):
+    return b"".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
+                    for r in records)
+
+
+def model_of(events):
+    """What status, pending and skip must say about a list of valid events."""
+    state, first_event, failure = {}, {}, {}
+    bytes_done = 0
+    for e in events:
+        key = (e["id"], e.get("file"))
+        first_event.setdefault(key, e)
+        if state.get(key) == "completed":
+            continue
+        kind = e["event"]
+        if kind == "completed":
+            state[key] = "completed"
+            bytes_done += e.get("bytes", 0)
+        elif kind in ("started", "failed"):
+            state[key] = kind
+            if kind == "failed":
+                failure[key] = (e.get("error") or "unknown error", bool(e.get("retryable")))
+        else:
+            state.setdefault(key, "queued")
+    return state, first_event, failure, bytes_done
+
+
+def big_log(rng, count, recent_from=None):
+    """count compact events over a few thousand keys (item and file keys,
+    non-ASCII and escaped file names, user fields of each kind), old
+    timestamps, recent ones from index recent_from on."""
+    keys = [(f"item-{n:05d}_x.y", None) for n in range(2500)]
+    keys += [(f"files{n:04d}", f"dir/caf\u00e9 {n}.txt") for n in range(500)]
+    now = time.time()
+    events = []
+    for n in range(count):
+        ident, file = rng.choice(keys)
+        kind = rng.choice(["queued", "queued", "started", "completed", "failed",
+                           "planned", "skipped"])
+        e = {"event": kind, "id": ident}
+        if file is not None:
+            e["file"] = file
+        e.update(size=rng.randrange(10**6), batch=str(n % 7), note=None, flag=True)
+        e["ts"] = iso(now - (30 if recent_from is not None and n >= recent_from else 86400))
+        e.update(host="h", pid=7)
+        if kind == "completed":
+            e.update(files=1, bytes=rng.randrange(10**5), seconds=0.5)
+        elif kind == "failed":
+            e.update(bytes=rng.randrange(100), error=rng.choice(["HTTP 503", "md5 mismatch"]),
+                     retryable=rng.random() < 0.5)
+        events.append(e)
+    return events
+
+
+def test_fast_and_full_readings_agree_on_a_large_log(tmp_path):
+    rng = random.Random(7)
+    events = big_log(rng, 24_000, recent_from=23_000)
+    log = tmp_path / "s.jsonl"
+    data = compact(events)
+    assert len(data) > 3 << 20  # several chunks
+    log.write_bytes(data)
+    state, first_event, failure, bytes_done = model_of(events)
+
+    result = joblog("status", "--json", log)
+    assert result.returncode == 0 and result.stderr == b"", stderr_text(result)
+    (summary,) = parse_jsonl(result.stdout)
+    tally = {s: list(state.values()).count(s) for s in ("completed", "failed", "started", "queued")}
+    assert (summary["total"], summary["completed"], summary["failed"], summary["in_progress"],
+            summary["pending"]) == (len(state), tally["completed"], tally["failed"],
+                                    tally["started"], tally["queued"])
+    assert summary["bytes"] == sum(e.get("bytes", 0) for e in events
+                                   if e["event"] == "completed")
+    assert summary["bytes"] >= bytes_done
+    failed_now = [failure[k] for k, s in state.items() if s == "failed"]
+    assert summary["failed_retryable"] == sum(r for _, r in failed_now)
+    assert {e["error"]: e["count"] for e in summary["errors"]} == {
+        error: [f[0] for f in failed_now].count(error) for error, _ in failed_now}
+    recent = [e for e in events[23_000:] if e["event"] == "completed"]
+    assert summary["jobs_per_second"] and summary["jobs_per_second"] * 600 >= len(recent) * 0.9
+
+    pending = joblog("pending", log)
+    assert pending.returncode == 0 and pending.stderr == b""
+    expected = [{k: v for k, v in e.items() if k not in EVENT_FIELDS | {"reason"}}
+                for key, e in first_event.items() if state[key] != "completed"]
+    assert parse_jsonl(pending.stdout) == expected
+
+    jobs = [{"id": i, **({"file": f} if f else {})} for i, f in first_event]
+    skipped = joblog("skip", log, input=compact(jobs))
+    assert skipped.returncode == 0, stderr_text(skipped)
+    assert job_keys(parse_jsonl(skipped.stdout)) == [
+        k for k in first_event if state[k] != "completed"]
+
+
+def test_skip_writes_the_same_queued_events_on_either_path(tmp_path):
+    """Plain job lines are turned into queued events by splicing bytes; they
+    must come out as make_event and the full parser would write them."""
+    log = tmp_path / "s.jsonl"
+    plain = [{"id": "a", "size": 0, "destdir": "/mnt/x", "n": -12, "t": True, "u": None,
+              "s": "with spaces, commas: and {braces}"},
+             {"id": "b", "file": "d/e f.txt", "size": 12, "batch": "7"},
+             {"id": "c"}]
+    odd = [{"id": "d", "f": 1.5}, {"size": 3, "id": "e"}, {"id": "g", "title": "caf\u00e9"}]
+    for batch in (plain, odd):
+        result = joblog("skip", log, input=compact(batch))
+        assert result.returncode == 0, stderr_text(result)
+        assert result.stdout == compact(batch)  # passed on as they came
+    lines = log.read_bytes().splitlines()
+    assert len(lines) == 6
+    for line, job in zip(lines, plain + odd):
+        queued = json.loads(line)
+        # "event", the key, the job's other fields in order, then when and where
+        key_fields = ["id", "file"] if "file" in job else ["id"]
+        order = ["event", *key_fields, *[k for k in job if k not in key_fields],
+                 "ts", "host", "pid"]
+        assert list(queued) == order
+        assert {k: queued[k] for k in job} == job and queued["event"] == "queued"
+        assert line == json.dumps(queued, separators=(",", ":"), ensure_ascii=False).encode()
+        assert queued["ts"].endswith("Z") and queued["pid"] > 0
+
+
+def test_a_key_matches_however_its_json_is_written(tmp_path):
+    """A file name written raw or with \\u escapes is the same key."""
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(b'{"event":"completed","id":"x","file":"caf\\u00e9.txt"}\n'
+                    + '{"event":"completed","id":"y","file":"café.txt"}\n'.encode())
+    jobs = ('{"id":"x","file":"café.txt"}\n{"id":"y","file":"caf\\u00e9.txt"}\n'
+            '{"id":"y","file":"cafe.txt"}\n').encode()
+    result = joblog("skip", log, input=jobs)
+    assert result.returncode == 0, stderr_text(result)
+    assert parse_jsonl(result.stdout) == [{"id": "y", "file": "cafe.txt"}]
+
+
+#: Lines that begin like an event but must not be trusted: the full parser
+#: reports them, wherever they are in a large log.
+SUSPECT = [
+    b'{"event":"completed","id":"a..b","bytes":1}',
+    b'{"event":"completed","id":"' + b"x" * 101 + b'"}',
+    b'{"event":"completed","id":"c","file":null}',
+    b'{"event":"completed","id":"c","file":"../etc/passwd"}',
+    b'{"event":"completed","id":"torn","files":1,"byt',
+]
+
+
+@pytest.mark.parametrize("reader", ["pending", "status", "skip"])
+def test_suspect_lines_deep_in_a_large_log_are_reported_by_number(tmp_path, reader):
+    log = tmp_path / "s.jsonl"
+    filler = compact({"event": "queued", "id": f"q{n:06d}", "pad": "p" * 80,
+                      "ts": iso(0), "host": "h", "pid": 1} for n in range(30_000))
+    log.write_bytes(filler + b"\n".join(SUSPECT) + b"\n" + filler[:1000])
+    result = joblog(reader, log, input=b'{"id":"a..b"}\n{"id":"torn"}\n{"id":"c"}\n')
+    stderr = stderr_text(result)
+    for number in range(30_001, 30_001 + len(SUSPECT)):
+        assert f"line {number}:" in stderr, stderr
+    if reader == "skip":
+        # the bad input line is reported too; "torn" and "c" never completed
+        assert result.returncode == 1 and "input line 1" in stderr
+        assert parse_jsonl(result.stdout) == [{"id": "torn"}, {"id": "c"}]
+    elif reader == "status":
+        (line,) = [l for l in result.stdout.decode().splitlines() if l.startswith("completed")]
+        assert line.split()[1] == "0"
+
+
+def test_pending_gives_back_the_jobs_skip_recorded(tmp_path):
+    log = tmp_path / "s.jsonl"
+    jobs = compact([{"id": f"j{n}", "size": n, "destdir": "/d", "bytes": "user"} for n in range(5000)]
+                   + [{"id": "k", "file": "a/b", "x": [1, 2]}])
+    assert joblog("skip", log, input=jobs).returncode == 0
+    result = joblog("pending", log)
+    assert result.returncode == 0, stderr_text(result)
+    # "bytes" is an event field: a queued event cannot tell it from the job's
+    expected = [{k: v for k, v in job.items() if k != "bytes"} for job in parse_jsonl(jobs)]
+    assert parse_jsonl(result.stdout) == expected
+
+
+def test_compact_lines_over_the_limit_are_rejected_on_either_side(tmp_path):
+    log = tmp_path / "s.jsonl"
+    pad = "x" * (1 << 20)
+    log.write_bytes(compact([{"event": "completed", "id": "long", "pad": pad},
+                             {"event": "completed", "id": "short"}]))
+    jobs = compact([{"id": "long"}, {"id": "short"}, {"id": "big", "pad": pad}, {"id": "ok"}])
+    result = joblog("skip", log, input=jobs)
+    stderr = stderr_text(result)
+    assert "line 1: line too long" in stderr and "input line 3: line too long" in stderr, stderr
+    assert result.returncode == 1
+    assert parse_jsonl(result.stdout) == [{"id": "long"}, {"id": "ok"}]
