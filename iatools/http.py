@@ -207,9 +207,10 @@ class RetryPolicy:
             except FetchError as exc:
                 error = exc
             failures += 1
+            if error.retry_after:
+                # Even when this worker gives up, the others must heed it.
+                self.gate.pause(error.retry_after)
             if not error.retryable or error.local or failures > self.retries:
                 raise error
-            if error.retry_after:
-                self.gate.pause(error.retry_after)
-            else:
+            if not error.retry_after:
                 self.gate.sleep(backoff_delay(failures))
