@@ -293,6 +293,27 @@ def test_bad_input_lines_are_reported_and_good_ones_flow(emulator, tmp_path):
     assert any(e["event"] == "completed" and e["id"] == good for e in events)
 
 
+def test_a_whole_temporary_left_before_the_rename_is_checked_and_installed(make_emulator,
+                                                                            tmp_path):
+    """A crash between the last byte and the rename leaves a whole
+    temporary: its md5 decides, with no request (a Range past the end would
+    only be refused); a temporary of the right size but wrong bytes is
+    fetched again."""
+    catalog = Catalog()
+    catalog.add_item("item", [FileSpec("whole.bin", 300_000), FileSpec("wrong.bin", 300_000)])
+    emu, env = make_emulator(catalog)
+    files = catalog.items["item"].files
+    (tmp_path / "item").mkdir()
+    (tmp_path / "item" / ".whole.bin.iatools-part").write_bytes(files["whole.bin"].content.read())
+    (tmp_path / "item" / ".wrong.bin.iatools-part").write_bytes(b"x" * 300_000)
+    process, events = fetch(env, [{"id": "item"}], "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert [r["path"].rsplit("/", 1)[1] for r in storage_requests(emu)] == ["wrong.bin"]
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    assert partial_files(tmp_path) == []
+    assert os.stat(tmp_path / "item" / "whole.bin").st_mtime == files["whole.bin"].mtime
+
+
 def test_file_level_job_fetches_one_file(emulator, tmp_path):
     emu, env = emulator
     item = emu.catalog.sorted_items()[0]
