@@ -11,6 +11,7 @@ which is truthy), and connections are kept alive (the library asks for
 ``Connection: close`` on every request).
 """
 
+import configparser
 import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -42,7 +43,8 @@ def build_session(args, pool_size=10):
         session = ArchiveSession(config={"general": {"secure": secure}},
                                  config_file=args.config_file or "")
     except Exception as exc:  # the library raises many kinds for a bad file
-        raise errors.UsageError(f"cannot use the ia configuration: {exc}") from None
+        raise errors.UsageError(
+            f"cannot use the ia configuration: {_config_problem(exc)}") from None
     session.headers.pop("Connection", None)
     # Replace the library's retrying adapter (mounted for archive.org only):
     # iatools retries itself, the same way for every host.
@@ -52,6 +54,17 @@ def build_session(args, pool_size=10):
     session.mount("https://", adapter)
     session.timeout = args.timeout
     return session
+
+
+def _config_problem(exc):
+    """What is wrong with the config file, naming lines but never quoting
+    them: a line that does not parse may well hold a secret key."""
+    if isinstance(exc, configparser.MissingSectionHeaderError):
+        return f"{exc.source}, line {exc.lineno}: a setting before any [section] header"
+    if isinstance(exc, configparser.ParsingError):
+        lines = ", ".join(str(lineno) for lineno, _ in exc.errors)
+        return f"{exc.source}: cannot parse line {lines} (expected NAME = VALUE)"
+    return str(exc)
 
 
 def _is_true(value):
