@@ -42,6 +42,11 @@ DESTDIR is the job's "destdir" field, else --destdir, else the current
 directory.  See ia-fetch(1) and iatools(7)."""
 #: archive.org's advice: more connections than this risks a block.
 POLITE_CONNECTIONS = 20
+#: Seconds after a cancel before jobs still in flight are given up: enough
+#: for cut transfers to save what they received and for the finisher to
+#: rename what was whole; a request still waiting for its response headers
+#: would otherwise hold the run until --timeout.
+ABANDON_AFTER = 1.0
 _HALT = re.compile(r"(now|soon),fail=(\d+)(%?)")
 
 
@@ -209,6 +214,9 @@ class _Run:
         while self.pool.alive():
             if stop.requested.wait(0.25):
                 self._interrupt(stop)
+            if self.pool.overdue(ABANDON_AFTER):
+                self.pool.abandon()
+                break
             self.progress.render()
             self.locks.refresh()
         self.progress.clear()

@@ -23,7 +23,7 @@ from iatools.selection import fetch_metadata, plan_files
 from iatools.transfer import Transfer, ensure_inside, is_present
 
 
-@dataclass
+@dataclass(eq=False)  # each run is itself: kept in a set by identity
 class JobRun:
     """A job in flight: what its files have done so far."""
 
@@ -65,6 +65,9 @@ class Pool:
         self.stop_new = False
         self.active = 0
         self.transfers = set()
+        self.paths_busy = set()  # files being fetched or installed
+        self.runs = set()  # jobs past their lock, not yet ended
+        self.cancelled_at = None
         self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
         self.local = threading.local()
 
@@ -98,10 +101,26 @@ class Pool:
         """Stop everything: no new work, and transfers cut mid-read."""
         self.cancel.set()
         with self.condition:
+            self.cancelled_at = self.cancelled_at or time.monotonic()
             transfers = list(self.transfers)
             self.condition.notify_all()
         for transfer in transfers:
             transfer.abort()
+
+    def overdue(self, grace):
+        """True when workers are still busy ``grace`` seconds after a cancel."""
+        return self.cancelled_at is not None and time.monotonic() - self.cancelled_at > grace
+
+    def abandon(self):
+        """End the jobs still in flight with their interrupted events now.
+        A request that has not had its response headers yet cannot be cut
+        (only a transfer's socket is known), and its worker would notice the
+        cancel only at --timeout; the process exits without it."""
+        with self.condition:
+            runs = list(self.runs)
+        for run in runs:
+            run.interrupted = True
+            self._end(run)
 
     def _stopping(self):
         return self.stop_new or self.cancel.is_set()
@@ -142,13 +161,22 @@ class Pool:
                     return None
                 self.condition.wait()
 
-    def _job_done(self, event, run=None):
-        if run is not None and run.lock is not None:
-            self.locks.release(run.lock)
+    def _job_done(self, event):
+        """End a job that never took its item's lock."""
         with self.condition:
             self.active -= 1
             self.condition.notify_all()
         self.emit(event)
+
+    def _end(self, run):
+        """End a locked job with its outcome event, once: a job that
+        ``abandon`` ended already is not ended again by its worker."""
+        with self.condition:
+            if run not in self.runs:
+                return
+            self.runs.discard(run)
+        self.locks.release(run.lock)
+        self._job_done(self._outcome_event(run))
 
     # -- one job ----------------------------------------------------------------
     def _run_job(self, job):
@@ -157,6 +185,8 @@ class Pool:
             return self._plan_only(run)
         if not self._lock(run):
             return
+        with self.condition:
+            self.runs.add(run)
         self.emit(make_event("started", job))
         policy = RetryPolicy(self.settings.retries, self.gate)
         try:
@@ -208,7 +238,7 @@ class Pool:
 
     def _queue_files(self, run, plans):
         if not plans:
-            return self._job_done(self._outcome_event(run), run)
+            return self._end(run)
         with self.condition:
             run.outstanding = len(plans)
             self.files.extend(FileTask(run, plan) for plan in plans)
@@ -233,6 +263,7 @@ class Pool:
     # -- one file ---------------------------------------------------------------
     def _run_file(self, task):
         run, plan = task.run, task.plan
+        self._claim(plan.path)
         if self.cancel.is_set():
             run.interrupted = True
         elif is_present(plan, self.settings.presence):
@@ -240,14 +271,26 @@ class Pool:
                 run.skipped_files += 1
         elif self._download(run, plan):
             return  # the finisher ends it
-        self._file_done(run)
+        self._file_done(run, plan.path)
 
-    def _file_done(self, run):
+    def _claim(self, path):
+        """Wait until no other task of this run has the file at ``path`` in
+        hand: the same item twice in the input (two lists concatenated) must
+        not have two workers writing one temporary.  The file is then
+        checked again, and usually found present."""
         with self.condition:
+            while path in self.paths_busy and not self.cancel.is_set():
+                self.condition.wait()
+            self.paths_busy.add(path)
+
+    def _file_done(self, run, path):
+        with self.condition:
+            self.paths_busy.discard(path)
+            self.condition.notify_all()
             run.outstanding -= 1
             done = run.outstanding == 0
         if done:
-            self._job_done(self._outcome_event(run), run)
+            self._end(run)
 
     def _finish_files(self):
         """The finisher thread: fsync, date and rename downloaded files, so
@@ -263,7 +306,7 @@ class Pool:
             except FetchError as error:
                 with self.condition:
                     run.fail(error, transfer.plan.name)
-            self._file_done(run)
+            self._file_done(run, transfer.plan.path)
 
     def _download(self, run, plan):
         policy = RetryPolicy(self.settings.retries, self.gate)
