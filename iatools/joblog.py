@@ -120,7 +120,9 @@ def append(args, copy_to_stdout=False):
                 except jsonl.BadLine as exc:
                     jsonl.report_bad_line(line_number, exc)
                     bad_lines += 1
-                    continue
+                    line = _event_after_tear(line_number, line)
+                    if line is None:
+                        continue
                 lines.append(line + b"\n")
             _write_log(log, lines)
             if output is not None:
@@ -139,6 +141,26 @@ def _parse_event(line):
     if not isinstance(event.get("event"), str):
         raise jsonl.BadLine('not an event (no "event" field): record events, not jobs')
     return event
+
+
+#: Every event iatools writes starts with this (jobs.make_event).
+_EVENT_START = b'{"event":'
+
+
+def _event_after_tear(line_number, line):
+    """A whole event glued after a torn one, or None.  GNU parallel prints
+    the unterminated last line of a job that died (its ssh killed) as it
+    is, so the next line of another job is glued to it: keep that line."""
+    start = line.find(_EVENT_START, 1)
+    while start > 0:
+        try:
+            _parse_event(line[start:])
+        except jsonl.BadLine:
+            start = line.find(_EVENT_START, start + 1)
+            continue
+        errors.warning(f"input line {line_number}: kept the whole event from byte {start + 1}")
+        return line[start:]
+    return None
 
 
 def _write_log(log, lines):

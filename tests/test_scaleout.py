@@ -10,6 +10,7 @@ machine.  The tests skip, saying why, where GNU parallel or sshd is missing.
 import json
 import os
 import re
+import shlex
 import shutil
 import signal
 import subprocess
@@ -20,7 +21,7 @@ import pytest
 
 from tests.conftest import catalog_md5s, partial_files, tree_md5s
 from tests.emulator import Catalog
-from tests.helpers import read_jsonl, start_group
+from tests.helpers import base_env, read_jsonl, start_group
 from tests.sshd import SshHosts, Unavailable
 
 HOSTS = ("host-a", "host-b")
@@ -29,12 +30,17 @@ HOSTS = ("host-a", "host-b")
 #: through which the emulator is reached.
 FORWARDED = ("PATH", "IA_CONFIG_FILE", "http_proxy", "HTTP_PROXY", "https_proxy",
              "HTTPS_PROXY", "no_proxy", "NO_PROXY")
+#: Each host's two disks, under its IATOOLS_TEST_DESTDIR.
+DISKS = ("d1", "d2")
 #: One long-lived job per host (-j1 with --round-robin) fed blocks of whole
 #: lines (--pipe), whose output comes back whole lines at a time, as it is
 #: written (--line-buffer).  The tiny --block spreads a test-sized job list.
+#: Each host routes its jobs over its own disks (directories of one
+#: filesystem here, hence --no-disk-check).
 FAN_OUT = ("parallel --pipe --round-robin -j1 --block 100 --line-buffer "
            "--ssh '{ssh}' -S {logins} --env {env} "
-           "'ia-fetch -q -j 2 -d \"$IATOOLS_TEST_DESTDIR\"'")
+           "'ia-route --no-disk-check -d \"$IATOOLS_TEST_DESTDIR/d1\" "
+           "-d \"$IATOOLS_TEST_DESTDIR/d2\" | ia-fetch -q -j 2'")
 _STORAGE_PATH = re.compile(r"/\d+/items/([^/]+)/(.+)", re.DOTALL)
 
 
@@ -54,7 +60,8 @@ def ssh_hosts(tmp_path, gnu_parallel):
     """Two ssh hosts; returns (hosts, {host: its destdir})."""
     destdirs = {host: tmp_path / host for host in HOSTS}
     for destdir in destdirs.values():
-        destdir.mkdir()
+        for disk in DISKS:
+            (destdir / disk).mkdir(parents=True)
     hosts = SshHosts(tmp_path / "ssh", {host: {"IATOOLS_TEST_DESTDIR": str(destdir)}
                                         for host, destdir in destdirs.items()})
     try:
@@ -100,9 +107,16 @@ def complete_transfers(emu):
 
 
 def final_files(destdir, catalog):
-    """{ID/NAME: md5} of the files renamed into place (no temporaries)."""
+    """{ID/NAME: md5} of the files renamed into place (no temporaries), in
+    ``destdir`` or on the disks under it."""
     wanted = catalog_md5s(catalog)
-    return {k: v for k, v in tree_md5s(destdir).items() if k in wanted}
+    roots = [destdir, *(destdir / disk for disk in DISKS if (destdir / disk).is_dir())]
+    return {k: v for root in roots for k, v in tree_md5s(root).items() if k in wanted}
+
+
+def on_host(event, destdir):
+    """True when the event's destdir is one of the host's disks."""
+    return event.get("destdir") in {str(destdir / disk) for disk in DISKS}
 
 
 def test_fan_out_over_two_ssh_hosts_into_one_log(make_emulator, ssh_hosts, tmp_path):
@@ -127,7 +141,7 @@ def test_fan_out_over_two_ssh_hosts_into_one_log(make_emulator, ssh_hosts, tmp_p
     completed = [e for e in events if e["event"] == "completed"]
     assert sorted(e["id"] for e in completed) == sorted(i.identifier for i in catalog.sorted_items())
     for event in completed:  # each event says where its item went, and it is there
-        host = next(h for h, d in destdirs.items() if event["destdir"] == str(d))
+        host = next(h for h, d in destdirs.items() if on_host(event, d))
         assert any(k.startswith(event["id"] + "/") for k in trees[host])
     summary = status(log, env)
     assert (summary["total"], summary["completed"], summary["failed"], summary["pending"],
@@ -190,7 +204,7 @@ def test_a_dead_connection_leaves_pending_jobs_that_finish_elsewhere(
     def busy_after_completing():
         events = read_jsonl(log) if log.exists() else []
         for host, destdir in destdirs.items():
-            kinds = Counter(e["event"] for e in events if e.get("destdir") == str(destdir))
+            kinds = Counter(e["event"] for e in events if on_host(e, destdir))
             if kinds["completed"] and kinds["started"] > kinds["completed"]:
                 return host
         return None
@@ -255,3 +269,20 @@ def test_ctrl_c_to_local_fetches_through_parallel_loses_no_completed_event(
     kinds = Counter(e["event"] for e in events)
     assert kinds["failed"] >= 1, f"in-flight jobs are recorded as failed: {kinds}"
     assert status(log, env)["completed"] == len(completed)
+
+
+def test_an_event_glued_to_a_dead_jobs_torn_line_is_kept(gnu_parallel, tmp_path):
+    """GNU parallel prints the unterminated last line of a job that died
+    (its ssh killed mid-line) without a newline, so the next line of another
+    job is glued to it: ia-joblog append must keep that whole event."""
+    log = tmp_path / "s.jsonl"
+    event = '{"event":"completed","id":"nasa","bytes":1}'
+    jobs = ("cat > /dev/null; if [ {#} = 1 ]; then printf '{\"event\":\"compl'; "
+            f"else sleep 0.5; echo '{event}'; fi")
+    result = subprocess.run(
+        ["bash", "-c", f"printf 'a\\nb\\n' | parallel --pipe --line-buffer --round-robin -j2 "
+                       f"--block 2 {shlex.quote(jobs)} | ia-joblog append {log}"],
+        env=pipeline_env(base_env(), tmp_path), capture_output=True, timeout=60)
+    assert result.returncode == 1  # the torn part is reported
+    assert b"input line 1" in result.stderr
+    assert [e["id"] for e in read_jsonl(log)] == ["nasa"]
