@@ -14,20 +14,18 @@ holder refreshes its locks' modification times every ``REFRESH_INTERVAL``.
 import errno
 import fcntl
 import os
-import socket
 import threading
 import time
 
 import orjson
 
 from iatools import errors
-from iatools.jobs import timestamp
+from iatools.jobs import HOST, timestamp
 
 LOCK_SUFFIX = ".iatools-lock"
 REFRESH_INTERVAL = 60.0
 #: Default age after which an unrefreshed lock is taken over.
 DEFAULT_TIMEOUT = 3600.0
-_HOST = socket.gethostname()
 _NO_FLOCK = (errno.ENOLCK, errno.EOPNOTSUPP, errno.ENOSYS, errno.EINVAL)
 
 
@@ -130,11 +128,24 @@ def _open_and_lock(path, timeout):
 def _break_if_stale(path, timeout, alive):
     """Remove a stale lock (and return None: try again), else raise Locked."""
     owner = read_owner(path)
+    if alive and not owner:
+        owner = _owner_once_written(path)
     if not is_stale(path, owner, timeout, alive):
         raise Locked(owner)
     errors.warning(f"taking over the stale lock {path} of {_describe(owner)}")
     remove_lock(path)
     return None
+
+
+def _owner_once_written(path, tries=20, pause=0.005):
+    """The owner of a lock just created: its live holder writes it right
+    after taking the lock, a moment that another process may fall into."""
+    for _ in range(tries):
+        time.sleep(pause)
+        owner = read_owner(path)
+        if owner:
+            return owner
+    return {}
 
 
 def is_stale(path, owner, timeout, alive):
@@ -146,7 +157,7 @@ def is_stale(path, owner, timeout, alive):
         return True
     if age > timeout:
         return True
-    return not alive and owner.get("host") == _HOST and not _pid_running(owner.get("pid"))
+    return not alive and owner.get("host") == HOST and not _pid_running(owner.get("pid"))
 
 
 def lock_state(path, timeout=DEFAULT_TIMEOUT):
@@ -177,7 +188,7 @@ def read_owner(path):
 
 
 def _write_owner(fd):
-    owner = orjson.dumps({"host": _HOST, "pid": os.getpid(), "started": timestamp()})
+    owner = orjson.dumps({"host": HOST, "pid": os.getpid(), "started": timestamp()})
     os.ftruncate(fd, 0)
     os.pwrite(fd, owner + b"\n", 0)
 
