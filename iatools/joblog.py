@@ -1,6 +1,6 @@
 """ia-joblog: record events in an append-only log; resume and report from it."""
 
-import calendar
+import datetime
 import operator
 import os
 import re
@@ -411,7 +411,9 @@ def _rate(state, since, counts):
 
 
 def _seconds(ts):
-    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1] or 0)
+    """Seconds since the epoch of a timestamp as jobs.timestamp writes it."""
+    whole = datetime.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")
+    return whole.replace(tzinfo=datetime.timezone.utc).timestamp() + float(ts[19:-1] or 0)
 
 
 def _format_summary(path, s):

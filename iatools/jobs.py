@@ -8,7 +8,6 @@ passed through unchanged.  An event is a job plus the fields in
 
 import os
 import re
-import socket
 import time
 
 from iatools.jsonl import BadLine
@@ -22,7 +21,8 @@ EVENT_FIELDS = frozenset({
 
 #: Letters, digits, ``_ - .``; at most 100 characters (archive.org's rule).
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
-_HOST = socket.gethostname()
+#: This machine's name, as gethostname() gives it (without importing socket).
+HOST = os.uname().nodename
 
 
 def identifier_problem(identifier):
@@ -102,7 +102,7 @@ def make_event(kind, job, **details):
         event["file"] = job["file"]
     event.update(job_from_record(job))
     event["ts"] = timestamp()
-    event["host"] = _HOST
+    event["host"] = HOST
     event["pid"] = os.getpid()
     event.update(details)
     return event
