@@ -12,7 +12,8 @@ import orjson
 
 from iatools import cli, errors, jsonl, signals
 from iatools.eventlog import LogWriter, all_lines_closed, events_in, read_chunks, read_events
-from iatools.jobs import EVENT_FIELDS, job_from_record, make_event, timestamp, validate_job
+from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
+                          validate_job)
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeySet, key_bytes, plain_job_line
 from iatools.logstate import COMPLETED_LINE, LogState, completed_keys
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
@@ -213,6 +214,9 @@ def skip(args):
 # several times faster than parsing each (measured: see ia-joblog(1),
 # PERFORMANCE); any other line goes to the full parser.
 _JOB_LINE = plain_job_line(rb',"size":(?:' + SIZE + rb")", rb',"destdir":"[ !#-\[\]-~]+"')
+#: A chunk of nothing but such lines: one match for the chunk, no object per
+#: line, where the keys are not needed (an empty log).
+_JOB_LINES = re.compile(rb"(?:" + _JOB_LINE.pattern[1:-1] + rb"\n)*")
 
 
 def _plain_jobs_not_done(lines, data, done):
@@ -220,11 +224,11 @@ def _plain_jobs_not_done(lines, data, done):
     ``lines`` is a plain job line (``_JOB_LINE``); None otherwise."""
     if not data.isascii() or not jsonl.within_line_limit(data):  # as parse_object
         return None
+    if not done:
+        return data if _JOB_LINES.fullmatch(data) else None
     keys = _JOB_LINE.findall(data)
     if len(keys) != lines:
         return None
-    if not done:
-        return data
     keep = list(map(operator.not_, done.contains_each(list(map(hash, keys)))))
     return data if all(keep) else b"".join(compress(data.splitlines(keepends=True), keep))
 
@@ -244,25 +248,15 @@ def _queued_events(jobs):
 def _skip_lines(first, data, done):
     """Judge the lines of a chunk one by one, with the full parser:
     (queued events, jobs to pass on, bad lines, jobs already done)."""
-    queued, passing, bad_lines, done_count = [], [], 0, 0
-    for line_number, line in enumerate(data.split(b"\n")[:-1], first):
-        line = line[:-1] if line[-1:] == b"\r" else line
-        if jsonl.is_blank_or_comment(line):
-            continue
-        try:
-            record = jsonl.parse_object(line)
-            job = validate_job(job_from_record(record))
-        except jsonl.BadLine as exc:
-            jsonl.report_bad_line(line_number, exc)
-            bad_lines += 1
-            continue
+    queued, passing, bad_lines, done_count = [], [], [], 0
+    for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
         if hash(key_bytes(job)) in done:
             done_count += 1
             continue
         queued.append(jsonl.dumps(make_event("queued", job)))
         # The raw line keeps the user's field order and formatting.
         passing.append(line + b"\n" if job is record else jsonl.dumps(job))
-    return queued, passing, bad_lines, done_count
+    return queued, passing, len(bad_lines), done_count
 
 
 def pending(args):

@@ -10,6 +10,7 @@ import os
 import re
 import time
 
+from iatools import jsonl
 from iatools.jsonl import BadLine
 
 #: Fields an event adds to its job; stripped when an event is read as a job.
@@ -86,6 +87,26 @@ def job_from_record(record):
     if "event" not in record:
         return record
     return {k: v for k, v in record.items() if k not in EVENT_FIELDS}
+
+
+def jobs_in_chunk(first_line_number, data, on_bad_line):
+    """Yield ``(line, record, job)`` for each job in ``data``, whole lines
+    read from a job stream (CRLF accepted; blank lines and comments
+    skipped), ``record`` being the line's object and ``job`` the job made of
+    it.  A bad line is reported on stderr with its number, which then goes
+    to ``on_bad_line``."""
+    for line_number, line in enumerate(data.split(b"\n")[:-1], first_line_number):
+        line = line[:-1] if line[-1:] == b"\r" else line
+        if jsonl.is_blank_or_comment(line):
+            continue
+        try:
+            record = jsonl.parse_object(line)
+            job = validate_job(job_from_record(record))
+        except BadLine as exc:
+            jsonl.report_bad_line(line_number, exc)
+            on_bad_line(line_number)
+            continue
+        yield line, record, job
 
 
 def timestamp(now=None):

@@ -18,7 +18,7 @@ from zlib import crc32
 import orjson
 
 from iatools import cli, errors, jsonl, signals
-from iatools.jobs import job_from_record, validate_job
+from iatools.jobs import jobs_in_chunk
 from iatools.keyset import SIZE, KeySet, key_bytes, plain_job_line
 from iatools.sizes import duration_argument, format_size, size_argument
 from iatools.status import ExitStatus
@@ -218,18 +218,11 @@ class _Run:
         self.router.route_plain(lines, found, b'"file"' in data, self.pending)
         return True
 
+    def _count_bad_line(self, line_number):
+        self.bad_lines += 1
+
     def _line_by_line(self, first, data):
-        for line_number, line in enumerate(data.split(b"\n")[:-1], first):
-            line = line[:-1] if line[-1:] == b"\r" else line
-            if jsonl.is_blank_or_comment(line):
-                continue
-            try:
-                record = jsonl.parse_object(line)
-                job = validate_job(job_from_record(record))
-            except jsonl.BadLine as exc:
-                jsonl.report_bad_line(line_number, exc)
-                self.bad_lines += 1
-                continue
+        for line, record, job in jobs_in_chunk(first, data, self._count_bad_line):
             if "destdir" in job and not self.force:
                 self.pending.append(line + b"\n" if job is record else jsonl.dumps(job))
                 continue
