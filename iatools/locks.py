@@ -119,9 +119,10 @@ def _open_and_lock(path, timeout):
     if not _same_file(fd, path):
         os.close(fd)
         return None
-    owner = read_owner(path)
-    if owner and not created:
-        errors.warning(f"taking over the lock {path} of {_describe(owner)}, which is gone")
+    if not created:
+        owner = read_owner(path)
+        if owner:
+            errors.warning(f"taking over the lock {path} of {_describe(owner)}, which is gone")
     return fd
 
 

@@ -38,6 +38,7 @@ class JobRun:
     failed_file: str = None
     interrupted: bool = False
     lock: str = None
+    directories: set = field(default_factory=set)  # made for its files
 
     def fail(self, error, file_name=None):
         if self.error is None or (self.error.retryable and not error.retryable):
@@ -232,8 +233,7 @@ class Pool:
                                 False))
         if not plans and not unsafe:
             raise FetchError("no files match the filters", False)
-        for plan in plans:
-            ensure_inside(destdir, plan.path)
+        ensure_inside(destdir, {os.path.dirname(plan.path) for plan in plans})
         return plans
 
     def _queue_files(self, run, plans):
@@ -316,7 +316,10 @@ class Pool:
         with self.condition:
             self.transfers.add(transfer)
         try:
-            os.makedirs(os.path.dirname(plan.path), exist_ok=True)
+            directory = os.path.dirname(plan.path)
+            if directory not in run.directories:
+                os.makedirs(directory, exist_ok=True)
+                run.directories.add(directory)
             policy.run(transfer.attempt)
             self.finishing.put((run, transfer))
             return True

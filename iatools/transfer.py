@@ -72,15 +72,18 @@ def _md5_of_file(path, md5=None):
     return md5.hexdigest()
 
 
-def ensure_inside(destdir, path):
-    """Refuse a path that leaves ``destdir`` through an existing symlink."""
+def ensure_inside(destdir, directories):
+    """Refuse directories that leave ``destdir`` through an existing symlink
+    (each directory once: realpath costs a system call per component)."""
     root = os.path.realpath(destdir)
-    existing = os.path.dirname(path)
-    while not os.path.lexists(existing) and existing != os.path.dirname(existing):
-        existing = os.path.dirname(existing)
-    resolved = os.path.realpath(existing)
-    if resolved != root and not resolved.startswith(root + os.sep):
-        raise FetchError(f"refusing to write {path}: a symlink leads outside {destdir}", False)
+    for directory in directories:
+        existing = directory
+        while not os.path.lexists(existing) and existing != os.path.dirname(existing):
+            existing = os.path.dirname(existing)
+        resolved = os.path.realpath(existing)
+        if resolved != root and not resolved.startswith(root + os.sep):
+            raise FetchError(f"refusing to write in {directory}: a symlink leads outside "
+                             f"{destdir}", False)
 
 
 class Transfer:
