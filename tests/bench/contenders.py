@@ -1,0 +1,88 @@
+"""The download contenders, as the shell command a user would type.
+
+Each builder gets the paths it needs and returns a ``bash -c`` string; the
+environment (proxy variables, IA_CONFIG_FILE, .venv/bin on PATH) comes from
+``EmulatorProcess.client_env``.  The emulator speaks http: iatools honours
+``secure = false`` in the config, ``ia`` needs ``--insecure``.
+"""
+
+import shlex
+import shutil
+import subprocess
+
+from tests.bench.server import VENV_BIN
+
+#: Row names; the table's header says what each runs.
+IATOOLS = "iatools"
+IA_SEQUENTIAL = "ia"
+IA_PARALLEL = "ia+parallel"
+CURL = "curl"
+
+_IA = shlex.quote(str(VENV_BIN / "ia"))
+
+
+def _bin(name):
+    return shlex.quote(str(VENV_BIN / name))
+
+
+def iatools(ids_file, dest, jobs, events="/dev/null", log=None):
+    """ia-resolve | ia-fetch, events to ``events`` or appended to ``log``."""
+    tail = f"| {_bin('ia-joblog')} append {shlex.quote(str(log))}" if log else \
+        f"> {shlex.quote(str(events))}"
+    return (f"{_bin('ia-resolve')} --itemlist {shlex.quote(str(ids_file))} "
+            f"| {_bin('ia-fetch')} -q -j {jobs} -d {shlex.quote(str(dest))} {tail}")
+
+
+def iatools_retry_failed(log, dest, jobs):
+    """The README's re-run of what failed: ia-joblog failed | ia-fetch."""
+    log = shlex.quote(str(log))
+    return (f"{_bin('ia-joblog')} failed {log} "
+            f"| {_bin('ia-fetch')} -q -j {jobs} -d {shlex.quote(str(dest))} "
+            f"| {_bin('ia-joblog')} append {log}")
+
+
+def ia_sequential(ids_file, dest, names=None):
+    """One ``ia download --itemlist``: items one after another."""
+    glob = f" --glob {shlex.quote('|'.join(names))}" if names else ""
+    return (f"{_IA} --insecure download --itemlist {shlex.quote(str(ids_file))} "
+            f"--destdir {shlex.quote(str(dest))} -q{glob}")
+
+
+def ia_parallel(ids_file, dest, jobs):
+    """GNU parallel running one ``ia download ID`` per item."""
+    return (f"parallel --will-cite -j {jobs} {_IA} --insecure download {{}} "
+            f"--destdir {shlex.quote(str(dest))} -q < {shlex.quote(str(ids_file))}")
+
+
+def ia_parallel_files(identifier, names_file, dest, jobs):
+    """GNU parallel running one ``ia download ID FILE`` per file of one item:
+    the best GNU parallel can do when there is a single item."""
+    return (f"parallel --will-cite -j {jobs} {_IA} --insecure download "
+            f"{shlex.quote(identifier)} {{}} --destdir {shlex.quote(str(dest))} -q "
+            f"< {shlex.quote(str(names_file))}")
+
+
+def curl(config_file, jobs):
+    """One curl process, ``jobs`` transfers at once, following the 302 to
+    the storage host as any client must; no checksum of its own."""
+    return (f"curl --parallel --parallel-max {jobs} --parallel-immediate -L -sS -f "
+            f"--retry 5 --create-dirs --config {shlex.quote(str(config_file))}")
+
+
+def write_curl_config(path, files, dest):
+    """One url/output pair per catalog file (``files``: catalog records)."""
+    with open(path, "w", encoding="utf-8") as out:
+        for f in files:
+            url = f"http://archive.org/download/{f['id']}/{f['name']}?cnt=0"
+            out.write(f'url = "{url}"\noutput = "{dest}/{f["id"]}/{f["name"]}"\n')
+
+
+def gnu_parallel_missing():
+    """Why the GNU parallel rows cannot run, or None."""
+    if shutil.which("parallel") is None:
+        return "GNU parallel is not installed"
+    version = subprocess.run(["parallel", "--version"], capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL)
+    if "GNU parallel" not in version.stdout:
+        return "'parallel' is not GNU parallel (moreutils?)"
+    return None

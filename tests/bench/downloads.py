@@ -1,0 +1,399 @@
+"""W1-W5: downloads from the emulator by every contender, md5-verified.
+
+Each workload starts its own emulator with its settings, runs the contenders
+one after another (never at once: 2 cores), checks every file each one
+fetched against the catalogue, and judges iatools' row against the target.
+The slow anchors run on a subset (a rate, not a total, is compared; the
+subset is in the row's note).
+"""
+
+import json
+import shutil
+import subprocess
+from dataclasses import dataclass
+
+from tests.bench import contenders, measure
+from tests.bench.contenders import CURL, IA_PARALLEL, IA_SEQUENTIAL, IATOOLS
+from tests.bench.report import MIB, Row
+from tests.bench.server import EmulatorProcess, transfer_phase
+from tests.bench.verify import expected_files, wrong_files
+
+KIB = 1 << 10
+
+
+@dataclass
+class Shape:
+    """A workload's catalogue, connections and anchor subsets."""
+
+    items: int
+    files_per_item: int
+    file_size: int
+    jobs: int = 8
+    ia_sequential_items: int = None  # None: all
+    ia_parallel_items: int = None
+    repeats: int = 1
+    timeout: float = 300
+
+
+@dataclass
+class Contender:
+    """A row to measure: ``command_for(dest)`` gives the shell command that
+    fetches ``ids`` (only ``names`` of their files, when given) into dest;
+    or ``execute(dest)`` runs it and returns the Measurement itself."""
+
+    name: str
+    ids: list
+    command_for: object = None
+    execute: object = None
+    names: list = None
+    anchor: bool = False
+    note: str = ""
+
+
+class DownloadSession:
+    """One workload's emulator, catalogue and scratch space."""
+
+    def __init__(self, workload, emulator, workdir, shape, unit):
+        self.workload = workload
+        self.emulator = emulator
+        self.workdir = workdir
+        self.shape = shape
+        self.unit = unit
+        self.catalog = emulator.catalog()
+        self.env = emulator.client_env()
+        self.identifiers = sorted({f["id"] for f in self.catalog})
+        self.rows = []
+
+    def ids_file(self, count=None):
+        ids = self.identifiers[:count]
+        path = self.workdir / f"ids-{len(ids)}.txt"
+        path.write_text("".join(f"{i}\n" for i in ids), encoding="utf-8")
+        return path, ids
+
+    def measure(self, *contenders_, repeats=1):
+        """Run each contender ``repeats`` times, round-robin (so that a noisy
+        spell hits them alike), and add their rows: the median run of each,
+        failing verification if any run left a file wrong or missing."""
+        attempts = {c.name: [] for c in contenders_}
+        for attempt in range(repeats):
+            for contender in contenders_:
+                attempts[contender.name].append(self._attempt(contender, attempt))
+        rows = [self._row(c, attempts[c.name], repeats) for c in contenders_]
+        self.rows += rows
+        return rows
+
+    def _attempt(self, contender, attempt):
+        slug = f"{contender.name.split()[0].replace('+', '-')}-{len(self.rows)}-{attempt}"
+        dest = self.workdir / slug
+        dest.mkdir()
+        self.emulator.reset_stats()
+        if contender.execute is not None:
+            result = contender.execute(dest)
+        else:
+            result = measure.run(contender.command_for(dest), self.env,
+                                 timeout=self.shape.timeout, cwd=self.workdir,
+                                 stderr_path=dest.with_suffix(".stderr"))
+        phase = transfer_phase(self.emulator.stats())
+        expected = expected_files(self.catalog, contender.ids, contender.names)
+        wrong = len(wrong_files(dest, expected))
+        events = _event_counts(events_path(dest))
+        trouble = None
+        if wrong or result.status or set(events) - {"started", "completed"}:
+            trouble = {"run": attempt, "status": result.status, "wrong": wrong,
+                       "events": events, "stderr_tail": result.stderr_tail}
+        shutil.rmtree(dest)
+        return result, phase, wrong, trouble
+
+    def _row(self, contender, attempts, repeats):
+        results = [a[0] for a in attempts]
+        chosen = measure.median(results)
+        _, phase, _, _ = attempts[results.index(chosen)]
+        wrong = max(a[2] for a in attempts)
+        expected = expected_files(self.catalog, contender.ids, contender.names)
+        size = sum(f["size"] for f in self.catalog if f"{f['id']}/{f['name']}" in expected)
+        row = Row(self.workload, contender.name, wall=chosen.wall, runs=repeats,
+                  items=len(contender.ids), files=len(expected), bytes=size, cpu=chosen.cpu,
+                  peak_rss_mb=chosen.peak_rss_mb, status=chosen.status, unit=self.unit,
+                  anchor=contender.anchor,
+                  verify=f"FAILED-VERIFY ({wrong} of {len(expected)} wrong or missing)"
+                  if wrong else "ok")
+        row.note = "; ".join(n for n in (self._subset_note(contender), contender.note,
+                                         _trouble(chosen)) if n)
+        row.extra.update(phase)
+        if repeats > 1:
+            row.extra["walls"] = [round(m.wall, 3) for m in results]
+        troubles = [a[3] for a in attempts if a[3]]
+        if troubles:
+            row.extra["troubles"] = troubles
+        return row
+
+    def _subset_note(self, contender):
+        parts = []
+        if len(contender.ids) < len(self.identifiers):
+            parts.append(f"{len(contender.ids)} of {len(self.identifiers)} items")
+        if contender.names is not None:
+            parts.append(f"{len(contender.names)} of {self.shape.files_per_item} files")
+        return "subset: " + ", ".join(parts) if parts else ""
+
+    def skipped(self, name, reason):
+        self.rows.append(Row(self.workload, name, runs=0, unit=self.unit, anchor=True,
+                             note=f"skipped: {reason}"))
+
+    # -- the usual contenders -------------------------------------------------
+    def iatools(self, name=IATOOLS, anchor=False):
+        ids_file, ids = self.ids_file()
+        return Contender(name, ids, lambda dest: contenders.iatools(
+            ids_file, dest, self.shape.jobs, events_path(dest)), anchor=anchor)
+
+    def ia_sequential(self, note=""):
+        ids_file, ids = self.ids_file(self.shape.ia_sequential_items)
+        return Contender(IA_SEQUENTIAL, ids,
+                         lambda dest: contenders.ia_sequential(ids_file, dest),
+                         anchor=True, note=note)
+
+    def ia_parallel(self):
+        ids_file, ids = self.ids_file(self.shape.ia_parallel_items)
+        return Contender(IA_PARALLEL, ids, lambda dest: contenders.ia_parallel(
+            ids_file, dest, self.shape.jobs), anchor=True,
+            note=f"parallel -j {self.shape.jobs}")
+
+    def curl(self):
+        ids = self.identifiers
+
+        def command_for(dest):
+            config = dest.with_suffix(".curl")
+            contenders.write_curl_config(config, self.catalog, dest)
+            return contenders.curl(config, self.shape.jobs)
+
+        return Contender(CURL, ids, command_for, anchor=True, note="no md5 check of its own")
+
+    def standard_contenders(self, repeats=1):
+        """iatools, then the anchors: ia (sequential), ia under GNU parallel
+        (a row saying why, when it is missing), curl."""
+        lineup = [self.iatools(), self.ia_sequential()]
+        missing = contenders.gnu_parallel_missing()
+        if not missing:
+            lineup.append(self.ia_parallel())
+        lineup.append(self.curl())
+        iatools = self.measure(*lineup, repeats=repeats)[0]
+        if missing:
+            self.skipped(IA_PARALLEL, missing)
+        return iatools
+
+
+def events_path(dest):
+    """Where iatools' events go for a run into ``dest``."""
+    return dest.with_suffix(".events.jsonl")
+
+
+def _event_counts(path):
+    """{kind: count} of the events in an events file or log (none: {})."""
+    counts = {}
+    try:
+        with open(path, "rb") as lines:
+            for line in lines:
+                kind = json.loads(line).get("event")
+                counts[kind] = counts.get(kind, 0) + 1
+    except FileNotFoundError:
+        pass
+    return counts
+
+
+def _trouble(m):
+    if m.timed_out:
+        return f"TIMED OUT after {m.wall:.0f} s"
+    if m.status:
+        return f"exit status {m.status}"
+    return ""
+
+
+def _shown(value):
+    return "unknown" if value is None else f"{value:.2f}"
+
+
+def _find(rows, contender):
+    return next((r for r in rows if r.contender == contender and r.wall is not None), None)
+
+
+def _judge(row, target, checks):
+    """``checks``: (passed or None when not measurable) for each part."""
+    row.target = target
+    if row.failed:
+        row.met = False
+    elif any(c is None for c in checks):
+        row.met = None
+    else:
+        row.met = all(checks)
+
+
+def _judge_fill(row, ideal, share, cap):
+    """Does the row fill the pipe?  Judged on the transfer phase the
+    emulator saw (start-up excluded: with a pacer that makes one file take
+    exactly size/cap, no client can reach 98% of ideal on wall time)."""
+    phase = row.extra.get("transfer_mib_per_s")
+    _judge(row, f"transfer phase >= {share * ideal:.1f} MiB/s ({share:.0%} of N × "
+                f"{cap // MIB} MiB/s; got {phase or 0:.1f})",
+           [phase >= share * ideal if phase else None])
+
+
+# -- the workloads -------------------------------------------------------------
+
+
+def w1(workdir, quick):
+    """Many small items: 1000 × 3 × 10 KiB, 20 ms latency, N = 8."""
+    shape = (Shape(60, 3, 10 * KIB, ia_sequential_items=15, ia_parallel_items=15, timeout=120)
+             if quick else
+             Shape(1000, 3, 10 * KIB, ia_sequential_items=100, ia_parallel_items=100,
+                   timeout=300))
+    latency = 0.02
+    with EmulatorProcess(workdir / "emulator", items=shape.items,
+                         files_per_item=shape.files_per_item, file_size=shape.file_size,
+                         latency=latency) as emulator:
+        session = DownloadSession("W1", emulator, workdir, shape, "items/s")
+        iatools = session.standard_contenders()
+    requests_per_item = 1 + 2 * shape.files_per_item  # metadata, then 302 + body per file
+    bound = shape.jobs / (requests_per_item * latency)
+    parallel = _find(session.rows, IA_PARALLEL)
+    cpu_per_item_ms = None if iatools.cpu is None else 1000 * iatools.cpu / iatools.items
+    iatools.extra.update(latency_bound_items_per_s=round(bound, 2),
+                         cpu_ms_per_item=cpu_per_item_ms and round(cpu_per_item_ms, 2))
+    _judge(iatools,
+           f">= {0.9 * bound:.1f} items/s (90% of N/(7×latency)); >= 10× GNU parallel; "
+           f"<= 10 ms CPU/item (got {_shown(cpu_per_item_ms)})",
+           [iatools.items_per_s >= 0.9 * bound,
+            parallel.items_per_s and iatools.items_per_s >= 10 * parallel.items_per_s
+            if parallel else None,
+            None if cpu_per_item_ms is None else cpu_per_item_ms <= 10])
+    return session.rows
+
+
+def w2(workdir, quick):
+    """Fat items under a per-connection cap: 8 × 1 × 128 MiB at 16 MiB/s."""
+    shape = (Shape(8, 1, 8 * MIB, ia_sequential_items=2, timeout=60) if quick else
+             Shape(8, 1, 128 * MIB, ia_sequential_items=2, timeout=180))
+    cap = 16 * MIB
+    with EmulatorProcess(workdir / "emulator", items=shape.items,
+                         files_per_item=shape.files_per_item, file_size=shape.file_size,
+                         bandwidth=cap) as emulator:
+        session = DownloadSession("W2", emulator, workdir, shape, "MiB/s")
+        iatools = session.standard_contenders()
+    _judge_fill(iatools, shape.jobs * cap / MIB, 0.98, cap)
+    return session.rows
+
+
+def w3(workdir, quick):
+    """Uncapped: 4 × 512 MiB, N = 4, md5 verification included; 3 runs each."""
+    shape = (Shape(4, 1, 64 * MIB, jobs=4, repeats=3, timeout=60) if quick else
+             Shape(4, 1, 512 * MIB, jobs=4, repeats=3, timeout=180))
+    with EmulatorProcess(workdir / "emulator", items=shape.items,
+                         files_per_item=shape.files_per_item,
+                         file_size=shape.file_size) as emulator:
+        session = DownloadSession("W3", emulator, workdir, shape, "MiB/s")
+        iatools = session.standard_contenders(repeats=shape.repeats)
+    curl = _find(session.rows, CURL)
+    cpu_per_gib = None if iatools.cpu is None else iatools.cpu / (iatools.bytes / (1 << 30))
+    iatools.extra["cpu_s_per_gib"] = cpu_per_gib and round(cpu_per_gib, 3)
+    _judge(iatools, f">= 1.3× curl MiB/s; <= 2.5 CPU s/GiB (got {_shown(cpu_per_gib)})",
+           [iatools.mib_per_s >= 1.3 * curl.mib_per_s if curl and not curl.failed else None,
+            None if cpu_per_gib is None else cpu_per_gib <= 2.5])
+    return session.rows
+
+
+def w4(workdir, quick):
+    """One big item: 1 × 64 × 8 MiB at 4 MiB/s per connection, N = 8."""
+    shape = (Shape(1, 16, 1 * MIB, timeout=60) if quick else
+             Shape(1, 64, 8 * MIB, timeout=180))
+    cap = 4 * MIB
+    sequential_files = 2 if quick else 8
+    with EmulatorProcess(workdir / "emulator", items=shape.items,
+                         files_per_item=shape.files_per_item, file_size=shape.file_size,
+                         bandwidth=cap) as emulator:
+        session = DownloadSession("W4", emulator, workdir, shape, "MiB/s")
+        ids_file, ids = session.ids_file()
+        names = sorted(f["name"] for f in session.catalog)
+        subset = names[:sequential_files]
+        lineup = [session.iatools(),
+                  Contender(IA_SEQUENTIAL, ids, lambda dest: contenders.ia_sequential(
+                      ids_file, dest, subset), names=subset, anchor=True)]
+        missing = contenders.gnu_parallel_missing()
+        if not missing:
+            lineup.append(_w4_parallel(session, ids, names))
+        lineup.append(session.curl())
+        iatools = session.measure(*lineup)[0]
+        if missing:
+            session.skipped(IA_PARALLEL, missing)
+    _judge_fill(iatools, shape.jobs * cap / MIB, 0.9, cap)
+    return session.rows
+
+
+def _w4_parallel(session, ids, names):
+    """GNU parallel over the files of the one item (over items it would be
+    the sequential row again)."""
+    names_file = session.workdir / "names.txt"
+    names_file.write_text("".join(f"{n}\n" for n in names), encoding="utf-8")
+    jobs = session.shape.jobs
+    return Contender(IA_PARALLEL, ids, lambda dest: contenders.ia_parallel_files(
+        ids[0], names_file, dest, jobs), anchor=True,
+        note=f"parallel -j {jobs} over files: ia download ID FILE")
+
+
+#: W5's faults: 5% 503 with Retry-After, 2% bodies cut by a reset, 2% corrupt.
+W5_FAULTS = {"status_rate": 0.05, "status": 503, "retry_after": 1,
+             "reset_rate": 0.02, "corrupt_rate": 0.02}
+W5_MAX_ROUNDS = 5
+
+
+def w5(workdir, quick):
+    """W1's items at 300 with faults: time to a fully correct tree, re-runs
+    of ``ia-joblog failed LOG | ia-fetch`` allowed; against iatools on the
+    same items without faults."""
+    shape = (Shape(60, 3, 10 * KIB, ia_sequential_items=10, ia_parallel_items=15, timeout=120)
+             if quick else
+             Shape(300, 3, 10 * KIB, ia_sequential_items=20, ia_parallel_items=60,
+                   timeout=300))
+    with EmulatorProcess(workdir / "emulator", items=shape.items,
+                         files_per_item=shape.files_per_item, file_size=shape.file_size,
+                         latency=0.02, fault_seed=5) as emulator:
+        session = DownloadSession("W5", emulator, workdir, shape, "items/s")
+        clean = session.measure(session.iatools("iatools (no faults)", anchor=True))[0]
+        emulator.configure(**W5_FAULTS)
+        ids_file, ids = session.ids_file()
+        rounds_used = []
+        faulty = session.measure(Contender(IATOOLS, ids, execute=lambda dest: _until_correct(
+            session, ids_file, dest, rounds_used)))[0]
+        faulty.extra["rounds"] = rounds_used[-1]
+        faulty.note = "; ".join(filter(None, [f"{rounds_used[-1]} round(s)", faulty.note]))
+        lineup = [session.ia_sequential(note="one pass")]
+        missing = contenders.gnu_parallel_missing()
+        if not missing:
+            lineup.append(session.ia_parallel())
+        session.measure(*lineup, session.curl())
+        if missing:
+            session.skipped(IA_PARALLEL, missing)
+    ratio = faulty.wall / clean.wall if not clean.failed else None
+    faulty.extra["time_ratio_to_fault_free"] = ratio and round(ratio, 3)
+    _judge(faulty, "every file correct in <= 1.5× the fault-free time"
+           + (f" (got {ratio:.2f}×)" if ratio else ""),
+           [ratio <= 1.5 if ratio else None])
+    return session.rows
+
+
+def _until_correct(session, ids_file, dest, rounds_used):
+    """The first pipeline, then ``ia-joblog failed | ia-fetch`` while the log
+    names failed jobs (at most W5_MAX_ROUNDS in all)."""
+    log = events_path(dest)
+    jobs, env, timeout = session.shape.jobs, session.env, session.shape.timeout
+    stderr = dest.with_suffix(".stderr")
+    rounds = [measure.run(contenders.iatools(ids_file, dest, jobs, log=log), env,
+                          timeout=timeout, stderr_path=stderr)]
+    while len(rounds) < W5_MAX_ROUNDS and _failed_jobs(log, env):
+        rounds.append(measure.run(contenders.iatools_retry_failed(log, dest, jobs), env,
+                                  timeout=timeout, stderr_path=stderr))
+    rounds_used.append(len(rounds))
+    return measure.combine(rounds)
+
+
+def _failed_jobs(log, env):
+    result = subprocess.run([str(contenders.VENV_BIN / "ia-joblog"), "failed", str(log)],
+                            env=env, capture_output=True, check=False)
+    return result.stdout.strip() != b""
