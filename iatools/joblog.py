@@ -14,7 +14,8 @@ from iatools import cli, errors, jsonl, signals
 from iatools.eventlog import LogWriter, all_lines_closed, events_in, read_chunks, read_events
 from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
                           validate_job)
-from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeySet, key_bytes, plain_job_line
+from iatools.keyset import (KEY, PLAIN_VALUE, SIZE, KeySet, key_bytes, plain_chunk,
+                            plain_job_line)
 from iatools.logstate import COMPLETED_LINE, LogState, completed_keys
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.sizes import duration_argument, format_duration, format_size
@@ -222,7 +223,7 @@ _JOB_LINES = re.compile(rb"(?:" + _JOB_LINE.pattern[1:-1] + rb"\n)*")
 def _plain_jobs_not_done(lines, data, done):
     """The lines of ``data`` whose key is not in ``done``, when each of its
     ``lines`` is a plain job line (``_JOB_LINE``); None otherwise."""
-    if not data.isascii() or not jsonl.within_line_limit(data):  # as parse_object
+    if not plain_chunk(data):
         return None
     if not done:
         return data if _JOB_LINES.fullmatch(data) else None

@@ -21,9 +21,12 @@ from collections import deque
 from itertools import repeat
 from operator import and_, contains, iadd
 
+from iatools.jsonl import within_line_limit
+
 #: An identifier as archive.org allows it (``jobs.identifier_problem``),
 #: written out so that a regular expression can judge it in place.
-_ID = rb'(?![^"]*\.\.)[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}'
+_ID_CHARS = rb'[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}'
+_ID = rb'(?![^"]*\.\.)' + _ID_CHARS
 #: A file name that ``jobs.file_name_problem`` accepts and JSON holds as it
 #: is: no escapes (a backslash sends the line to the full parser), no empty,
 #: ``.`` or ``..`` component, no leading slash.
@@ -31,7 +34,17 @@ _COMPONENT = rb'(?!\.\.?[/"])[^"\\/\x00-\x1f]+'
 _FILE = _COMPONENT + rb'(?:/' + _COMPONENT + rb')*'
 #: ``"id":"KEY"`` with the key as group 1; a "file" that is not a plain
 #: string (``"file":null``) must go to the full parser, which rejects it.
-KEY = rb'"id":"(' + _ID + rb'(?:","file":"' + _FILE + rb')?)"(?!,"file":)'
+
+
+def _key(identifier):
+    return rb'"id":"(' + identifier + rb'(?:","file":"' + _FILE + rb')?)"(?!,"file":)'
+
+
+KEY = _key(_ID)
+#: KEY without its look for ".." in the identifier, a fifth of the time a
+#: plain job line takes to match: ``plain_chunk`` looks for ".." in the
+#: whole chunk at once instead.
+_CHUNK_KEY = _key(_ID_CHARS)
 
 #: What a plain line holds besides its key: field names and strings in
 #: printable ASCII without escapes, whole numbers, true, false and null --
@@ -45,10 +58,18 @@ SIZE = rb"0|[1-9][0-9]{0,17}"
 def plain_job_line(*known_fields, reserved=(b"id", b"file", b"size", b"destdir", b"event")):
     """The regular expression of a plain job line: ``{`` and the key (group
     1), then any of ``known_fields`` (patterns starting with their comma) and
-    plain fields whose name is not ``reserved``, then ``}``."""
+    plain fields whose name is not ``reserved``, then ``}``.  Only for the
+    chunks that ``plain_chunk`` accepts."""
     user_field = (rb',"(?!(?:' + b"|".join(reserved) + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
-    return re.compile(rb"^\{" + KEY + rb"(?:" + b"|".join(known_fields + (user_field,))
+    return re.compile(rb"^\{" + _CHUNK_KEY + rb"(?:" + b"|".join(known_fields + (user_field,))
                       + rb")*\}$", re.MULTILINE)
+
+
+def plain_chunk(data):
+    """May ``plain_job_line`` expressions judge the lines of ``data``?  Only
+    ASCII without ".." (the full parser takes the rest, and reports what is
+    wrong), no line over the limit."""
+    return data.isascii() and b".." not in data and within_line_limit(data)
 
 
 _PACK = struct.Struct("=q").pack

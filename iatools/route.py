@@ -19,7 +19,7 @@ import orjson
 
 from iatools import cli, errors, jsonl, signals
 from iatools.jobs import jobs_in_chunk
-from iatools.keyset import SIZE, KeySet, key_bytes, plain_job_line
+from iatools.keyset import SIZE, KeySet, key_bytes, plain_chunk, plain_job_line
 from iatools.sizes import duration_argument, format_size, size_argument
 from iatools.status import ExitStatus
 
@@ -208,7 +208,7 @@ class _Run:
     def _plain_lines(self, count, data):
         """Route a chunk whose every line is a plain job line: its lines keep
         their bytes, the destdir takes the place of the closing brace."""
-        if not data.isascii() or not jsonl.within_line_limit(data):  # as parse_object
+        if not plain_chunk(data):
             return False
         found = self.router.plain_line.findall(data)
         if len(found) != count:

@@ -66,7 +66,9 @@ def test_sigkill_one_stage_then_rerun(make_emulator, catalog, tmp_path, seed, st
         bad_at_kill = partial_final_files(disks, expected)
         statuses = crashed.wait(timeout=60)
     if killed:  # else it had ended: a kill after the end is a trial too
-        assert statuses[stage] == -9, statuses
+        # 0: the SIGKILL came while the stage was already exiting (seen
+        # once for ia-resolve under load), which is the same trial.
+        assert statuses[stage] in (-9, 0), statuses
     assert bad_at_kill == [], f"partial files under final names right after the kill: {bad_at_kill}"
     assert watch.scans > 0 and watch.bad == [], f"partial files under final names: {watch.bad}"
     assert_no_traceback(crashed)
