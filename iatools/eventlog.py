@@ -21,6 +21,7 @@ import stat
 import time
 
 from iatools import errors
+from iatools.checkpoint import START
 from iatools.jobs import validate_job
 from iatools.jsonl import BadLine, parse_object, whole_lines, within_line_limit
 
@@ -71,10 +72,10 @@ class LogWriter:
             os.close(self.fd)
 
 
-def read_chunks(path, report=True):
+def read_chunks(path, report=True, start=START):
     """Yield ``(first_line_number, lines, data)``: ``lines`` whole lines of
-    the log, each ending in a newline, in chunks of about ``READ_SIZE``
-    bytes.
+    the log from the ``checkpoint.Position`` ``start`` on, each ending in a
+    newline, in chunks of about ``READ_SIZE`` bytes.
 
     A torn last line is reported (with ``report``) and left out.  A missing
     log yields nothing: nothing has happened yet.
@@ -88,7 +89,9 @@ def read_chunks(path, report=True):
     try:
         if stat.S_ISDIR(os.fstat(fd).st_mode):
             raise errors.UsageError(f"cannot read log {path}: Is a directory")
-        for first, lines, data in whole_lines(fd, READ_SIZE):
+        if start.offset:  # (a log read from a pipe has no checkpoint)
+            os.lseek(fd, start.offset, os.SEEK_SET)
+        for first, lines, data in whole_lines(fd, READ_SIZE, start.line):
             if not lines:
                 if report:
                     errors.warning(f"{path}: line {first} is incomplete "
@@ -97,6 +100,18 @@ def read_chunks(path, report=True):
             yield first, lines, data
     finally:
         os.close(fd)
+
+
+def check_rereadable(path):
+    """A log that a command reads twice must be a file (or missing), not
+    a pipe, whose second reading would find nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing: nothing has happened yet; other errors: on reading
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise errors.UsageError(f"cannot read log {path} twice, as this command does: "
+                                "not a regular file (save it to a file first)")
 
 
 def events_in(path, first_line_number, data, prefilter=None, report=True):

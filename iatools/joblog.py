@@ -11,7 +11,8 @@ from itertools import compress
 import orjson
 
 from iatools import cli, errors, jsonl, signals
-from iatools.eventlog import LogWriter, all_lines_closed, events_in, read_chunks, read_events
+from iatools.eventlog import (LogWriter, all_lines_closed, check_rereadable, events_in,
+                              read_chunks, read_events)
 from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
                           validate_job)
 from iatools.keyset import (KEY, PLAIN_VALUE, SIZE, KeySet, key_bytes, plain_chunk,
@@ -230,7 +231,7 @@ def _plain_jobs_not_done(lines, data, done):
     keys = _JOB_LINE.findall(data)
     if len(keys) != lines:
         return None
-    keep = list(map(operator.not_, done.contains_each(list(map(hash, keys)))))
+    keep = list(map(operator.not_, done.contains_each(done.hash_keys(keys))))
     return data if all(keep) else b"".join(compress(data.splitlines(keepends=True), keep))
 
 
@@ -251,7 +252,7 @@ def _skip_lines(first, data, done):
     (queued events, jobs to pass on, bad lines, jobs already done)."""
     queued, passing, bad_lines, done_count = [], [], [], 0
     for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
-        if hash(key_bytes(job)) in done:
+        if done.hash_key(key_bytes(job)) in done:
             done_count += 1
             continue
         queued.append(jsonl.dumps(make_event("queued", job)))
@@ -261,8 +262,9 @@ def _skip_lines(first, data, done):
 
 
 def pending(args):
+    check_rereadable(args.log)
     done = completed_keys(args.log, report=False)
-    printed = KeySet()
+    printed = KeySet(done.salt)
     output = jsonl.Output()
     for first, count, data in read_chunks(args.log):
         text = b"\n" + data
@@ -270,13 +272,13 @@ def pending(args):
         if (len(found) + len(COMPLETED_LINE.findall(text)) == count
                 and all_lines_closed(count, data)):
             lines, keys = zip(*found) if found else ((), ())
-            hashes = list(map(hash, keys))
+            hashes = done.hash_keys(keys)
         else:
             lines, hashes = [], []
             for _, event in events_in(args.log, first, data):
                 if event["event"] != "completed":
                     lines.append(event)
-                    hashes.append(hash(key_bytes(event)))
+                    hashes.append(done.hash_key(key_bytes(event)))
         open_ = list(map(operator.not_, done.contains_each(hashes)))
         hashes = list(compress(hashes, open_))
         first_line = dict(zip(reversed(hashes), reversed(list(compress(lines, open_)))))
@@ -317,6 +319,7 @@ def _pending_job(event):
 
 
 def failed(args):
+    check_rereadable(args.log)
     latest_failure = {}
     for line_number, event in read_events(args.log):
         kind = event["event"]

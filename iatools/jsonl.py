@@ -64,14 +64,15 @@ class LineReader:
             yield [(self.line_number, self.unterminated)]
 
 
-def whole_lines(fd, size=CHUNK_SIZE):
+def whole_lines(fd, size=CHUNK_SIZE, line_number=1):
     """Yield ``(first_line_number, newlines, data)``, ``data`` being whole
     lines as read, each ending in a newline (line endings kept as they are),
     except the last chunk when the input does not end with a newline (it
     has ``newlines`` 0).  For callers that judge a whole chunk at once;
-    ``LineReader`` splits the lines.
+    ``LineReader`` splits the lines.  ``line_number``: that of the first
+    line read.
     """
-    line_number, partial = 1, []
+    partial = []
     while data := os.read(fd, size):
         end = data.rfind(b"\n") + 1
         if not end:

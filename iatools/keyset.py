@@ -14,12 +14,14 @@ Python set of ints takes about 75, and adds and tests a list of hashes in C
 set is 2 to 3 times faster, but 7 million keys would take 550 MB.
 """
 
+import os
 import re
 import struct
 from array import array
 from collections import deque
 from itertools import repeat
 from operator import and_, contains, iadd
+from zlib import crc32
 
 from iatools.jsonl import within_line_limit
 
@@ -86,16 +88,33 @@ def key_bytes(job):
 
 
 class KeySet:
-    """Hashes of keys, in 65,536 buckets (by the low 16 bits) of packed
-    8-byte values.  A lookup is a byte search in one bucket: about a
+    """Hashes of keys (``hash_keys``), in 65,536 buckets (by the low 16
+    bits) of packed 8-byte values.  A lookup is a byte search in one bucket: about a
     kilobyte for ten million keys.  The search may in principle match 8 bytes straddling two
     neighbours; for random 64-bit hashes that is about 2^-54 per lookup,
     far below the chance of two keys sharing a hash (iatools(7), KEY HASHES).
     """
 
-    def __init__(self):
+    def __init__(self, salt=None):
         self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
         self.added = 0
+        self.salt = int.from_bytes(os.urandom(8), "big") if salt is None else salt
+
+    def hash_keys(self, keys):
+        """The 64-bit hashes of a list of keys, computed in C.  They stay the
+        same from process to process (a checkpoint keeps them), which
+        Python's ``hash`` of bytes does not: it is seeded afresh in each.
+        The ``hash`` of a tuple of ints is not seeded; this one holds the
+        set's random salt (a collision does not outlive the set and its
+        checkpoint), the key's CRC-32, and the key read as a number (hashed
+        modulo 2^61 - 1): each of the last two covers the weakness of the
+        other (CRC-32 has 32 bits; the number's hash misses two bytes 61
+        places apart trading places)."""
+        return list(map(hash, zip(repeat(self.salt), map(crc32, keys),
+                                  map(int.from_bytes, keys, repeat("big")))))
+
+    def hash_key(self, key):
+        return hash((self.salt, crc32(key), int.from_bytes(key, "big")))
 
     def _buckets_of(self, hashes):
         return map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK)))
@@ -121,11 +140,35 @@ class KeySet:
     def __contains__(self, h):
         return _PACK(h) in self._buckets[h & _MASK]
 
-    def fold(self):
-        """Drop the hashes held twice."""
-        for bucket in self._buckets:
-            bucket[:] = array("q", set(memoryview(bucket).cast("q"))).tobytes()
+    def fold(self, without=None):
+        """Drop the hashes held twice, and those in the KeySet ``without``."""
+        others = repeat(b"") if without is None else without._buckets
+        for bucket, other in zip(self._buckets, others):
+            hashes = set(memoryview(bucket).cast("q")).difference(memoryview(other).cast("q"))
+            bucket[:] = array("q", hashes).tobytes()
         self.added = sum(map(len, self._buckets)) // 8
+
+    def dump(self, writer):
+        """Write the set for ``load``: the salt, the bucket sizes, then the
+        buckets."""
+        writer.write(self.salt.to_bytes(8, "big"))
+        writer.write(array("Q", map(len, self._buckets)).tobytes())
+        for bucket in self._buckets:
+            writer.write(bucket)
+
+    def dumped_size(self):
+        return 8 + 8 * len(self._buckets) + 8 * self.added
+
+    @classmethod
+    def load(cls, reader):
+        salt = int.from_bytes(reader.read(8), "big")
+        sizes = array("Q", reader.read(8 << _BUCKET_BITS))
+        if any(size % 8 for size in sizes):
+            raise ValueError("not a key set")
+        keys = cls(salt)
+        keys._buckets = [bytearray(reader.read(size)) for size in sizes]
+        keys.added = sum(sizes) // 8
+        return keys
 
     def __bool__(self):
         return self.added > 0

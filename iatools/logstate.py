@@ -10,14 +10,19 @@ regular expressions on the beginning of its lines: ``"event"`` and the key
 come first (iatools(7)).  A chunk with a line of any other shape goes to the
 full parser, line by line, which reports the bad lines.  Only failed events,
 which are few, are always parsed whole.
+
+A reading starts from the log's checkpoint, when it has one to trust, and
+saves a new one when it has read enough past it (iatools.checkpoint).
 """
 
 import re
 from collections import Counter, deque
+from functools import cached_property
 from itertools import compress, repeat
 
 import orjson
 
+from iatools import checkpoint
 from iatools.eventlog import all_lines_closed, events_in, read_chunks
 from iatools.keyset import KEY, KeySet, key_bytes
 
@@ -43,16 +48,34 @@ _FOLD_AFTER = 1 << 24
 
 
 def completed_keys(path, report=True):
-    """The hashes of every key with a completed event."""
-    done = KeySet()
-    for first, lines, data in read_chunks(path, report):
+    """The hashes of every key with a completed event, read from the log's
+    checkpoint and the events after it."""
+    loaded, done = checkpoint.load(path, "completed", KeySet.load)
+    done = done or KeySet()
+    position = loaded
+    for first, lines, data in read_chunks(path, report, loaded):
         keys = COMPLETED_LINE.findall(b"\n" + data)
         if len(keys) != data.count(b"completed") or not all_lines_closed(lines, data):
             keys = [key_bytes(event) for _, event
                     in events_in(path, first, data, _may_be_completed, report)
                     if event["event"] == "completed"]
-        done.add(list(map(hash, keys)))
+        done.add(done.hash_keys(keys))
+        position = position.after(data, lines)
+    if checkpoint.worth_saving(loaded, position):
+        checkpoint.save(path, "completed", position, done.dumped_size(), done.dump)
     return done
+
+
+def _restore(reader):
+    """The attributes of a LogState that ``LogState._dump`` saved."""
+    completed, seen = KeySet.load(reader), KeySet.load(reader)
+    rest = orjson.loads(reader.blob())
+    hashes, states = rest["unfinished"]
+    failed, failures, retryable = rest["failure"]
+    return {"completed": completed, "seen": seen, "unfinished": dict(zip(hashes, states)),
+            "failure": dict(zip(failed, zip(failures, retryable))),
+            "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
+            "_after_fold": rest["after_fold"]}
 
 
 def _may_be_completed(line):
@@ -69,7 +92,7 @@ class LogState:
         self.recent_since = recent_since
         # The keys of the completed events, and of all the others.
         self.completed = KeySet()
-        self.seen = KeySet()
+        self.seen = KeySet(self.completed.salt)
         self._after_fold = 0
         # For keys not (yet) completed: the latest started or failed event
         # (hash -> state), and the latest failure (hash -> (error, retryable)).
@@ -86,24 +109,71 @@ class LogState:
         self.last_ts = ""
 
     def read(self, path):
-        for first, lines, data in read_chunks(path):
-            if self.by_field is not None or not self._read_fast(lines, data):
+        """Fold the events of the log at ``path``: those after its
+        checkpoint, if it has one to trust, on the state saved there.  The
+        checkpoint is saved again up to where the recent window starts,
+        whose events every status reads for the rate.  (Not with by_field:
+        a checkpoint does not keep the groups.)"""
+        loaded = checkpoint.START
+        if self.by_field is None:
+            loaded, saved = checkpoint.load(path, "status", _restore)
+            self.__dict__.update(saved or {})
+        position, unsaved = loaded, self.by_field is None
+        for first, lines, data in read_chunks(path, start=loaded):
+            settled_ts = self._settled_ts(data)
+            if settled_ts is None and unsaved:
+                self._save(path, loaded, position)
+                unsaved = False
+            if (self.by_field is not None or settled_ts is None
+                    or not self._read_fast(lines, data, settled_ts)):
                 self._read_slow(path, first, data)
-            held = self.completed.added + self.seen.added
-            if held > max(_FOLD_AFTER, 2 * self._after_fold):
-                self.completed.fold()
-                self.seen.fold()
-                self._after_fold = self.completed.added + self.seen.added
+            self._fold_if_large()
+            position = position.after(data, lines)
+        if unsaved:
+            self._save(path, loaded, position)
         return self
 
-    def _read_fast(self, lines, data):
+    def _settled_ts(self, data):
+        """The time of the chunk's last line if the whole chunk is older than
+        the recent window (the log is written in time order), else None: a
+        recent chunk is read exactly, line by line, for the rate."""
+        last_ts = _LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
+        if last_ts and last_ts[1].decode() < self.recent_since:
+            return last_ts[1].decode()
+        return None
+
+    def _fold_if_large(self):
+        held = self.completed.added + self.seen.added
+        if held > max(_FOLD_AFTER, 2 * self._after_fold):
+            self.completed.fold()
+            self.seen.fold()
+            self._after_fold = self.completed.added + self.seen.added
+
+    def _save(self, path, loaded, position):
+        """Save the state as the checkpoint at ``position``, if worth it."""
+        if checkpoint.worth_saving(loaded, position):
+            # A key held once, in one set, is all the counts need; fewer
+            # to save and to load.
+            self.completed.fold()
+            self.seen.fold(without=self.completed)
+            self._after_fold = self.completed.added + self.seen.added
+            size = (self.completed.dumped_size() + self.seen.dumped_size()
+                    + 100 * (len(self.unfinished) + len(self.failure)))
+            checkpoint.save(path, "status", position, size, self._dump)
+
+    def _dump(self, writer):
+        self.completed.dump(writer)
+        self.seen.dump(writer)
+        failures = list(self.failure.values())
+        writer.blob(orjson.dumps({
+            "unfinished": [list(self.unfinished), list(self.unfinished.values())],
+            "failure": [list(self.failure), [e for e, _ in failures], [r for _, r in failures]],
+            "bytes_done": self.bytes_done, "last_ts": self.last_ts,
+            "after_fold": self._after_fold}))
+
+    def _read_fast(self, lines, data, last_ts):
         """Fold a chunk whose lines all have the writers' shape, judged by
         their beginning; False (nothing folded) for any other chunk."""
-        # The time of the chunk's last line: a chunk of the recent window
-        # (the log is written in time order) is read exactly, line by line.
-        last_ts = _LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
-        if not last_ts or last_ts[1].decode() >= self.recent_since:
-            return False
         text = b"\n" + data
         done_keys = COMPLETED_LINE.findall(text)
         others = _OTHER_LINE.findall(text)
@@ -114,15 +184,16 @@ class LogState:
         except orjson.JSONDecodeError:
             return False
         kinds, keys = zip(*others) if others else ((), ())
-        self._fold(list(map(hash, keys)), kinds, list(map(hash, done_keys)), failures)
+        hash_keys = self.completed.hash_keys
+        self._fold(hash_keys(keys), kinds, hash_keys(done_keys), failures)
         self.bytes_done += sum(map(int, _COMPLETED_BYTES.findall(text)))
-        self.last_ts = max(self.last_ts, last_ts[1].decode())
+        self.last_ts = max(self.last_ts, last_ts)
         return True
 
     def _read_slow(self, path, first, data):
         hashes, kinds, done_hashes, failures = [], [], [], []
         for _, event in events_in(path, first, data):
-            h = hash(key_bytes(event))
+            h = self.completed.hash_key(key_bytes(event))
             kind = event["event"]
             ts = event.get("ts")
             ts = ts if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts) else ""
@@ -150,7 +221,7 @@ class LogState:
         states = list(map(_UNFINISHED.get, kinds))
         self.unfinished.update(compress(zip(hashes, states), states))
         for event in failures:
-            self.failure[hash(key_bytes(event))] = (
+            self.failure[self.completed.hash_key(key_bytes(event))] = (
                 str(event.get("error") or "unknown error"), bool(event.get("retryable")))
         # A completed key needs no unfinished state; dropping it keeps the
         # dicts small.  (A later event of a completed key is ignored in the
@@ -164,13 +235,15 @@ class LogState:
             self.recent_bytes += size
             self.recent_first = min(self.recent_first or ts, ts)
 
+    @cached_property
     def _unfinished_states(self):
-        """hash -> STARTED or FAILED, for the keys that never completed."""
+        """hash -> STARTED or FAILED, for the keys that never completed (once
+        the log is read)."""
         completed = self.completed
         return {h: s for h, s in self.unfinished.items() if h not in completed}
 
     def counts(self):
-        tally = Counter(self._unfinished_states().values())
+        tally = Counter(self._unfinished_states.values())
         completed, total = self.completed.count_with(self.seen)
         return {
             "total": total,
@@ -182,7 +255,7 @@ class LogState:
 
     def _failures(self):
         """(error, retryable) of each key whose latest outcome is a failure."""
-        return [self.failure[h] for h, s in self._unfinished_states().items() if s == FAILED]
+        return [self.failure[h] for h, s in self._unfinished_states.items() if s == FAILED]
 
     def failed_retryable(self):
         return sum(retryable for _, retryable in self._failures())
@@ -191,7 +264,7 @@ class LogState:
         return Counter(error for error, _ in self._failures()).most_common(limit)
 
     def groups(self):
-        unfinished = self._unfinished_states()
+        unfinished = self._unfinished_states
         members = {}
         for h, value in self.group.items():
             state = COMPLETED if h in self.completed else unfinished.get(h, QUEUED)

@@ -21,12 +21,10 @@ import pytest
 
 from tests.helpers import (PYTHON, command, jsonl_bytes, parse_jsonl, read_jsonl, run,
                            start_group)
+from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact, iso,
+                            job_keys, stderr_text)
 
 JOBLOG = command("ia-joblog")
-EVENT_FIELDS = {"event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
-                "attempts", "error", "retryable", "http_status", "failed_file", "plan",
-                "lock_owner"}
-
 #: Stands in for ia-fetch: one event per job on stdin; ids given as
 #: arguments fail (retryably), the others complete with their "size" as bytes.
 FAKE_FETCH = r'''
@@ -57,11 +55,6 @@ def joblog(*args, input=b""):
     return run([JOBLOG, *map(str, args)], input=input)
 
 
-def iso(seconds_since_epoch):
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds_since_epoch))
-            + f".{int(seconds_since_epoch % 1 * 1000):03d}Z")
-
-
 def event(kind, id, ts=None, **fields):
     record = {"event": kind, "id": id, **fields}
     if ts is not None:
@@ -74,16 +67,8 @@ def write_log(path, records):
     return path
 
 
-def stderr_text(result):
-    return result.stderr.decode(errors="replace")
-
-
 def assert_quiet(result):
     assert "Traceback" not in stderr_text(result), stderr_text(result)
-
-
-def job_keys(records):
-    return [(r["id"], r.get("file")) for r in records]
 
 
 def shell(script, **kwargs):
@@ -698,97 +683,13 @@ def test_a_closed_pipe_ends_quietly_with_141(tmp_path, subcommand):
 # compact lines, spread over several 1 MiB chunks of the log, and check the
 # commands against a model of the log folded event by event.
 
-def compact(records):
-    return b"".join(json.dumps(r, separators=(",", ":"), ensure_ascii=False).encode() + b"\n"
-                    for r in records)
-
-
-def model_of(events):
-    """What status, pending and skip must say about a list of valid events."""
-    state, first_event, failure = {}, {}, {}
-    bytes_done = 0
-    for e in events:
-        key = (e["id"], e.get("file"))
-        first_event.setdefault(key, e)
-        if state.get(key) == "completed":
-            continue
-        kind = e["event"]
-        if kind == "completed":
-            state[key] = "completed"
-            bytes_done += e.get("bytes", 0)
-        elif kind in ("started", "failed"):
-            state[key] = kind
-            if kind == "failed":
-                failure[key] = (e.get("error") or "unknown error", bool(e.get("retryable")))
-        else:
-            state.setdefault(key, "queued")
-    return state, first_event, failure, bytes_done
-
-
-def big_log(rng, count, recent_from=None):
-    """count compact events over a few thousand keys (item and file keys,
-    non-ASCII and escaped file names, user fields of each kind), old
-    timestamps, recent ones from index recent_from on."""
-    keys = [(f"item-{n:05d}_x.y", None) for n in range(2500)]
-    keys += [(f"files{n:04d}", f"dir/caf\u00e9 {n}.txt") for n in range(500)]
-    now = time.time()
-    events = []
-    for n in range(count):
-        ident, file = rng.choice(keys)
-        kind = rng.choice(["queued", "queued", "started", "completed", "failed",
-                           "planned", "skipped"])
-        e = {"event": kind, "id": ident}
-        if file is not None:
-            e["file"] = file
-        e.update(size=rng.randrange(10**6), batch=str(n % 7), note=None, flag=True)
-        e["ts"] = iso(now - (30 if recent_from is not None and n >= recent_from else 86400))
-        e.update(host="h", pid=7)
-        if kind == "completed":
-            e.update(files=1, bytes=rng.randrange(10**5), seconds=0.5)
-        elif kind == "failed":
-            e.update(bytes=rng.randrange(100), error=rng.choice(["HTTP 503", "md5 mismatch"]),
-                     retryable=rng.random() < 0.5)
-        events.append(e)
-    return events
-
-
 def test_fast_and_full_readings_agree_on_a_large_log(tmp_path):
-    rng = random.Random(7)
-    events = big_log(rng, 24_000, recent_from=23_000)
+    events = big_log(random.Random(7), 24_000, recent_from=23_000)
     log = tmp_path / "s.jsonl"
     data = compact(events)
     assert len(data) > 3 << 20  # several chunks
     log.write_bytes(data)
-    state, first_event, failure, bytes_done = model_of(events)
-
-    result = joblog("status", "--json", log)
-    assert result.returncode == 0 and result.stderr == b"", stderr_text(result)
-    (summary,) = parse_jsonl(result.stdout)
-    tally = {s: list(state.values()).count(s) for s in ("completed", "failed", "started", "queued")}
-    assert (summary["total"], summary["completed"], summary["failed"], summary["in_progress"],
-            summary["pending"]) == (len(state), tally["completed"], tally["failed"],
-                                    tally["started"], tally["queued"])
-    assert summary["bytes"] == sum(e.get("bytes", 0) for e in events
-                                   if e["event"] == "completed")
-    assert summary["bytes"] >= bytes_done
-    failed_now = [failure[k] for k, s in state.items() if s == "failed"]
-    assert summary["failed_retryable"] == sum(r for _, r in failed_now)
-    assert {e["error"]: e["count"] for e in summary["errors"]} == {
-        error: [f[0] for f in failed_now].count(error) for error, _ in failed_now}
-    recent = [e for e in events[23_000:] if e["event"] == "completed"]
-    assert summary["jobs_per_second"] and summary["jobs_per_second"] * 600 >= len(recent) * 0.9
-
-    pending = joblog("pending", log)
-    assert pending.returncode == 0 and pending.stderr == b""
-    expected = [{k: v for k, v in e.items() if k not in EVENT_FIELDS | {"reason"}}
-                for key, e in first_event.items() if state[key] != "completed"]
-    assert parse_jsonl(pending.stdout) == expected
-
-    jobs = [{"id": i, **({"file": f} if f else {})} for i, f in first_event]
-    skipped = joblog("skip", log, input=compact(jobs))
-    assert skipped.returncode == 0, stderr_text(skipped)
-    assert job_keys(parse_jsonl(skipped.stdout)) == [
-        k for k in first_event if state[k] != "completed"]
+    assert_readings_agree_with_model(log, events, recent_from=23_000)
 
 
 def test_skip_writes_the_same_queued_events_on_either_path(tmp_path):

@@ -1,0 +1,182 @@
+"""ia-joblog's checkpoints: a reading of a big log saves what it learned
+beside the log; the next reading starts from there and says the same, and
+a checkpoint that no longer fits its log is ignored, never trusted.
+
+Every test runs the real command on a real log of more than
+checkpoint.SAVE_AFTER bytes, and judges it by the model of tests/logmodel.
+"""
+
+import os
+import random
+import subprocess
+
+import pytest
+
+from iatools.checkpoint import SAVE_AFTER
+from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact,
+                            stderr_text)
+from tests.helpers import parse_jsonl, run
+from tests.torture import tmpfs
+
+KINDS = ["completed", "status"]
+
+
+def joblog(*args, input=b""):
+    return run([JOBLOG, *map(str, args)], input=input)
+
+
+def checkpoints(log):
+    return sorted(p.name.removeprefix(log.name + ".") for p in log.parent.iterdir()
+                  if p.name != log.name)
+
+
+@pytest.fixture
+def big(tmp_path):
+    """A log of about 11 MB and its events."""
+    events = big_log(random.Random(11), 60_000)
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(compact(events))
+    assert log.stat().st_size > SAVE_AFTER
+    return log, events
+
+
+def used_checkpoint(log, kind):
+    args = ["status", log] if kind == "status" else ["pending", log]
+    result = joblog("-v", *args)
+    assert result.returncode == 0, stderr_text(result)
+    return f"{kind}-checkpoint: used" in stderr_text(result)
+
+
+def test_a_second_reading_starts_from_the_checkpoint_and_agrees(big):
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    assert checkpoints(log) == ["completed-checkpoint", "status-checkpoint"]
+    assert all(used_checkpoint(log, kind) for kind in KINDS)
+    assert_readings_agree_with_model(log, events)
+
+
+def test_events_appended_after_the_checkpoint_are_read(big):
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    # More of the same keys, ending with a minute of recent ones.
+    more = big_log(random.Random(12), 50_000, recent_from=45_000)
+    with open(log, "ab") as f:
+        f.write(compact(more))
+    assert_readings_agree_with_model(log, events + more, recent_from=len(events) + 45_000)
+    # The second reading saved a checkpoint further on; a third agrees too.
+    assert all(used_checkpoint(log, kind) for kind in KINDS)
+    assert_readings_agree_with_model(log, events + more, recent_from=len(events) + 45_000)
+
+
+def edit_in_place(log, events):
+    """Turn the first completed event into a failure, keeping the log's
+    length and inode, as only a hand edit would; the new list of events."""
+    data = log.read_bytes()
+    at = data.index(b'{"event":"completed"')
+    with open(log, "r+b") as f:
+        f.seek(at)
+        f.write(b'{"event":"failed"   ')
+    line = data[:at].count(b"\n")
+    edited = dict(events[line], event="failed   ")
+    return events[:line] + [edited] + events[line + 1:]
+
+
+def test_a_log_edited_before_the_checkpoint_is_read_again(big):
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    events = edit_in_place(log, events)
+    assert not any(used_checkpoint(log, kind) for kind in KINDS)
+    assert_readings_agree_with_model(log, events)
+
+
+@pytest.mark.parametrize("change", ["shorter", "replaced"])
+def test_a_log_cut_short_or_replaced_is_read_again(big, change):
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    if change == "shorter":
+        events = events[:1000]
+    else:
+        events = big_log(random.Random(13), 60_000)
+    os.replace(_written(log.with_name("new"), events), log)
+    assert not any(used_checkpoint(log, kind) for kind in KINDS)
+    assert_readings_agree_with_model(log, events)
+
+
+def _written(path, events):
+    path.write_bytes(compact(events))
+    return path
+
+
+@pytest.mark.parametrize("damage", ["flipped byte", "cut short", "empty", "not ours"])
+def test_a_damaged_checkpoint_is_ignored_and_replaced(big, damage):
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    for kind in KINDS:
+        path = log.with_name(f"{log.name}.{kind}-checkpoint")
+        data = bytearray(path.read_bytes())
+        if damage == "flipped byte":
+            data[len(data) // 2] ^= 0x40
+        elif damage == "cut short":
+            del data[-100:]
+        elif damage == "empty":
+            data = b""
+        else:
+            data = data.replace(b'"hashes":"', b'"hashes":"other-')
+        path.write_bytes(data)
+    assert not any(used_checkpoint(log, kind) for kind in KINDS)
+    assert_readings_agree_with_model(log, events)
+    assert all(used_checkpoint(log, kind) for kind in KINDS)
+
+
+def test_readers_at_once_leave_one_valid_checkpoint(big):
+    log, events = big
+    readers = [subprocess.Popen([JOBLOG, command, str(log)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE)
+               for command in ("status", "status", "pending", "pending")]
+    outputs = [reader.communicate(timeout=120) for reader in readers]
+    assert all(reader.returncode == 0 for reader in readers), outputs
+    assert outputs[0] == outputs[1] and outputs[2] == outputs[3]
+    assert checkpoints(log) == ["completed-checkpoint", "status-checkpoint"]
+    assert_readings_agree_with_model(log, events)
+
+
+def test_no_checkpoint_where_it_would_crowd_the_log(tmp_path):
+    """A filesystem with less room than the checkpoint plus KEEP_FREE gets
+    none: the log (and the downloads) need the room more."""
+    events = big_log(random.Random(11), 60_000)
+    with tmpfs(tmp_path / "small", 64 << 20) as disk:
+        log = _written(disk / "s.jsonl", events)
+        assert_readings_agree_with_model(log, events)
+        assert checkpoints(log) == []
+
+
+def piped(log, *command):
+    return subprocess.run(f"cat {log} | {JOBLOG} {' '.join(command)} /dev/stdin", shell=True,
+                          capture_output=True, timeout=120)
+
+
+def test_a_log_read_from_a_pipe_gets_no_checkpoint(big):
+    log, _ = big
+    status = piped(log, "status", "--json")
+    assert status.returncode == 0 and status.stderr == b"", status.stderr
+    assert checkpoints(log) == []
+    assert status.stdout == joblog("status", "--json", log).stdout
+
+
+@pytest.mark.parametrize("command", ["pending", "failed"])
+def test_commands_that_read_the_log_twice_refuse_a_pipe(big, command):
+    log, _ = big
+    result = piped(log, command)
+    assert result.returncode == 2 and result.stdout == b""
+    assert "cannot read log /dev/stdin twice" in stderr_text(result)
+
+
+def test_status_by_field_reads_the_whole_log(big):
+    """A checkpoint keeps no groups: --by reads everything, and agrees."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    by_batch = joblog("-v", "status", "--json", "--by", "batch", log)
+    assert by_batch.returncode == 0 and "checkpoint: used" not in stderr_text(by_batch)
+    (summary,) = parse_jsonl(by_batch.stdout)
+    assert sum(g["total"] for g in summary["by"]["groups"].values()) == summary["total"]
+    assert summary["total"] == len({(e["id"], e.get("file")) for e in events})
