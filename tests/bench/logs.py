@@ -72,16 +72,17 @@ class _Clock:
         return f"{self._prefix}.{ms:03d}Z"
 
 
-def generate(shape, log_path, jobs_path, block=1000):
-    """Write the log and the job stream (every job, as ia-resolve gives it)."""
+def generate(shape, log_path, jobs_path, block=1000, first=0):
+    """Write the log and the job stream (every job, as ia-resolve gives it);
+    ``first``: the number of the first job (the jobs of a log's tail)."""
     clock = _Clock()
-    processed = shape.completed + shape.failed
-    fail_every = processed // shape.failed if shape.failed else 0
+    processed = first + shape.completed + shape.failed
+    fail_every = (shape.completed + shape.failed) // shape.failed if shape.failed else 0
     with open(log_path, "w", encoding="utf-8") as log, \
             open(jobs_path, "w", encoding="utf-8") as jobs_out:
-        for start in range(0, shape.jobs, block):
+        for start in range(first, first + shape.jobs, block):
             batch = [(i, _identifier(i), _size(i))
-                     for i in range(start, min(start + block, shape.jobs))]
+                     for i in range(start, min(start + block, first + shape.jobs))]
             jobs_out.write("".join(f'{{"id":"{i}","size":{s}}}\n' for _, i, s in batch))
             pid = 4000 + start // 100_000
             log.write("".join(f'{{"event":"queued","id":"{i}","size":{s},"ts":"{clock.next()}",'
@@ -173,8 +174,14 @@ def _judge(row, target, passed):
     row.met = bool(passed) and not row.failed and not row.status
 
 
-def j1(workdir, quick, timeout=120):
-    """ia-joblog status, skip (of every job) and pending on a big log."""
+#: Jobs queued, started and completed after the first reading of the J1
+#: log (about 11 MB of events: minutes of a real run), before the second.
+TAIL_JOBS = 20_000
+
+
+def j1(workdir, quick, timeout=300):
+    """ia-joblog status, skip (of every job) and pending on a big log: first
+    readings, and readings from the checkpoints the first ones left."""
     scale = 100 if quick else 1
     shape = LogShape(10_000_000 // scale, 7_000_000 // scale, 100_000 // scale)
     log, jobs, generated = cached_data(shape)
@@ -182,43 +189,85 @@ def j1(workdir, quick, timeout=120):
             f"{log.stat().st_size / 1e9:.2f} GB log")
     if generated:
         note += f"; generated in {generated:.0f} s"
-    rows = []
-    out = workdir / "j1-out.jsonl"
+    size = log.stat().st_size
+    _drop_checkpoints(log)
+    try:
+        rows = [_j1_status(log, shape, workdir, timeout, "first reading", note)]
+        tail = _append_tail(log, shape, LogShape(*[TAIL_JOBS // scale] * 2, 0), workdir)
+        grown = LogShape(shape.jobs + tail.jobs, shape.completed + tail.completed,
+                         shape.failed)
+        rows.append(_j1_status(log, grown, workdir, timeout, "from its checkpoint",
+                               f"{tail.jobs:,} more jobs logged since, "
+                               f"{(log.stat().st_size - size) / 1e6:.0f} MB"))
+        for reading in ("first reading", "from its checkpoint"):
+            rows.append(_j1_skip(log, jobs, shape, workdir, timeout, reading))
+        rows.append(_j1_pending(log, grown, workdir, timeout))
+    finally:
+        os.truncate(log, size)  # keep the cached log as it was generated
+        _drop_checkpoints(log)
+    return rows
 
+
+def _drop_checkpoints(log):
+    for kind in ("status", "completed"):
+        log.with_name(f"{log.name}.{kind}-checkpoint").unlink(missing_ok=True)
+
+
+def _append_tail(log, shape, tail, workdir):
+    tail_log, tail_jobs = workdir / "j1-tail.jsonl", workdir / "j1-tail-jobs.jsonl"
+    generate(tail, tail_log, tail_jobs, first=shape.jobs)
+    with open(log, "ab") as out:
+        out.write(tail_log.read_bytes())
+    tail_log.unlink()
+    tail_jobs.unlink()
+    return tail
+
+
+def _j1_status(log, shape, workdir, timeout, reading, note):
+    out = workdir / "j1-out.jsonl"
     m = _run_to_file([_tool("ia-joblog"), "status", "--json", str(log)], out, workdir, timeout)
-    row = _row("J1", "ia-joblog status", m, shape.jobs, note=note)
+    row = _row("J1", f"ia-joblog status ({reading})", m, shape.jobs, note=note)
     summary = _first_json(out)
+    out.unlink()
     _check(row, summary.get("total") == shape.jobs and summary.get("completed") ==
            shape.completed and summary.get("failed") == shape.failed,
            f"counts {_counts(summary)}")
     _judge(row, "<= 10 s and <= 200 MB",
            m.wall <= 10 and m.peak_rss_mb is not None and m.peak_rss_mb <= 200)
-    rows.append(row)
+    return row
 
+
+def _j1_skip(log, jobs, shape, workdir, timeout, reading):
+    out = workdir / "j1-out.jsonl"
     size = log.stat().st_size
     try:
         m = _run_to_file([_tool("ia-joblog"), "skip", str(log)], out, workdir, timeout,
                          stdin_path=jobs)
     finally:
-        os.truncate(log, size)  # skip appended its queued events: keep the cache as it was
-    row = _row("J1", "ia-joblog skip", m, shape.jobs, note=f"all {shape.jobs:,} jobs in")
+        os.truncate(log, size)  # skip appended its queued events: the next reading is alike
+    row = _row("J1", f"ia-joblog skip ({reading})", m, shape.jobs,
+               note=f"all {shape.jobs:,} jobs in")
     passed = _count_lines(out)
+    out.unlink()
     _check(row, passed == shape.jobs - shape.completed, f"passed {passed:,} jobs")
     per_job = None if m.peak_rss_mb is None else m.peak_rss_mb * 1e6 / shape.completed
     row.extra["rss_bytes_per_completed_job"] = per_job and round(per_job, 1)
     _judge(row, "<= 15 s and <= 64 B RSS per completed job (got "
                 f"{'unknown' if per_job is None else f'{per_job:.0f}'})",
            m.wall <= 15 and per_job is not None and per_job <= 64)
-    rows.append(row)
+    return row
 
+
+def _j1_pending(log, shape, workdir, timeout):
+    out = workdir / "j1-out.jsonl"
     m = _run_to_file([_tool("ia-joblog"), "pending", str(log)], out, workdir, timeout)
-    row = _row("J1", "ia-joblog pending", m, shape.jobs)
+    row = _row("J1", "ia-joblog pending", m, shape.jobs,
+               note="completed keys from skip's checkpoint")
     pending = _count_lines(out)
+    out.unlink()
     _check(row, pending == shape.jobs - shape.completed, f"printed {pending:,} jobs")
     _judge(row, "<= 15 s", m.wall <= 15)
-    rows.append(row)
-    out.unlink()
-    return rows
+    return row
 
 
 def _first_json(path):
