@@ -113,18 +113,33 @@ def _trailer(file):
     return position, length, trailer["payload_crc"]
 
 
+#: log path -> the longest Position of it checked in this process: the
+#: bytes before it do not change (the log is only appended to), so a second
+#: checkpoint of the same log (pending reads two) is checked from there.
+_checked = {}
+
+
 def _log_begins_with(log_path, position):
     """Does the log still begin with the bytes ``position`` covers?"""
+    checked = _checked.get(log_path, START)
+    if checked.offset > position.offset:
+        checked = START
     with open(log_path, "rb") as log:
         if os.fstat(log.fileno()).st_size < position.offset:
             return False
-        crc = 0
-        # A window at a time: a page mapped counts in the resident size.
-        for start in range(0, position.offset, _CRC_WINDOW):
+        crc = checked.crc
+        # A window at a time (a page mapped counts in the resident size),
+        # each starting on a page.
+        first = checked.offset - checked.offset % mmap.ALLOCATIONGRANULARITY
+        for start in range(first, position.offset, _CRC_WINDOW):
             length = min(_CRC_WINDOW, position.offset - start)
-            with mmap.mmap(log.fileno(), length, offset=start, access=mmap.ACCESS_READ) as view:
-                crc = zlib.crc32(view, crc)
-    return crc == position.crc
+            with mmap.mmap(log.fileno(), length, offset=start, access=mmap.ACCESS_READ) as view, \
+                    memoryview(view) as data:
+                crc = zlib.crc32(data[max(0, checked.offset - start):], crc)
+    if crc != position.crc:
+        return False
+    _checked[log_path] = max(checked, position, key=lambda p: p.offset)
+    return True
 
 
 def save(log_path, kind, position, size, dump):

@@ -23,7 +23,7 @@ import time
 from iatools import errors
 from iatools.checkpoint import START
 from iatools.jobs import validate_job
-from iatools.jsonl import BadLine, parse_object, whole_lines, within_line_limit
+from iatools.jsonl import MAX_LINE_BYTES, BadLine, parse_object, whole_lines, within_line_limit
 
 SYNC_INTERVAL = 1.0
 #: Reading the log in large chunks leaves fewer, longer steps to Python.
@@ -100,6 +100,26 @@ def read_chunks(path, report=True, start=START):
             yield first, lines, data
     finally:
         os.close(fd)
+
+
+def lines_at(path, offsets):
+    """The lines of the log that start at each of the increasing
+    ``offsets``, without their line endings, read a chunk at a time."""
+    lines = []
+    with open(path, "rb", buffering=0) as log:
+        base, data = 0, b""
+        for offset in offsets:
+            start = offset - base
+            end = data.find(b"\n", start) if 0 <= start < len(data) else -1
+            if end < 0:
+                log.seek(offset)
+                base, data, start = offset, log.read(READ_SIZE + MAX_LINE_BYTES), 0
+                end = data.find(b"\n")
+                if end < 0:
+                    raise errors.IatoolsError(f"{path} was cut short while being read")
+            line = data[start:end]
+            lines.append(line[:-1] if line[-1:] == b"\r" else line)
+    return lines
 
 
 def check_rereadable(path):

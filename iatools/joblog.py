@@ -11,14 +11,13 @@ from itertools import compress
 import orjson
 
 from iatools import cli, errors, jsonl, signals
-from iatools.eventlog import (LogWriter, all_lines_closed, check_rereadable, events_in,
-                              read_chunks, read_events)
+from iatools.eventlog import LogWriter, check_rereadable, read_events
 from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
                           validate_job)
-from iatools.keyset import (KEY, PLAIN_VALUE, SIZE, KeySet, key_bytes, plain_chunk,
-                            plain_job_line)
-from iatools.logstate import COMPLETED_LINE, LogState, completed_keys
+from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
+from iatools.logstate import LogState, completed_keys
+from iatools.openjobs import OpenJobs
 from iatools.sizes import duration_argument, format_duration, format_size
 from iatools.status import ExitStatus
 
@@ -264,31 +263,13 @@ def _skip_lines(first, data, done):
 def pending(args):
     check_rereadable(args.log)
     done = completed_keys(args.log, report=False)
-    printed = KeySet(done.salt)
     output = jsonl.Output()
-    for first, count, data in read_chunks(args.log):
-        text = b"\n" + data
-        found = _NOT_COMPLETED_LINE.findall(text)
-        if (len(found) + len(COMPLETED_LINE.findall(text)) == count
-                and all_lines_closed(count, data)):
-            lines, keys = zip(*found) if found else ((), ())
-            hashes = done.hash_keys(keys)
-        else:
-            lines, hashes = [], []
-            for _, event in events_in(args.log, first, data):
-                if event["event"] != "completed":
-                    lines.append(event)
-                    hashes.append(done.hash_key(key_bytes(event)))
-        open_ = list(map(operator.not_, done.contains_each(hashes)))
-        hashes = list(compress(hashes, open_))
-        first_line = dict(zip(reversed(hashes), reversed(list(compress(lines, open_)))))
-        output.lines(_pending_jobs(list(map(first_line.__getitem__, printed.add_new(hashes)))))
+    for events in OpenJobs.read(args.log, done).first_lines(args.log, done):
+        output.lines(_pending_jobs(events))
     output.flush()
     return ExitStatus.OK
 
 
-_NOT_COMPLETED_LINE = re.compile(
-    rb'\n(\{"event":"(?!completed")[a-z_]+",' + KEY + rb"[,}][^\n]*)")
 #: A queued event as skip writes it: "event", the job, "ts", "host", "pid",
 #: and no event field among the job's (group 1: the job's fields; 2: its key).
 _QUEUED_EVENT = re.compile(
@@ -299,23 +280,19 @@ _QUEUED_EVENT = re.compile(
 
 
 def _pending_jobs(events):
-    """The job lines of events: cut out of queued events as skip writes
-    them (all at once when each is one), others parsed.  An event that the
-    full parser read is a dict already."""
-    if all(isinstance(e, bytes) for e in events):
-        jobs = list(map(operator.itemgetter(0), _QUEUED_EVENT.findall(b"\n".join(events))))
-        if len(jobs) == len(events):
-            return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
+    """The job lines of event lines: cut out of queued events as skip writes
+    them (all at once when each is one), others parsed."""
+    jobs = list(map(operator.itemgetter(0), _QUEUED_EVENT.findall(b"\n".join(events))))
+    if len(jobs) == len(events):
+        return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
     return [_pending_job(e) for e in events]
 
 
 def _pending_job(event):
-    if isinstance(event, bytes):
-        match = _QUEUED_EVENT.fullmatch(event)
-        if match:
-            return b"{" + match[1] + b"}\n"
-        event = orjson.loads(event)
-    return jsonl.dumps(job_from_record(event))
+    match = _QUEUED_EVENT.fullmatch(event)
+    if match:
+        return b"{" + match[1] + b"}\n"
+    return jsonl.dumps(job_from_record(orjson.loads(event)))
 
 
 def failed(args):

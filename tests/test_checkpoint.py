@@ -12,13 +12,15 @@ import subprocess
 
 import pytest
 
+from iatools import checkpoint
 from iatools.checkpoint import SAVE_AFTER
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact,
                             stderr_text)
 from tests.helpers import parse_jsonl, run
 from tests.torture import tmpfs
 
-KINDS = ["completed", "status"]
+KINDS = ["completed", "pending", "status"]
+ALL = [f"{kind}-checkpoint" for kind in KINDS]
 
 
 def joblog(*args, input=b""):
@@ -40,19 +42,33 @@ def big(tmp_path):
     return log, events
 
 
-def used_checkpoint(log, kind):
-    args = ["status", log] if kind == "status" else ["pending", log]
-    result = joblog("-v", *args)
-    assert result.returncode == 0, stderr_text(result)
-    return f"{kind}-checkpoint: used" in stderr_text(result)
+def checkpoints_used(log):
+    """The kinds of checkpoint that one status and one pending used."""
+    said = ""
+    for command in ("status", "pending"):
+        result = joblog("-v", command, log)
+        assert result.returncode == 0, stderr_text(result)
+        said += stderr_text(result)
+    return [kind for kind in KINDS if f"{kind}-checkpoint: used" in said]
 
 
 def test_a_second_reading_starts_from_the_checkpoint_and_agrees(big):
     log, events = big
     assert_readings_agree_with_model(log, events)
-    assert checkpoints(log) == ["completed-checkpoint", "status-checkpoint"]
-    assert all(used_checkpoint(log, kind) for kind in KINDS)
+    assert checkpoints(log) == ALL
+    assert checkpoints_used(log) == KINDS
     assert_readings_agree_with_model(log, events)
+
+
+def test_pending_reads_afresh_when_the_completed_keys_were(big):
+    """The pending checkpoint holds hashes salted as the completed keys
+    were: read afresh (a new salt), those do not fit it."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    log.with_name(f"{log.name}.completed-checkpoint").unlink()
+    assert checkpoints_used(log) == ["status"]
+    assert_readings_agree_with_model(log, events)
+    assert checkpoints_used(log) == KINDS
 
 
 def test_events_appended_after_the_checkpoint_are_read(big):
@@ -64,7 +80,7 @@ def test_events_appended_after_the_checkpoint_are_read(big):
         f.write(compact(more))
     assert_readings_agree_with_model(log, events + more, recent_from=len(events) + 45_000)
     # The second reading saved a checkpoint further on; a third agrees too.
-    assert all(used_checkpoint(log, kind) for kind in KINDS)
+    assert checkpoints_used(log) == KINDS
     assert_readings_agree_with_model(log, events + more, recent_from=len(events) + 45_000)
 
 
@@ -85,7 +101,7 @@ def test_a_log_edited_before_the_checkpoint_is_read_again(big):
     log, events = big
     assert_readings_agree_with_model(log, events)
     events = edit_in_place(log, events)
-    assert not any(used_checkpoint(log, kind) for kind in KINDS)
+    assert checkpoints_used(log) == []
     assert_readings_agree_with_model(log, events)
 
 
@@ -98,7 +114,7 @@ def test_a_log_cut_short_or_replaced_is_read_again(big, change):
     else:
         events = big_log(random.Random(13), 60_000)
     os.replace(_written(log.with_name("new"), events), log)
-    assert not any(used_checkpoint(log, kind) for kind in KINDS)
+    assert checkpoints_used(log) == []
     assert_readings_agree_with_model(log, events)
 
 
@@ -123,9 +139,9 @@ def test_a_damaged_checkpoint_is_ignored_and_replaced(big, damage):
         else:
             data = data.replace(b'"hashes":"', b'"hashes":"other-')
         path.write_bytes(data)
-    assert not any(used_checkpoint(log, kind) for kind in KINDS)
+    assert checkpoints_used(log) == []
     assert_readings_agree_with_model(log, events)
-    assert all(used_checkpoint(log, kind) for kind in KINDS)
+    assert checkpoints_used(log) == KINDS
 
 
 def test_readers_at_once_leave_one_valid_checkpoint(big):
@@ -136,7 +152,7 @@ def test_readers_at_once_leave_one_valid_checkpoint(big):
     outputs = [reader.communicate(timeout=120) for reader in readers]
     assert all(reader.returncode == 0 for reader in readers), outputs
     assert outputs[0] == outputs[1] and outputs[2] == outputs[3]
-    assert checkpoints(log) == ["completed-checkpoint", "status-checkpoint"]
+    assert checkpoints(log) == ALL
     assert_readings_agree_with_model(log, events)
 
 
@@ -180,3 +196,38 @@ def test_status_by_field_reads_the_whole_log(big):
     (summary,) = parse_jsonl(by_batch.stdout)
     assert sum(g["total"] for g in summary["by"]["groups"].values()) == summary["total"]
     assert summary["total"] == len({(e["id"], e.get("file")) for e in events})
+
+
+def saved_at(log, kind, offset):
+    """Save a checkpoint of ``kind`` (payload: its kind) covering the log's
+    first ``offset`` bytes; the Position it covers."""
+    data = log.read_bytes()[:offset]
+    position = checkpoint.START.after(data, data.count(b"\n"))
+    checkpoint.save(str(log), kind, position, 100, lambda writer: writer.blob(kind.encode()))
+    return position
+
+
+@pytest.mark.parametrize("order", [("short", "long"), ("long", "short")])
+def test_two_checkpoints_of_one_log_are_checked_in_either_order(tmp_path, order):
+    """In one process, a second checkpoint is checked from where the first
+    one ended (pending reads two): at any offset, in either order."""
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(os.urandom(SAVE_AFTER + 50_001))
+    ends = {"short": saved_at(log, "short", 4_097 + 13),
+            "long": saved_at(log, "long", SAVE_AFTER + 7)}
+    for kind in order:
+        position, payload = checkpoint.load(str(log), kind, lambda reader: reader.blob())
+        assert (position, payload) == (ends[kind], kind.encode())
+
+
+def test_a_change_between_two_checkpoints_fails_only_the_longer(tmp_path):
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(os.urandom(SAVE_AFTER + 50_001))
+    short = saved_at(log, "short", 100_003)
+    saved_at(log, "long", SAVE_AFTER)
+    with open(log, "r+b") as f:
+        f.seek(200_000)
+        f.write(b"x")
+    assert checkpoint.load(str(log), "short", lambda reader: reader.blob())[0] == short
+    assert checkpoint.load(str(log), "long", lambda reader: reader.blob()) == (
+        checkpoint.START, None)

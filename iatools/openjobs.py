@@ -1,0 +1,108 @@
+"""The jobs of a log that have not completed, and where each first appears.
+
+``ia-joblog pending`` prints, for every key without a completed event, its
+first other event as a job, in log order.  A reading notes that line's
+offset and the key's hash (16 bytes a key) instead of the line, and reads
+the lines back at the end.  The notes are kept in a checkpoint
+(iatools.checkpoint), so that the next reading scans only what was
+appended since; a key noted there that has completed since is left out
+when the lines are read back.
+"""
+
+import re
+from array import array
+from functools import partial
+from itertools import compress, islice, repeat
+from operator import add, not_
+
+from iatools import checkpoint
+from iatools.eventlog import all_lines_closed, events_in, lines_at, read_chunks
+from iatools.keyset import KEY, KeySet, key_bytes
+from iatools.logstate import COMPLETED_LINE
+
+#: The key of a line that is not a completed event; searched for in
+#: b"\n" + chunk, so a match starts where its line does in the chunk.
+_OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed")[a-z_]+",' + KEY + rb"[,}]")
+#: Keys judged against the completed ones at a time, when lines are read back.
+_BATCH = 1 << 16
+
+
+class OpenJobs:
+    """Keys not completed when seen (hashed with the salt of the completed
+    keys), and the offset of the first line of each, in log order."""
+
+    def __init__(self, salt):
+        self.noted = KeySet(salt)
+        self.hashes = array("q")
+        self.offsets = array("q")
+
+    @classmethod
+    def read(cls, path, done):
+        """The open jobs of the log at ``path``, ``done`` being its completed
+        keys: from its checkpoint, if there is one to trust, on."""
+        loaded, jobs = checkpoint.load(path, "pending", partial(cls._load, salt=done.salt))
+        jobs = jobs or cls(done.salt)
+        position = loaded
+        for first, lines, data in read_chunks(path, start=loaded):
+            hashes, offsets = jobs._open_lines(path, first, lines, data, done)
+            jobs._note(hashes, list(map(add, offsets, repeat(position.offset))))
+            position = position.after(data, lines)
+        if checkpoint.worth_saving(loaded, position):
+            size = jobs.noted.dumped_size() + 16 * len(jobs.hashes)
+            checkpoint.save(path, "pending", position, size, jobs._dump)
+        return jobs
+
+    def _open_lines(self, path, first, count, data, done):
+        """The hashes and offsets in ``data`` of the lines of keys not in
+        ``done``: found by their beginning, or parsed when a line has
+        another shape."""
+        text = b"\n" + data
+        matches = list(_OPEN_LINE.finditer(text))
+        if (len(matches) + len(COMPLETED_LINE.findall(text)) == count
+                and all_lines_closed(count, data)):
+            hashes = done.hash_keys(list(map(re.Match.group, matches, repeat(1))))
+            offsets = list(map(re.Match.start, matches))
+        else:
+            starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
+            hashes, offsets = [], []
+            for line_number, event in events_in(path, first, data):
+                if event["event"] != "completed":
+                    hashes.append(done.hash_key(key_bytes(event)))
+                    offsets.append(starts[line_number - first])
+        open_ = list(map(not_, done.contains_each(hashes)))
+        return list(compress(hashes, open_)), list(compress(offsets, open_))
+
+    def _note(self, hashes, offsets):
+        """Note the first line of each key not noted before."""
+        first_offset = dict(zip(reversed(hashes), reversed(offsets)))
+        fresh = self.noted.add_new(hashes)
+        self.hashes.extend(fresh)
+        self.offsets.extend(map(first_offset.__getitem__, fresh))
+
+    def first_lines(self, path, done):
+        """Batches of the first lines (bytes, no line ending) of the noted
+        keys that are not in ``done``, in log order."""
+        for start in range(0, len(self.hashes), _BATCH):
+            hashes = self.hashes[start:start + _BATCH].tolist()
+            keep = map(not_, done.contains_each(hashes))
+            offsets = list(compress(islice(self.offsets, start, start + _BATCH), keep))
+            if offsets:
+                yield lines_at(path, offsets)
+
+    def _dump(self, writer):
+        self.noted.dump(writer)
+        writer.blob(self.hashes.tobytes())
+        writer.blob(self.offsets.tobytes())
+
+    @classmethod
+    def _load(cls, reader, salt):
+        noted = KeySet.load(reader)
+        if noted.salt != salt:
+            raise ValueError("the completed keys were read afresh since")
+        jobs = cls(salt)
+        jobs.noted = noted
+        jobs.hashes = array("q", reader.blob())
+        jobs.offsets = array("q", reader.blob())
+        if len(jobs.hashes) != len(jobs.offsets):
+            raise ValueError("damaged")
+        return jobs
