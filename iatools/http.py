@@ -22,12 +22,14 @@ class FetchError(Exception):
     later could help; a ``local`` error (the disk, not the network) is not
     retried at once, since the next request would meet the same disk."""
 
-    def __init__(self, message, retryable, http_status=None, retry_after=None, local=False):
+    def __init__(self, message, retryable, http_status=None, retry_after=None, local=False,
+                 no_space=False):
         super().__init__(message)
         self.retryable = retryable
         self.http_status = http_status
         self.retry_after = retry_after
         self.local = local
+        self.no_space = no_space  # the disk (or the quota) is full
 
 
 class Cancelled(Exception):

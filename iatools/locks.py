@@ -88,7 +88,11 @@ def _take(path, timeout):
     for _ in range(3):  # the file changed under us (taken over, released): again
         fd = _open_and_lock(path, timeout)
         if fd is not None:
-            _write_owner(fd)
+            try:
+                _write_owner(fd)
+            except OSError:
+                _give_up(path, fd)  # a disk full: no ownerless lock left behind
+                raise
             return fd
     raise Locked(read_owner(path))
 

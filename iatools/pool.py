@@ -10,6 +10,7 @@ thread, whose blocking is the backpressure on the pipe.
 """
 
 import collections
+import errno
 import os
 import queue
 import threading
@@ -21,6 +22,11 @@ from iatools.jobs import make_event
 from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
 from iatools.transfer import Transfer, ensure_inside, is_present
+
+#: How many times a file that met a full disk is tried again, each time
+#: after the transfers then writing have ended (Pool._fetch).
+SPACE_RETRIES = 3
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(eq=False)  # each run is itself: kept in a set by identity
@@ -66,6 +72,7 @@ class Pool:
         self.stop_new = False
         self.active = 0
         self.transfers = set()
+        self.waiting_for_space = set()  # transfers that met a full disk
         self.paths_busy = set()  # files being fetched or installed
         self.runs = set()  # jobs past their lock, not yet ended
         self.cancelled_at = None
@@ -207,10 +214,13 @@ class Pool:
         job = run.job
         try:
             _check_destdir(job["destdir"])
-            run.lock = self.locks.acquire(job["destdir"], job["id"])
+            run.lock = self._acquire(job)
             return True
         except Locked as locked:
             self._job_done(make_event("skipped", job, reason="locked", lock_owner=locked.owner))
+        except Cancelled:  # while waiting for room for the lock file
+            run.interrupted = True
+            self._job_done(self._outcome_event(run))
         except FetchError as error:
             run.fail(error)
             self._job_done(self._outcome_event(run))
@@ -219,6 +229,17 @@ class Pool:
                                 True, local=True))
             self._job_done(self._outcome_event(run))
         return False
+
+    def _acquire(self, job):
+        """The item's lock; a lock file that meets a full disk is tried
+        again as a file is (``_fetch``)."""
+        for _ in range(SPACE_RETRIES):
+            try:
+                return self.locks.acquire(job["destdir"], job["id"])
+            except OSError as error:
+                if error.errno not in _NO_SPACE or not self._room_again(job["destdir"]):
+                    raise
+        return self.locks.acquire(job["destdir"], job["id"])
 
     def _plan(self, run, policy):
         job = run.job
@@ -320,7 +341,7 @@ class Pool:
             if directory not in run.directories:
                 os.makedirs(directory, exist_ok=True)
                 run.directories.add(directory)
-            policy.run(transfer.attempt)
+            self._fetch(transfer, policy)
             self.finishing.put((run, transfer))
             return True
         except Cancelled:
@@ -335,10 +356,47 @@ class Pool:
         finally:
             with self.condition:
                 self.transfers.discard(transfer)
+                self.condition.notify_all()  # for _space_may_come_back
                 run.bytes += transfer.fetched
                 run.attempts += policy.attempts
             self.progress.end(slot)
         return False
+
+    def _fetch(self, transfer, policy):
+        """Download a file.  One that meets a full disk is tried again if
+        there is room for it by then, or once the other transfers writing
+        have made some: one may fail and give its space back, and a job that
+        fits must not fail for another that does not (SPACE_RETRIES times
+        at most)."""
+        plan = transfer.plan
+        for _ in range(SPACE_RETRIES):
+            try:
+                return policy.run(transfer.attempt)
+            except FetchError as error:
+                if not error.no_space or not self._room_again(
+                        os.path.dirname(plan.path), plan.size or 1, transfer):
+                    raise
+        return policy.run(transfer.attempt)
+
+    def _room_again(self, directory, needed=4096, transfer=None):
+        """Is there ``needed`` bytes of room in ``directory`` now, or once
+        the other transfers writing (not ``transfer``) have ended or met a
+        full disk themselves?  False when none is left to give space back."""
+        with self.condition:
+            self.waiting_for_space.add(transfer)
+            try:
+                while _free_bytes(directory) < needed:
+                    writing = self.transfers - self.waiting_for_space
+                    if not writing:
+                        return False
+                    while writing <= self.transfers - self.waiting_for_space:
+                        if self.cancel.is_set():
+                            raise Cancelled()
+                        self.condition.wait()
+                return True
+            finally:
+                self.waiting_for_space.discard(transfer)
+                self.condition.notify_all()
 
     # -- events -----------------------------------------------------------------
     def _outcome_event(self, run):
@@ -356,6 +414,14 @@ class Pool:
         if run.failed_file:
             details["failed_file"] = run.failed_file
         return make_event("failed", run.job, **details)
+
+
+def _free_bytes(directory):
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return 0
+    return stats.f_bavail * stats.f_frsize
 
 
 def _check_destdir(destdir):

@@ -207,7 +207,8 @@ class Transfer:
             code = errno.errorcode.get(exc.errno, "")
             raise FetchError(f"cannot write {self.temp}: {exc.strerror} ({code})",
                              exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO),
-                             local=True) from None
+                             local=True, no_space=exc.errno in (errno.ENOSPC, errno.EDQUOT)
+                             ) from None
 
     def _verify(self, md5):
         size = os.lstat(self.temp).st_size
