@@ -177,7 +177,7 @@ def tee(args):
 
 
 def skip(args):
-    done = completed_keys(args.log)
+    done, _ = completed_keys(args.log)
     jsonl.warn_if_terminal(0, "jobs")
     log = _open_log(args.log)
     output = jsonl.Output()
@@ -262,9 +262,9 @@ def _skip_lines(first, data, done):
 
 def pending(args):
     check_rereadable(args.log)
-    done = completed_keys(args.log, report=False)
+    done, done_end = completed_keys(args.log, report=False)
     output = jsonl.Output()
-    for events in OpenJobs.read(args.log, done).first_lines(args.log, done):
+    for events in OpenJobs.read(args.log, done, done_end).first_lines(args.log):
         output.lines(_pending_jobs(events))
     output.flush()
     return ExitStatus.OK

@@ -49,7 +49,7 @@ _FOLD_AFTER = 1 << 24
 
 def completed_keys(path, report=True):
     """The hashes of every key with a completed event, read from the log's
-    checkpoint and the events after it."""
+    checkpoint and the events after it, and the position read up to."""
     loaded, done = checkpoint.load(path, "completed", KeySet.load)
     done = done or KeySet()
     position = loaded
@@ -63,7 +63,7 @@ def completed_keys(path, report=True):
         position = position.after(data, lines)
     if checkpoint.worth_saving(loaded, position):
         checkpoint.save(path, "completed", position, done.dumped_size(), done.dump)
-    return done
+    return done, position
 
 
 def _restore(reader):

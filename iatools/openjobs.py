@@ -5,14 +5,14 @@ first other event as a job, in log order.  A reading notes that line's
 offset and the key's hash (16 bytes a key) instead of the line, and reads
 the lines back at the end.  The notes are kept in a checkpoint
 (iatools.checkpoint), so that the next reading scans only what was
-appended since; a key noted there that has completed since is left out
-when the lines are read back.
+appended since.  The notes hold only keys open where they end: a reading
+drops those completed in what it scanned.
 """
 
 import re
 from array import array
 from functools import partial
-from itertools import compress, islice, repeat
+from itertools import compress, repeat
 from operator import add, not_
 
 from iatools import checkpoint
@@ -37,40 +37,52 @@ class OpenJobs:
         self.offsets = array("q")
 
     @classmethod
-    def read(cls, path, done):
-        """The open jobs of the log at ``path``, ``done`` being its completed
-        keys: from its checkpoint, if there is one to trust, on."""
+    def read(cls, path, done, done_end):
+        """The open jobs of the log at ``path``, whose completed keys
+        ``done`` were read up to the Position ``done_end``: from its
+        checkpoint, if there is one to trust, on."""
         loaded, jobs = checkpoint.load(path, "pending", partial(cls._load, salt=done.salt))
         jobs = jobs or cls(done.salt)
+        # The completions that noted keys may have had since they were
+        # noted: all of those after the checkpoint, and those past the end
+        # of ``done`` (the log grows while it is read).
+        completed_since = KeySet(done.salt)
         position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
-            hashes, offsets = jobs._open_lines(path, first, lines, data, done)
+            since = bool(loaded.offset) or position.offset + len(data) > done_end.offset
+            hashes, offsets, completed = jobs._lines(path, first, lines, data, done, since)
             jobs._note(hashes, list(map(add, offsets, repeat(position.offset))))
+            completed_since.add(completed)
             position = position.after(data, lines)
+        jobs._drop(completed_since)
         if checkpoint.worth_saving(loaded, position):
             size = jobs.noted.dumped_size() + 16 * len(jobs.hashes)
             checkpoint.save(path, "pending", position, size, jobs._dump)
         return jobs
 
-    def _open_lines(self, path, first, count, data, done):
+    def _lines(self, path, first, count, data, done, with_completed):
         """The hashes and offsets in ``data`` of the lines of keys not in
-        ``done``: found by their beginning, or parsed when a line has
+        ``done``, and (``with_completed``) the hashes of the completed keys:
+        found by the beginning of the lines, or parsed when a line has
         another shape."""
         text = b"\n" + data
         matches = list(_OPEN_LINE.finditer(text))
-        if (len(matches) + len(COMPLETED_LINE.findall(text)) == count
-                and all_lines_closed(count, data)):
+        completed = COMPLETED_LINE.findall(text)
+        if len(matches) + len(completed) == count and all_lines_closed(count, data):
             hashes = done.hash_keys(list(map(re.Match.group, matches, repeat(1))))
             offsets = list(map(re.Match.start, matches))
         else:
             starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
-            hashes, offsets = [], []
+            hashes, offsets, completed = [], [], []
             for line_number, event in events_in(path, first, data):
-                if event["event"] != "completed":
+                if event["event"] == "completed":
+                    completed.append(key_bytes(event))
+                else:
                     hashes.append(done.hash_key(key_bytes(event)))
                     offsets.append(starts[line_number - first])
         open_ = list(map(not_, done.contains_each(hashes)))
-        return list(compress(hashes, open_)), list(compress(offsets, open_))
+        completed = done.hash_keys(completed) if with_completed else []
+        return list(compress(hashes, open_)), list(compress(offsets, open_)), completed
 
     def _note(self, hashes, offsets):
         """Note the first line of each key not noted before."""
@@ -79,15 +91,20 @@ class OpenJobs:
         self.hashes.extend(fresh)
         self.offsets.extend(map(first_offset.__getitem__, fresh))
 
-    def first_lines(self, path, done):
+    def _drop(self, completed):
+        """Forget the noted keys in the KeySet ``completed``."""
+        if not completed:
+            return
+        keep = [not_(c) for start in range(0, len(self.hashes), _BATCH)
+                for c in completed.contains_each(self.hashes[start:start + _BATCH].tolist())]
+        self.hashes = array("q", compress(self.hashes, keep))
+        self.offsets = array("q", compress(self.offsets, keep))
+
+    def first_lines(self, path):
         """Batches of the first lines (bytes, no line ending) of the noted
-        keys that are not in ``done``, in log order."""
-        for start in range(0, len(self.hashes), _BATCH):
-            hashes = self.hashes[start:start + _BATCH].tolist()
-            keep = map(not_, done.contains_each(hashes))
-            offsets = list(compress(islice(self.offsets, start, start + _BATCH), keep))
-            if offsets:
-                yield lines_at(path, offsets)
+        keys, in log order."""
+        for start in range(0, len(self.offsets), _BATCH):
+            yield lines_at(path, self.offsets[start:start + _BATCH])
 
     def _dump(self, writer):
         self.noted.dump(writer)
