@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import orjson
 
 from iatools import errors
+from iatools.sizes import free_bytes
 
 MAGIC = b"iatools checkpoint 1\n"
 #: A reader saves a checkpoint only when it parsed at least this much past
@@ -152,7 +153,7 @@ def save(log_path, kind, position, size, dump):
     try:
         if not stat.S_ISREG(os.stat(log_path).st_mode):
             return  # a pipe, say: its bytes cannot be checked again
-        if _free_bytes(path) < size + KEEP_FREE:
+        if free_bytes(os.path.dirname(path) or ".") < size + KEEP_FREE:
             errors.debug(f"{path}: not saved, to leave room for the log")
             return
         # One fixed temporary name, locked while written: a reader killed
@@ -169,11 +170,6 @@ def save(log_path, kind, position, size, dump):
                 raise
     except OSError as exc:
         errors.debug(f"{path}: not saved ({exc.strerror})")
-
-
-def _free_bytes(path):
-    stats = os.statvfs(os.path.dirname(path) or ".")
-    return stats.f_bavail * stats.f_frsize
 
 
 def _locked_as_named(fd, name):

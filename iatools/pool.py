@@ -21,12 +21,12 @@ from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
 from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
+from iatools.sizes import free_bytes
 from iatools.transfer import Transfer, ensure_inside, is_present
 
 #: How many times a file that met a full disk is tried again, each time
-#: after the transfers then writing have ended (Pool._fetch).
+#: after the transfers then writing have ended (Pool._with_room).
 SPACE_RETRIES = 3
-_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 
 @dataclass(eq=False)  # each run is itself: kept in a set by identity
@@ -232,14 +232,9 @@ class Pool:
 
     def _acquire(self, job):
         """The item's lock; a lock file that meets a full disk is tried
-        again as a file is (``_fetch``)."""
-        for _ in range(SPACE_RETRIES):
-            try:
-                return self.locks.acquire(job["destdir"], job["id"])
-            except OSError as error:
-                if error.errno not in _NO_SPACE or not self._room_again(job["destdir"]):
-                    raise
-        return self.locks.acquire(job["destdir"], job["id"])
+        again as a file is (``_with_room``)."""
+        return self._with_room(lambda: self.locks.acquire(job["destdir"], job["id"]),
+                               job["destdir"])
 
     def _plan(self, run, policy):
         job = run.job
@@ -341,7 +336,8 @@ class Pool:
             if directory not in run.directories:
                 os.makedirs(directory, exist_ok=True)
                 run.directories.add(directory)
-            self._fetch(transfer, policy)
+            self._with_room(lambda: policy.run(transfer.attempt), directory,
+                            plan.size or 1, transfer)
             self.finishing.put((run, transfer))
             return True
         except Cancelled:
@@ -356,27 +352,25 @@ class Pool:
         finally:
             with self.condition:
                 self.transfers.discard(transfer)
-                self.condition.notify_all()  # for _space_may_come_back
+                self.condition.notify_all()  # for _room_again
                 run.bytes += transfer.fetched
                 run.attempts += policy.attempts
             self.progress.end(slot)
         return False
 
-    def _fetch(self, transfer, policy):
-        """Download a file.  One that meets a full disk is tried again if
-        there is room for it by then, or once the other transfers writing
-        have made some: one may fail and give its space back, and a job that
-        fits must not fail for another that does not (SPACE_RETRIES times
-        at most)."""
-        plan = transfer.plan
+    def _with_room(self, write, directory, needed=4096, transfer=None):
+        """``write()``, which writes ``needed`` bytes in ``directory``.  When
+        it meets a full disk it is tried again if there is room by then, or
+        once the other transfers writing have made some: one may fail and
+        give its space back, and a job that fits must not fail for another
+        that does not (SPACE_RETRIES times at most)."""
         for _ in range(SPACE_RETRIES):
             try:
-                return policy.run(transfer.attempt)
-            except FetchError as error:
-                if not error.no_space or not self._room_again(
-                        os.path.dirname(plan.path), plan.size or 1, transfer):
+                return write()
+            except (FetchError, OSError) as error:
+                if not _no_space(error) or not self._room_again(directory, needed, transfer):
                     raise
-        return policy.run(transfer.attempt)
+        return write()
 
     def _room_again(self, directory, needed=4096, transfer=None):
         """Is there ``needed`` bytes of room in ``directory`` now, or once
@@ -385,7 +379,7 @@ class Pool:
         with self.condition:
             self.waiting_for_space.add(transfer)
             try:
-                while _free_bytes(directory) < needed:
+                while free_bytes(directory) < needed:
                     writing = self.transfers - self.waiting_for_space
                     if not writing:
                         return False
@@ -416,12 +410,10 @@ class Pool:
         return make_event("failed", run.job, **details)
 
 
-def _free_bytes(directory):
-    try:
-        stats = os.statvfs(directory)
-    except OSError:
-        return 0
-    return stats.f_bavail * stats.f_frsize
+def _no_space(error):
+    if isinstance(error, FetchError):
+        return error.no_space
+    return error.errno in (errno.ENOSPC, errno.EDQUOT)
 
 
 def _check_destdir(destdir):

@@ -1,7 +1,8 @@
 """Sizes and durations as people write them: 1G, 500M, 4096 (binary
-multiples); 90, 30s, 15m, 2h, 1d."""
+multiples); 90, 30s, 15m, 2h, 1d.  And the free space of a filesystem."""
 
 import argparse
+import os
 import re
 
 _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40, "P": 1 << 50}
@@ -59,3 +60,13 @@ def _argument_type(parse):
 
 size_argument = _argument_type(parse_size)
 duration_argument = _argument_type(parse_duration)
+
+
+def free_bytes(directory):
+    """The bytes that may still be written in ``directory``'s filesystem
+    (those reserved for root not counted); 0 if it cannot be asked."""
+    try:
+        stats = os.statvfs(directory)
+    except OSError:
+        return 0
+    return stats.f_bavail * stats.f_frsize
