@@ -16,7 +16,7 @@ def _setting(default, help_text):
 
 @dataclasses.dataclass
 class Settings:
-    latency: float = _setting(0.0, "seconds of delay before every response")
+    latency: float = _setting(0.0, "seconds from a request's arrival to its response")
     bandwidth: int = _setting(0, "body bytes per second per connection (e.g. 16M); 0: uncapped")
     status_rate: float = _setting(0.0, "share of requests answered with STATUS")
     status: int = _setting(503, "the status of those answers (503, 429, any 4xx/5xx)")
