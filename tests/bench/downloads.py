@@ -7,9 +7,12 @@ The slow anchors run on a subset (a rate, not a total, is compared; the
 subset is in the row's note).
 """
 
+import hashlib
 import json
+import os
 import shutil
 import subprocess
+import time
 from dataclasses import dataclass
 
 from tests.bench import contenders, measure
@@ -254,6 +257,7 @@ def w1(workdir, quick):
     requests_per_item = 1 + 2 * shape.files_per_item  # metadata, then 302 + body per file
     bound = shape.jobs / (requests_per_item * latency)
     parallel = _find(session.rows, IA_PARALLEL)
+    _note_curl_share_of_bound(session, shape, latency)
     cpu_per_item_ms = None if iatools.cpu is None else 1000 * iatools.cpu / iatools.items
     iatools.extra.update(latency_bound_items_per_s=round(bound, 2),
                          cpu_ms_per_item=cpu_per_item_ms and round(cpu_per_item_ms, 2))
@@ -265,6 +269,45 @@ def w1(workdir, quick):
             if parallel else None,
             None if cpu_per_item_ms is None else cpu_per_item_ms <= 10])
     return session.rows
+
+
+def _note_curl_share_of_bound(session, shape, latency):
+    """How near curl, which makes no metadata request, comes to its own
+    bound N / (2 × files × latency): what the emulator and the machine
+    leave to any client."""
+    curl = _find(session.rows, CURL)
+    if curl is None or curl.failed:
+        return
+    bound = shape.jobs / (2 * shape.files_per_item * latency)
+    curl.extra["share_of_own_bound"] = round(curl.items_per_s / bound, 3)
+    curl.note = "; ".join(filter(None, [curl.note, f"{curl.items_per_s / bound:.0%} of its own "
+                                                   f"bound, {bound:.1f} items/s"]))
+
+
+def _note_verified_floor(iatools, curl):
+    """The CPU floor of a download verified by md5 on this machine: curl's
+    CPU per GiB (receive and write, no checksum) plus md5's; and the rate
+    that floor allows on all cores, before the emulator takes its share."""
+    md5 = _md5_cpu_s_per_gib()
+    iatools.extra["md5_cpu_s_per_gib"] = round(md5, 3)
+    if curl is None or curl.failed or not curl.cpu:
+        return
+    floor = curl.cpu / (curl.bytes / (1 << 30)) + md5
+    ceiling = os.cpu_count() / floor * 1024
+    iatools.extra.update(floor_cpu_s_per_gib=round(floor, 3),
+                         ceiling_mib_per_s=round(ceiling))
+    iatools.note = "; ".join(filter(None, [iatools.note, (
+        f"floor here: {floor:.2f} CPU s/GiB (curl's, plus md5's {md5:.2f}), "
+        f"so at most {ceiling:.0f} MiB/s verified on {os.cpu_count()} cores")]))
+
+
+def _md5_cpu_s_per_gib(mib=256):
+    block = os.urandom(MIB)
+    md5 = hashlib.md5()
+    started = time.process_time()
+    for _ in range(mib):
+        md5.update(block)
+    return (time.process_time() - started) * 1024 / mib
 
 
 def w2(workdir, quick):
@@ -293,6 +336,7 @@ def w3(workdir, quick):
     curl = _find(session.rows, CURL)
     cpu_per_gib = None if iatools.cpu is None else iatools.cpu / (iatools.bytes / (1 << 30))
     iatools.extra["cpu_s_per_gib"] = cpu_per_gib and round(cpu_per_gib, 3)
+    _note_verified_floor(iatools, curl)
     _judge(iatools, f">= 1.3× curl MiB/s; <= 2.5 CPU s/GiB (got {_shown(cpu_per_gib)})",
            [iatools.mib_per_s >= 1.3 * curl.mib_per_s if curl and not curl.failed else None,
             None if cpu_per_gib is None else cpu_per_gib <= 2.5])
