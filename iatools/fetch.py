@@ -209,10 +209,14 @@ class _Run:
         writer = threading.Thread(target=self._write_events, name="writer", daemon=True)
         reader = threading.Thread(target=self._read_jobs, name="reader", daemon=True)
         writer.start()
-        self.pool.start(self.args.jobs)
+        self.pool.start(self.args.jobs, on_finished=stop.wake.set)
         reader.start()
         while self.pool.alive():
-            if stop.requested.wait(0.25):
+            # Woken at once by a signal or by the end of the work; else the
+            # progress and the locks are refreshed four times a second.
+            stop.wake.wait(0.25)
+            stop.wake.clear()
+            if stop.requested.is_set():
                 self._interrupt(stop)
             if self.pool.overdue(ABANDON_AFTER):
                 self.pool.abandon()

@@ -134,7 +134,10 @@ class Pool:
         return self.stop_new or self.cancel.is_set()
 
     # -- workers --------------------------------------------------------------
-    def start(self, count):
+    def start(self, count, on_finished):
+        """Start ``count`` workers; the last one to finish calls ``on_finished()``."""
+        self.on_finished = on_finished
+        self.working = count
         self.threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
                         for i in range(count)]
         for thread in self.threads:
@@ -144,15 +147,23 @@ class Pool:
         threading.Thread(target=self._finish_files, name="finisher", daemon=True).start()
 
     def alive(self):
-        return any(thread.is_alive() for thread in self.threads)
+        with self.condition:
+            return self.working > 0
 
     def _work(self):
-        self.local.connection = self.settings.new_connection(self.gate)
-        while (task := self._next_task()) is not None:
-            if isinstance(task, FileTask):
-                self._run_file(task)
-            else:
-                self._run_job(task)
+        try:
+            self.local.connection = self.settings.new_connection(self.gate)
+            while (task := self._next_task()) is not None:
+                if isinstance(task, FileTask):
+                    self._run_file(task)
+                else:
+                    self._run_job(task)
+        finally:
+            with self.condition:
+                self.working -= 1
+                last = self.working == 0
+            if last:
+                self.on_finished()
 
     def _next_task(self):
         with self.condition:

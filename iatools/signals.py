@@ -31,10 +31,13 @@ def interrupt_on_stop_signals():
 
 
 class GracefulStop:
-    """First stop signal sets ``requested``; the second exits at once."""
+    """First stop signal sets ``requested``; the second exits at once.
+    ``wake`` is set with it, and may be set by others too, for a main loop
+    that waits for a signal or for its work to end, whichever comes first."""
 
     def __init__(self):
         self.requested = threading.Event()
+        self.wake = threading.Event()
         self.signal_name = None
 
     def install(self):
@@ -47,6 +50,7 @@ class GracefulStop:
             os._exit(ExitStatus.INTERRUPTED)
         self.signal_name = signal.Signals(signum).name
         self.requested.set()
+        self.wake.set()
 
 
 class DrainUntilEndOfInput:
