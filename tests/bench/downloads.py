@@ -258,6 +258,10 @@ def w1(workdir, quick):
     bound = shape.jobs / (requests_per_item * latency)
     parallel = _find(session.rows, IA_PARALLEL)
     _note_curl_share_of_bound(session, shape, latency)
+    if parallel and not parallel.failed and 10 * parallel.items_per_s > bound:
+        iatools.note = "; ".join(filter(None, [iatools.note, (
+            f"10× ia+parallel is {10 * parallel.items_per_s:.1f} items/s here, above the "
+            f"latency bound of {bound:.1f}")]))
     cpu_per_item_ms = None if iatools.cpu is None else 1000 * iatools.cpu / iatools.items
     iatools.extra.update(latency_bound_items_per_s=round(bound, 2),
                          cpu_ms_per_item=cpu_per_item_ms and round(cpu_per_item_ms, 2))
