@@ -16,7 +16,8 @@ download`` sequential, ``ia download`` under GNU parallel, ``curl
 --parallel``; the last three are anchors, and every row carries its rate's
 ratio to each anchor of the same run.  Every file is checked against the
 catalogue md5 (``verify``).  Log workloads (``logs``): J1 status/skip/pending
-on a 10-million-job log, P1 jobs/s through ia-joblog skip and ia-route, S
-start-up times.  Measurements (``measure``): wall, CPU and peak RSS from
+on a 10-million-job log (readings from a checkpoint: median of three), with
+grep -c and a bare Python line loop over the same log as anchors; P1 jobs/s
+through ia-joblog skip and ia-route; S start-up times.  Measurements (``measure``): wall, CPU and peak RSS from
 ``os.wait4``.  Results: a Markdown table on stdout, JSONL in bench-results/.
 """
