@@ -209,14 +209,13 @@ class _Run:
         writer = threading.Thread(target=self._write_events, name="writer", daemon=True)
         reader = threading.Thread(target=self._read_jobs, name="reader", daemon=True)
         writer.start()
-        self.pool.start(self.args.jobs, on_finished=stop.wake.set)
+        self.pool.start(self.args.jobs, on_finished=stop.wake)
         reader.start()
         while self.pool.alive():
             # Woken at once by a signal or by the end of the work; else the
             # progress and the locks are refreshed four times a second.
-            stop.wake.wait(0.25)
-            stop.wake.clear()
-            if stop.requested.is_set():
+            stop.wait(0.25)
+            if stop.requested:
                 self._interrupt(stop)
             if self.pool.overdue(ABANDON_AFTER):
                 self.pool.abandon()
@@ -238,7 +237,7 @@ class _Run:
     def _status(self, stop):
         if self.broken_pipe:
             return ExitStatus.BROKEN_PIPE
-        if stop.requested.is_set():
+        if stop.requested:
             return ExitStatus.INTERRUPTED
         if self.failed or self.bad_lines or self.halted:
             return ExitStatus.FAILED

@@ -138,10 +138,8 @@ class Pool:
         """Start ``count`` workers; the last one to finish calls ``on_finished()``."""
         self.on_finished = on_finished
         self.working = count
-        self.threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
-                        for i in range(count)]
-        for thread in self.threads:
-            thread.start()
+        for i in range(count):
+            threading.Thread(target=self._work, name=f"worker-{i}", daemon=True).start()
         # A job stays active until its last file is finished, so the
         # finisher is idle whenever the workers are all gone.
         threading.Thread(target=self._finish_files, name="finisher", daemon=True).start()

@@ -12,8 +12,8 @@ Handlers are installed by ``main``, never at import.  Three behaviours:
 """
 
 import os
+import select
 import signal
-import threading
 
 from iatools.status import ExitStatus
 
@@ -32,13 +32,19 @@ def interrupt_on_stop_signals():
 
 class GracefulStop:
     """First stop signal sets ``requested``; the second exits at once.
-    ``wake`` is set with it, and may be set by others too, for a main loop
-    that waits for a signal or for its work to end, whichever comes first."""
+
+    ``wait(timeout)`` returns early on a signal or a ``wake()`` from any
+    thread.  Both go through a pipe: a handler runs in the main thread
+    between any two bytecodes, possibly while that thread holds an Event's
+    lock, so a handler that set an Event the main thread waits on could
+    deadlock; a write to a pipe takes no lock."""
 
     def __init__(self):
-        self.requested = threading.Event()
-        self.wake = threading.Event()
+        self.requested = False
         self.signal_name = None
+        self._wake_read, self._wake_write = os.pipe()
+        for fd in (self._wake_read, self._wake_write):
+            os.set_blocking(fd, False)
 
     def install(self):
         for signum in STOP_SIGNALS:
@@ -46,11 +52,25 @@ class GracefulStop:
         return self
 
     def _handle(self, signum, frame):
-        if self.requested.is_set():
+        if self.requested:
             os._exit(ExitStatus.INTERRUPTED)
         self.signal_name = signal.Signals(signum).name
-        self.requested.set()
-        self.wake.set()
+        self.requested = True
+        self.wake()
+
+    def wake(self):
+        try:
+            os.write(self._wake_write, b"\0")
+        except BlockingIOError:
+            pass  # the pipe is full: a wake-up is pending already
+
+    def wait(self, timeout):
+        """Until a stop signal or a ``wake()``, or ``timeout`` seconds."""
+        if select.select([self._wake_read], [], [], timeout)[0]:
+            try:
+                os.read(self._wake_read, 4096)
+            except BlockingIOError:
+                pass
 
 
 class DrainUntilEndOfInput:
