@@ -239,7 +239,7 @@ class _Run:
             return ExitStatus.BROKEN_PIPE
         if stop.requested:
             return ExitStatus.INTERRUPTED
-        if self.failed or self.bad_lines or self.halted:
+        if self.failed or self.bad_lines or self.halted or self.pool.crashed:
             return ExitStatus.FAILED
         return ExitStatus.OK
 

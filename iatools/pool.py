@@ -15,8 +15,10 @@ import os
 import queue
 import threading
 import time
+import traceback
 from dataclasses import dataclass, field
 
+from iatools import errors
 from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
 from iatools.locks import Locked
@@ -78,6 +80,9 @@ class Pool:
         self.cancelled_at = None
         self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
         self.local = threading.local()
+        self.working = 0  # workers not yet ended
+        self.on_finished = None
+        self.crashed = False  # a worker died of an unexpected error
 
     # -- fed by the reader thread -------------------------------------------
     def offer(self, job):
@@ -156,6 +161,11 @@ class Pool:
                     self._run_file(task)
                 else:
                     self._run_job(task)
+        except Exception:  # a bug: stop the run rather than wait forever for its job
+            errors.error(f"internal error in {threading.current_thread().name}, stopping:\n"
+                         + traceback.format_exc().rstrip())
+            self.crashed = True
+            self.cancel_now()
         finally:
             with self.condition:
                 self.working -= 1
@@ -179,11 +189,13 @@ class Pool:
                 self.condition.wait()
 
     def _job_done(self, event):
-        """End a job that never took its item's lock."""
+        """End a job that never took its item's lock.  The event goes out
+        first: once ``active`` is 0 the workers may end, and the run with
+        them, before an event emitted after it was queued."""
+        self.emit(event)
         with self.condition:
             self.active -= 1
             self.condition.notify_all()
-        self.emit(event)
 
     def _end(self, run):
         """End a locked job with its outcome event, once: a job that

@@ -67,10 +67,7 @@ class GracefulStop:
     def wait(self, timeout):
         """Until a stop signal or a ``wake()``, or ``timeout`` seconds."""
         if select.select([self._wake_read], [], [], timeout)[0]:
-            try:
-                os.read(self._wake_read, 4096)
-            except BlockingIOError:
-                pass
+            os.read(self._wake_read, 4096)
 
 
 class DrainUntilEndOfInput:
