@@ -16,8 +16,10 @@ download`` sequential, ``ia download`` under GNU parallel, ``curl
 --parallel``; the last three are anchors, and every row carries its rate's
 ratio to each anchor of the same run.  Every file is checked against the
 catalogue md5 (``verify``).  Log workloads (``logs``): J1 status/skip/pending
-on a 10-million-job log (readings from a checkpoint: median of three), with
-grep -c and a bare Python line loop over the same log as anchors; P1 jobs/s
-through ia-joblog skip and ia-route; S start-up times.  Measurements (``measure``): wall, CPU and peak RSS from
-``os.wait4``.  Results: a Markdown table on stdout, JSONL in bench-results/.
+on a 10-million-job log, first readings and then (median of three) readings
+from their checkpoints after 20,000 more jobs were logged; grep -c and a
+bare Python line loop over the same log are its anchors.  P1 jobs/s through
+ia-joblog skip and ia-route; S start-up times.  Measurements (``measure``):
+wall, CPU and peak RSS from ``os.wait4``.  Results: a Markdown table on
+stdout, JSONL in bench-results/.
 """

@@ -259,9 +259,8 @@ def w1(workdir, quick):
     parallel = _find(session.rows, IA_PARALLEL)
     _note_curl_share_of_bound(session, shape, latency)
     if parallel and not parallel.failed and 10 * parallel.items_per_s > bound:
-        iatools.note = "; ".join(filter(None, [iatools.note, (
-            f"10× ia+parallel is {10 * parallel.items_per_s:.1f} items/s here, above the "
-            f"latency bound of {bound:.1f}")]))
+        iatools.add_note(f"10× ia+parallel is {10 * parallel.items_per_s:.1f} items/s here, "
+                         f"above the latency bound of {bound:.1f}")
     cpu_per_item_ms = None if iatools.cpu is None else 1000 * iatools.cpu / iatools.items
     iatools.extra.update(latency_bound_items_per_s=round(bound, 2),
                          cpu_ms_per_item=cpu_per_item_ms and round(cpu_per_item_ms, 2))
@@ -284,25 +283,28 @@ def _note_curl_share_of_bound(session, shape, latency):
         return
     bound = shape.jobs / (2 * shape.files_per_item * latency)
     curl.extra["share_of_own_bound"] = round(curl.items_per_s / bound, 3)
-    curl.note = "; ".join(filter(None, [curl.note, f"{curl.items_per_s / bound:.0%} of its own "
-                                                   f"bound, {bound:.1f} items/s"]))
+    curl.add_note(f"{curl.items_per_s / bound:.0%} of its own bound, {bound:.1f} items/s")
 
 
-def _note_verified_floor(iatools, curl):
-    """The CPU floor of a download verified by md5 on this machine: curl's
-    CPU per GiB (receive and write, no checksum) plus md5's; and the rate
-    that floor allows on all cores, before the emulator takes its share."""
+def _note_verified_floor(session, iatools):
+    """The CPU floor of a download verified by md5 on this machine: the
+    least CPU per GiB of the anchors, which receive and write but verify
+    nothing, plus md5's; and the rate that floor allows on the cores this
+    process may use, before the emulator takes its share."""
     md5 = _md5_cpu_s_per_gib()
     iatools.extra["md5_cpu_s_per_gib"] = round(md5, 3)
-    if curl is None or curl.failed or not curl.cpu:
+    anchors = [r for r in session.rows if r.anchor and not r.failed and r.cpu and r.bytes]
+    if not anchors:
         return
-    floor = curl.cpu / (curl.bytes / (1 << 30)) + md5
-    ceiling = os.cpu_count() / floor * 1024
+    receive = min(r.cpu / (r.bytes / (1 << 30)) for r in anchors)
+    floor = receive + md5
+    cores = len(os.sched_getaffinity(0))
+    ceiling = cores / floor * 1024
     iatools.extra.update(floor_cpu_s_per_gib=round(floor, 3),
                          ceiling_mib_per_s=round(ceiling))
-    iatools.note = "; ".join(filter(None, [iatools.note, (
-        f"floor here: {floor:.2f} CPU s/GiB (curl's, plus md5's {md5:.2f}), "
-        f"so at most {ceiling:.0f} MiB/s verified on {os.cpu_count()} cores")]))
+    iatools.add_note(f"floor here: {floor:.2f} CPU s/GiB (the leanest anchor's {receive:.2f}, "
+                     f"plus md5's {md5:.2f}), so at most {ceiling:.0f} MiB/s verified on "
+                     f"{cores} cores")
 
 
 def _md5_cpu_s_per_gib(mib=256):
@@ -340,7 +342,7 @@ def w3(workdir, quick):
     curl = _find(session.rows, CURL)
     cpu_per_gib = None if iatools.cpu is None else iatools.cpu / (iatools.bytes / (1 << 30))
     iatools.extra["cpu_s_per_gib"] = cpu_per_gib and round(cpu_per_gib, 3)
-    _note_verified_floor(iatools, curl)
+    _note_verified_floor(session, iatools)
     _judge(iatools, f">= 1.3× curl MiB/s; <= 2.5 CPU s/GiB (got {_shown(cpu_per_gib)})",
            [iatools.mib_per_s >= 1.3 * curl.mib_per_s if curl and not curl.failed else None,
             None if cpu_per_gib is None else cpu_per_gib <= 2.5])
@@ -410,7 +412,7 @@ def w5(workdir, quick):
         faulty = session.measure(Contender(IATOOLS, ids, execute=lambda dest: _until_correct(
             session, ids_file, dest, rounds_used)))[0]
         faulty.extra["rounds"] = rounds_used[-1]
-        faulty.note = "; ".join(filter(None, [f"{rounds_used[-1]} round(s)", faulty.note]))
+        faulty.add_note(f"{rounds_used[-1]} round(s)")
         lineup = [session.ia_sequential(note="one pass")]
         missing = contenders.gnu_parallel_missing()
         if not missing:

@@ -11,6 +11,7 @@ the matching job stream.  Every output is checked: a fast wrong count fails.
 import dataclasses
 import json
 import os
+import shutil
 import subprocess
 import time
 from dataclasses import dataclass
@@ -185,8 +186,9 @@ CHECKPOINT_RUNS = 3
 
 def j1(workdir, quick, timeout=300):
     """ia-joblog status, skip (of every job) and pending on a big log: first
-    readings, and readings from the checkpoints the first ones left; and,
-    as the floor of any reader, grep -c and a bare Python loop over its lines."""
+    readings, then readings from the checkpoints they left after a tail of
+    new events (each from the same checkpoints); and, as the floor of any
+    reader, grep -c and a bare Python loop over its lines."""
     scale = 100 if quick else 1
     shape = LogShape(10_000_000 // scale, 7_000_000 // scale, 100_000 // scale)
     log, jobs, generated = cached_data(shape)
@@ -197,17 +199,22 @@ def j1(workdir, quick, timeout=300):
     size = log.stat().st_size
     _drop_checkpoints(log)
     try:
-        rows = [_j1_status(log, shape, workdir, timeout, "first reading", note)]
+        first = "first reading"
+        rows = [_j1_status(log, shape, workdir, timeout, first, note),
+                _j1_skip(log, jobs, shape, workdir, timeout, first),
+                _j1_pending(log, shape, workdir, timeout, first,
+                            "completed keys from skip's checkpoint")]
+        aside = _keep_checkpoints(log, workdir / "j1-checkpoints")
         tail = _append_tail(log, shape, LogShape(*[TAIL_JOBS // scale] * 2, 0), workdir)
         grown = LogShape(shape.jobs + tail.jobs, shape.completed + tail.completed,
                          shape.failed)
-        rows.append(_j1_status(log, grown, workdir, timeout, "from its checkpoint",
-                               f"{tail.jobs:,} more jobs logged since, "
-                               f"{(log.stat().st_size - size) / 1e6:.0f} MB"))
-        for reading in ("first reading", "from its checkpoint"):
-            rows.append(_j1_skip(log, jobs, shape, workdir, timeout, reading))
-        for reading in ("first reading", "from its checkpoint"):
-            rows.append(_j1_pending(log, grown, workdir, timeout, reading))
+        later = "from its checkpoint"
+        since = (f"{tail.jobs:,} more jobs logged since, "
+                 f"{(log.stat().st_size - size) / 1e6:.0f} MB")
+        restore = lambda: _restore_checkpoints(log, aside)  # noqa: E731 (each run alike)
+        rows += [_j1_status(log, grown, workdir, timeout, later, since, restore),
+                 _j1_skip(log, jobs, shape, workdir, timeout, later, since, restore),
+                 _j1_pending(log, grown, workdir, timeout, later, since, restore)]
         rows += _j1_floors(log, grown, workdir, timeout)
     finally:
         os.truncate(log, size)  # keep the cached log as it was generated
@@ -215,9 +222,35 @@ def j1(workdir, quick, timeout=300):
     return rows
 
 
+_CHECKPOINTS = ("status", "completed", "pending")
+
+
+def _checkpoint(log, kind):
+    return log.with_name(f"{log.name}.{kind}-checkpoint")
+
+
+def _keep_checkpoints(log, aside):
+    """Copy the log's checkpoints into the directory ``aside``."""
+    aside.mkdir(exist_ok=True)
+    for kind in _CHECKPOINTS:
+        if _checkpoint(log, kind).exists():
+            shutil.copyfile(_checkpoint(log, kind), aside / kind)
+    return aside
+
+
+def _restore_checkpoints(log, aside):
+    """Put back the checkpoints ``_keep_checkpoints`` kept (a reading saves
+    newer ones, and the next must start from the same)."""
+    for kind in _CHECKPOINTS:
+        if (aside / kind).exists():
+            shutil.copyfile(aside / kind, _checkpoint(log, kind))
+        else:
+            _checkpoint(log, kind).unlink(missing_ok=True)
+
+
 def _drop_checkpoints(log):
-    for kind in ("status", "completed", "pending"):
-        log.with_name(f"{log.name}.{kind}-checkpoint").unlink(missing_ok=True)
+    for kind in _CHECKPOINTS:
+        _checkpoint(log, kind).unlink(missing_ok=True)
 
 
 def _append_tail(log, shape, tail, workdir):
@@ -230,18 +263,31 @@ def _append_tail(log, shape, tail, workdir):
     return tail
 
 
-def _readings(reading, run_once):
-    """``run_once()`` -> (Measurement, what it printed, judged), once for a
-    first reading, CHECKPOINT_RUNS times from a checkpoint: the median run,
-    with the first wrong output if any run printed one."""
+def _readings(reading, run_once, before=None):
+    """Run ``run_once()``, which returns (Measurement, None or what was
+    wrong in the output): once for a first reading, CHECKPOINT_RUNS times
+    from a checkpoint, each after ``before()``.  Returns the median run,
+    the number of runs, and the first thing wrong, if any."""
     runs = 1 if reading == "first reading" else CHECKPOINT_RUNS
-    results = [run_once() for _ in range(runs)]
+    results = []
+    for _ in range(runs):
+        if before:
+            before()
+        results.append(run_once())
     chosen = measure.median([m for m, _ in results])
     wrong = next((seen for _, seen in results if seen is not None), None)
     return chosen, runs, wrong
 
 
-def _j1_status(log, shape, workdir, timeout, reading, note):
+def _reading_row(label, reading, run_once, before, shape, note):
+    m, runs, wrong = _readings(reading, run_once, before)
+    row = _row("J1", f"ia-joblog {label} ({reading})", m, shape.jobs, note=note)
+    row.runs = runs
+    _check(row, wrong is None, wrong)
+    return row, m
+
+
+def _j1_status(log, shape, workdir, timeout, reading, note="", before=None):
     out = workdir / "j1-out.jsonl"
 
     def run_once():
@@ -253,16 +299,15 @@ def _j1_status(log, shape, workdir, timeout, reading, note):
                  shape.completed and summary.get("failed") == shape.failed)
         return m, None if right else f"counts {_counts(summary)}"
 
-    m, runs, wrong = _readings(reading, run_once)
-    row = _row("J1", f"ia-joblog status ({reading})", m, shape.jobs, note=note)
-    row.runs = runs
-    _check(row, wrong is None, wrong)
+    row, m = _reading_row("status", reading, run_once, before, shape, note)
     _judge(row, "<= 10 s and <= 200 MB",
            m.wall <= 10 and m.peak_rss_mb is not None and m.peak_rss_mb <= 200)
     return row
 
 
-def _j1_skip(log, jobs, shape, workdir, timeout, reading):
+def _j1_skip(log, jobs, shape, workdir, timeout, reading, note="", before=None):
+    """``skip`` of the ``shape.jobs`` jobs of the job file (the tail's are
+    not among them)."""
     out = workdir / "j1-out.jsonl"
     size = log.stat().st_size
 
@@ -276,11 +321,8 @@ def _j1_skip(log, jobs, shape, workdir, timeout, reading):
         out.unlink()
         return m, None if passed == shape.jobs - shape.completed else f"passed {passed:,} jobs"
 
-    m, runs, wrong = _readings(reading, run_once)
-    row = _row("J1", f"ia-joblog skip ({reading})", m, shape.jobs,
-               note=f"all {shape.jobs:,} jobs in")
-    row.runs = runs
-    _check(row, wrong is None, wrong)
+    note = "; ".join(filter(None, [f"all {shape.jobs:,} jobs in", note]))
+    row, m = _reading_row("skip", reading, run_once, before, shape, note)
     per_job = None if m.peak_rss_mb is None else m.peak_rss_mb * 1e6 / shape.completed
     row.extra["rss_bytes_per_completed_job"] = per_job and round(per_job, 1)
     _judge(row, "<= 15 s and <= 64 B RSS per completed job (got "
@@ -289,7 +331,7 @@ def _j1_skip(log, jobs, shape, workdir, timeout, reading):
     return row
 
 
-def _j1_pending(log, shape, workdir, timeout, reading):
+def _j1_pending(log, shape, workdir, timeout, reading, note="", before=None):
     out = workdir / "j1-out.jsonl"
 
     def run_once():
@@ -299,12 +341,7 @@ def _j1_pending(log, shape, workdir, timeout, reading):
         return m, (None if pending == shape.jobs - shape.completed
                    else f"printed {pending:,} jobs")
 
-    m, runs, wrong = _readings(reading, run_once)
-    row = _row("J1", f"ia-joblog pending ({reading})", m, shape.jobs,
-               note="completed keys from skip's checkpoint" if reading == "first reading"
-               else "")
-    row.runs = runs
-    _check(row, wrong is None, wrong)
+    row, m = _reading_row("pending", reading, run_once, before, shape, note)
     _judge(row, "<= 15 s", m.wall <= 15)
     return row
 
@@ -315,7 +352,8 @@ _LINE_LOOP = "import sys\nn = 0\nfor line in open(sys.argv[1], 'rb'):\n    n += 
 
 def _j1_floors(log, shape, workdir, timeout):
     """Anchors: counting the completed events with grep, and the lines with
-    a Python loop that looks at none of them (the issue's reference points)."""
+    a Python loop that looks at none of them: what any reader, in C or in
+    Python, needs at the least."""
     lines = _count_lines(log)
     rows = []
     for label, argv, expected in (

@@ -49,6 +49,9 @@ class Row:
     def failed(self):
         return self.verify.startswith("FAILED") or self.wall is None
 
+    def add_note(self, text):
+        self.note = "; ".join(filter(None, [self.note, text]))
+
     def record(self, run_info):
         data = asdict(self)
         data.update(items_per_s=_round(self.items_per_s), mib_per_s=_round(self.mib_per_s),
