@@ -173,6 +173,10 @@ class KeySet:
     def __bool__(self):
         return self.added > 0
 
+    def hashes(self):
+        """Every hash held (once per time it was added), as an array."""
+        return array("q", b"".join(self._buckets))
+
     def count_with(self, other):
         """The number of distinct hashes here, and in the union with other."""
         mine = union = 0

