@@ -10,7 +10,6 @@ thread, whose blocking is the backpressure on the pipe.
 """
 
 import collections
-import errno
 import os
 import queue
 import threading
@@ -24,7 +23,7 @@ from iatools.jobs import make_event
 from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
 from iatools.sizes import free_bytes
-from iatools.transfer import Transfer, ensure_inside, is_present
+from iatools.transfer import NO_SPACE, Transfer, ensure_inside, is_present
 
 #: How many times a file that met a full disk is tried again, each time
 #: after the transfers then writing have ended (Pool._with_room).
@@ -434,7 +433,7 @@ class Pool:
 def _no_space(error):
     if isinstance(error, FetchError):
         return error.no_space
-    return error.errno in (errno.ENOSPC, errno.EDQUOT)
+    return error.errno in NO_SPACE
 
 
 def _check_destdir(destdir):

@@ -27,6 +27,8 @@ from iatools.http import Cancelled, FetchError, describe_exception, response_err
 
 CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".iatools-part"
+#: The errors of a full disk, or of a full quota.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NAME_MAX = 255
 
 
@@ -202,13 +204,13 @@ class Transfer:
         try:
             return operation(*args)
         except OSError as exc:
-            if exc.errno == errno.ENOSPC:
+            no_space = exc.errno in NO_SPACE
+            if no_space:
                 self._discard_temp()  # free the space for the other jobs
             code = errno.errorcode.get(exc.errno, "")
             raise FetchError(f"cannot write {self.temp}: {exc.strerror} ({code})",
-                             exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EIO),
-                             local=True, no_space=exc.errno in (errno.ENOSPC, errno.EDQUOT)
-                             ) from None
+                             no_space or exc.errno == errno.EIO, local=True,
+                             no_space=no_space) from None
 
     def _verify(self, md5):
         size = os.lstat(self.temp).st_size
