@@ -222,9 +222,12 @@ class _Run:
                 break
             self.progress.render()
             self.locks.refresh()
-        self.progress.clear()
         self.events.put(None)
         writer.join()
+        # The final counts, which the writer has just tallied: the loop
+        # ends with the workers, before the last events are counted.
+        self.progress.render()
+        self.progress.clear()
         return self._status(stop)
 
     def _interrupt(self, stop):
