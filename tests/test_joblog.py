@@ -761,6 +761,29 @@ def test_suspect_lines_deep_in_a_large_log_are_reported_by_number(tmp_path, read
         assert line.split()[1] == "0"
 
 
+@pytest.mark.parametrize("reader", ["pending", "status", "skip"])
+def test_a_dotted_identifier_alone_in_a_large_log_is_reported(tmp_path, reader):
+    """The fast paths match such a key and must still send it to the full
+    parser, while ".." inside a file name is a valid key."""
+    log = tmp_path / "s.jsonl"
+    filler = compact({"event": "queued", "id": f"q{n:06d}", "ts": iso(0), "host": "h", "pid": 1}
+                     for n in range(30_000))
+    done = [{"event": "completed", "id": "a..b"},
+            {"event": "completed", "id": "c", "file": "d..e.txt"}]
+    # Dated long ago: status reads recent lines one by one anyway.
+    log.write_bytes(filler + compact(dict(event, bytes=1, ts=iso(0)) for event in done))
+    result = joblog(reader, log, input=b'{"id":"c","file":"d..e.txt"}\n{"id":"q000001"}\n')
+    stderr = stderr_text(result)
+    assert "line 30001:" in stderr and "line 30002" not in stderr, stderr
+    if reader == "skip":
+        assert parse_jsonl(result.stdout) == [{"id": "q000001"}]
+    elif reader == "status":
+        (line,) = [l for l in result.stdout.decode().splitlines() if l.startswith("completed")]
+        assert line.split()[1] == "1"
+    else:
+        assert len(parse_jsonl(result.stdout)) == 30_000
+
+
 def test_pending_gives_back_the_jobs_skip_recorded(tmp_path):
     log = tmp_path / "s.jsonl"
     jobs = compact([{"id": f"j{n}", "size": n, "destdir": "/d", "bytes": "user"} for n in range(5000)]
