@@ -392,7 +392,7 @@ class Pool:
                     raise
         return write()
 
-    def _room_again(self, directory, needed=4096, transfer=None):
+    def _room_again(self, directory, needed, transfer):
         """Is there ``needed`` bytes of room in ``directory`` now, or once
         the other transfers writing (not ``transfer``) have ended or met a
         full disk themselves?  False when none is left to give space back."""

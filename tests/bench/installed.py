@@ -4,11 +4,10 @@ start-up times.  The checkout's editable install puts an import finder in
 19 ms from a plain virtual environment, measured at the same minute."""
 
 import shutil
-import subprocess
 from pathlib import Path
 
 from tests.bench.server import VENV_BIN
-from tests.helpers import REPO
+from tests.helpers import REPO, run
 
 #: What a wheel of iatools is built from.
 _SOURCES = ("iatools", "pyproject.toml", "README.md")
@@ -46,7 +45,8 @@ def _purelib(python):
 
 
 def _run(*argv):
-    result = subprocess.run([str(a) for a in argv], capture_output=True, text=True, check=False)
+    argv = [str(a) for a in argv]
+    result = run(argv, timeout=300)
     if result.returncode:
-        raise RuntimeError(f"{' '.join(map(str, argv))} failed: {result.stderr.strip()}")
-    return result.stdout
+        raise RuntimeError(f"{' '.join(argv)} failed: {result.stderr.decode().strip()}")
+    return result.stdout.decode()
