@@ -2,21 +2,23 @@
 
 import datetime
 import operator
+from collections import Counter
 import os
 import re
 import sys
 import time
-from itertools import compress
+from itertools import compress, repeat
 
 import orjson
 
 from iatools import cli, errors, jsonl, signals
-from iatools.eventlog import LogWriter, check_rereadable, read_events
+from iatools.eventlog import LogWriter, check_rereadable, lines_at
 from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
                           validate_job)
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
-from iatools.logstate import LogState, completed_keys
+from iatools.completions import Completions
+from iatools.logstate import LogState
 from iatools.openjobs import OpenJobs
 from iatools.sizes import duration_argument, format_duration, format_size
 from iatools.status import ExitStatus
@@ -31,9 +33,12 @@ commands:
   append LOG    append the events read on stdin to LOG
   tee LOG       like append, and copy the events to stdout
   skip LOG      pass on the jobs from stdin that have not completed in LOG,
-                recording each as queued
+                or whose item changed upstream since, recording each as
+                queued; drop the jobs failed for good (not retryable)
   pending LOG   print the jobs recorded in LOG that have not completed
-  failed LOG    print the jobs whose latest outcome in LOG is a failure
+  failed LOG    print the jobs whose latest outcome in LOG is a failure,
+                with the error
+  completed LOG print the jobs completed (or verified) in LOG
   status LOG    summarise LOG: totals, rate, ETA, common errors
   locks DIR...  list ia-fetch's item locks under the destdirs DIR (--clear:
                 remove the stale ones)
@@ -42,6 +47,7 @@ example:
   ia-resolve --search 'collection:x' | ia-joblog skip s.jsonl \\
     | ia-fetch -j 8 | ia-joblog append s.jsonl
   ia-joblog status s.jsonl
+  ia-joblog completed s.jsonl | ia-verify -j 4 | ia-joblog append s.jsonl
 
 See ia-joblog(1) and iatools(7)."""
 #: Completions in this window before now give the rate and the ETA.
@@ -57,11 +63,22 @@ def build_parser():
         ("skip", "pass on jobs not completed in LOG, recording them as queued"),
         ("pending", "print the jobs recorded in LOG that have not completed"),
         ("failed", "print the jobs whose latest outcome in LOG is a failure"),
+        ("completed", "print the jobs completed or verified in LOG"),
         ("status", "summarise LOG"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("log", metavar="LOG", help="the event log (JSONL)")
         cli.add_verbosity(command, subcommand=True)
+        if name == "skip":
+            command.add_argument("--retry-permanent", action="store_true",
+                                 help='pass on the jobs whose latest outcome is a failure '
+                                      'that is not retryable ("retryable": false) too')
+        if name == "failed":
+            which = command.add_mutually_exclusive_group()
+            which.add_argument("--retryable", action="store_true",
+                               help="print only the failures worth trying again")
+            which.add_argument("--permanent", action="store_true",
+                               help='print only the failures not retryable ("retryable": false)')
         if name == "status":
             command.add_argument("--json", action="store_true",
                                  help="print one JSON object instead of a table")
@@ -177,27 +194,16 @@ def tee(args):
 
 
 def skip(args):
-    done, _ = completed_keys(args.log)
+    state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(0, "jobs")
     log = _open_log(args.log)
     output = jsonl.Output()
-    bad_lines = skipped = passed = 0
+    judge = _SkipJudge(state, args.retry_permanent)
     try:
         for first, lines, data in jsonl.whole_lines(0):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
-            jobs = _plain_jobs_not_done(lines, data, done)
-            if jobs is not None:
-                queued = [_queued_events(jobs)] if jobs else []
-                passing = [jobs]
-                count = jobs.count(b"\n")
-                skipped += lines - count
-            else:
-                queued, passing, bad, done_count = _skip_lines(first, data, done)
-                bad_lines += bad
-                skipped += done_count
-                count = len(passing)
-            passed += count
+            queued, passing = judge.plain_chunk(lines, data) or judge.lines(first, data)
             # Log first: a job must never run downstream without its queued
             # event on record.
             _write_log(log, queued)
@@ -205,33 +211,107 @@ def skip(args):
             output.flush()
     finally:
         log.close()
-    errors.debug(f"skip: {skipped} jobs already completed, {passed} passed on")
-    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+    tally = judge.tally
+    errors.debug(f"skip: {tally[_DONE]} jobs already completed, {tally[_CHANGED]} changed "
+                 f"upstream since, {tally[_PERMANENT]} dropped as failed for good "
+                 f"(--retry-permanent retries them), {tally[_NEW] + tally[_CHANGED]} passed on")
+    return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
 
 
 # A job line as iatools commands write it, one that the full parser would
-# accept and give back unchanged: the key, then "size", "destdir" and plain
-# user fields.  Such lines are judged a whole chunk at a time, which is
-# several times faster than parsing each (measured: see ia-joblog(1),
-# PERFORMANCE); any other line goes to the full parser.
-_JOB_LINE = plain_job_line(rb',"size":(?:' + SIZE + rb")", rb',"destdir":"[ !#-\[\]-~]+"')
+# accept and give back unchanged: the key, then "size", "updated", "destdir"
+# and plain user fields.  Such lines are judged a whole chunk at a time,
+# which is several times faster than parsing each (measured: see
+# ia-joblog(1), PERFORMANCE); any other line goes to the full parser.
+# Groups: the key, "size" and "updated" (b"" when absent).
+_JOB_LINE = plain_job_line(
+    rb',"size":(' + SIZE + rb")", rb',"updated":"([ !#-\[\]-~]*)"', rb',"destdir":"[ !#-\[\]-~]+"',
+    reserved=(b"id", b"file", b"size", b"updated", b"destdir")
+    + tuple(sorted(f.encode() for f in EVENT_FIELDS)))
 #: A chunk of nothing but such lines: one match for the chunk, no object per
 #: line, where the keys are not needed (an empty log).
 _JOB_LINES = re.compile(rb"(?:" + _JOB_LINE.pattern[1:-1] + rb"\n)*")
+#: What skip does with a job: pass it on as new, or as changed upstream since
+#: it completed; drop it as done, or as failed for good.
+_NEW, _CHANGED, _DONE, _PERMANENT = range(4)
 
 
-def _plain_jobs_not_done(lines, data, done):
-    """The lines of ``data`` whose key is not in ``done``, when each of its
-    ``lines`` is a plain job line (``_JOB_LINE``); None otherwise."""
-    if not plain_chunk(data):
-        return None
-    if not done:
-        return data if _JOB_LINES.fullmatch(data) else None
-    keys = _JOB_LINE.findall(data)
-    if len(keys) != lines:
-        return None
-    keep = list(map(operator.not_, done.contains_each(done.hash_keys(keys))))
-    return data if all(keep) else b"".join(compress(data.splitlines(keepends=True), keep))
+class _SkipJudge:
+    """Judges jobs against the completions of the log, and counts."""
+
+    def __init__(self, state, retry_permanent):
+        self.state = state
+        self.permanent = set() if retry_permanent else state.permanent
+        self.tally = Counter()
+        self.bad_lines = 0
+
+    def plain_chunk(self, lines, data):
+        """(queued events, jobs to pass on) for a chunk whose every line is a
+        plain job line (``_JOB_LINE``); None for any other chunk."""
+        if not plain_chunk(data):
+            return None
+        if not self.state.done and not self.permanent:
+            if not _JOB_LINES.fullmatch(data):
+                return None
+            self.tally[_NEW] += lines
+            return [_queued_events(data)], [data]
+        found = _JOB_LINE.findall(data)
+        if len(found) != lines:
+            return None
+        keys, sizes, updated = zip(*found)
+        verdicts = self._verdicts(self.state.done.hash_keys(keys),
+                                  [int(s) if s else None for s in sizes],
+                                  self.state.done.hash_keys(updated))
+        self.tally.update(verdicts)
+        if all(v == _NEW for v in verdicts):
+            return [_queued_events(data)], [data]
+        split = data.splitlines(keepends=True)
+        new = b"".join(compress(split, map(operator.eq, verdicts, repeat(_NEW))))
+        changed = list(compress(split, map(operator.eq, verdicts, repeat(_CHANGED))))
+        queued = ([_queued_events(new)] if new else []) + [
+            _changed_event(orjson.loads(line)) for line in changed]
+        passing = compress(split, map(operator.le, verdicts, repeat(_CHANGED)))
+        return queued, [b"".join(passing)]
+
+    def _verdicts(self, hashes, sizes, updated):
+        """_NEW, _CHANGED, _DONE or _PERMANENT for each job, given its key's
+        hash and its version."""
+        verdicts = [_DONE if d else _NEW for d in self.state.done.contains_each(hashes)]
+        done = [i for i, v in enumerate(verdicts) if v == _DONE]
+        if done:
+            changed = self.state.changed([hashes[i] for i in done], [sizes[i] for i in done],
+                                         [updated[i] for i in done])
+            for i in compress(done, changed):
+                verdicts[i] = _CHANGED
+        if self.permanent:
+            for i in compress(range(len(hashes)), map(self.permanent.__contains__, hashes)):
+                if verdicts[i] == _NEW:
+                    verdicts[i] = _PERMANENT
+        return verdicts
+
+    def lines(self, first, data):
+        """(queued events, jobs to pass on) for a chunk judged line by line,
+        with the full parser."""
+        queued, passing, bad_lines = [], [], []
+        for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
+            size = job.get("size")
+            (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))], [size],
+                                        [self.state.hash_update(job.get("updated"))])
+            self.tally[verdict] += 1
+            if verdict == _NEW:
+                queued.append(jsonl.dumps(make_event("queued", job)))
+            elif verdict == _CHANGED:
+                queued.append(_changed_event(job))
+            else:
+                continue
+            # The raw line keeps the user's field order and formatting.
+            passing.append(line + b"\n" if job is record else jsonl.dumps(job))
+        self.bad_lines += len(bad_lines)
+        return queued, passing
+
+
+def _changed_event(job):
+    return jsonl.dumps(make_event("queued", job, reason="changed"))
 
 
 def _queued_events(jobs):
@@ -246,25 +326,11 @@ def _queued_events(jobs):
             + suffix + b"\n")
 
 
-def _skip_lines(first, data, done):
-    """Judge the lines of a chunk one by one, with the full parser:
-    (queued events, jobs to pass on, bad lines, jobs already done)."""
-    queued, passing, bad_lines, done_count = [], [], [], 0
-    for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
-        if done.hash_key(key_bytes(job)) in done:
-            done_count += 1
-            continue
-        queued.append(jsonl.dumps(make_event("queued", job)))
-        # The raw line keeps the user's field order and formatting.
-        passing.append(line + b"\n" if job is record else jsonl.dumps(job))
-    return queued, passing, len(bad_lines), done_count
-
-
 def pending(args):
     check_rereadable(args.log)
-    done, done_end = completed_keys(args.log, report=False)
+    state, done_end = Completions.read(args.log, report=False)
     output = jsonl.Output()
-    for events in OpenJobs.read(args.log, done, done_end).first_lines(args.log):
+    for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
         output.lines(_pending_jobs(events))
     output.flush()
     return ExitStatus.OK
@@ -296,19 +362,41 @@ def _pending_job(event):
 
 
 def failed(args):
+    """The latest failed event of each key failed now, as its job and why."""
     check_rereadable(args.log)
-    latest_failure = {}
-    for line_number, event in read_events(args.log):
-        kind = event["event"]
-        if kind == "failed":
-            latest_failure[hash(key_bytes(event))] = line_number
-        elif kind == "completed":
-            latest_failure[hash(key_bytes(event))] = None
-    wanted = {n for n in latest_failure.values() if n is not None}
+    state = LogState(recent_since=_recent_since()).read(args.log)
+    wanted = True if args.retryable else False if args.permanent else None
+    failures = state.failures(retryable=wanted)
     output = jsonl.Output()
-    for line_number, event in read_events(args.log, report=False):
-        if line_number in wanted:
-            output.record(job_from_record(event))
+    for start in range(0, len(failures), _BATCH):
+        for line in lines_at(args.log, [f.offset for f in failures[start:start + _BATCH]]):
+            output.record(_failed_job(orjson.loads(line)))
+    output.flush()
+    return ExitStatus.OK
+
+
+#: Lines read back from the log at a time.
+_BATCH = 1 << 16
+#: What a failed event says about why, kept on the job ``failed`` prints.
+_WHY_FAILED = ("error", "retryable", "http_status", "failed_files")
+
+
+def _failed_job(event):
+    job = job_from_record(event)
+    job.update((field, event[field]) for field in _WHY_FAILED if field in event)
+    return job
+
+
+def completed(args):
+    """The latest completed or verified event of each key completed now, as
+    its job (with the version it recorded), in log order."""
+    check_rereadable(args.log)
+    state, _ = Completions.read(args.log, report=False)
+    offsets = state.completed_offsets()
+    output = jsonl.Output()
+    for start in range(0, len(offsets), _BATCH):
+        for line in lines_at(args.log, offsets[start:start + _BATCH]):
+            output.record(job_from_record(orjson.loads(line)))
     output.flush()
     return ExitStatus.OK
 
@@ -345,8 +433,12 @@ def _remove_lock(path):
     return True
 
 
+def _recent_since():
+    return timestamp(time.time() - RATE_WINDOW)
+
+
 def status(args):
-    since = timestamp(time.time() - RATE_WINDOW)
+    since = _recent_since()
     state = LogState(by_field=args.by, recent_since=since).read(args.log)
     summary = _summary(state, since)
     if args.json:
@@ -361,11 +453,12 @@ def status(args):
 
 def _summary(state, since):
     summary = state.counts()
-    summary["failed_retryable"] = state.failed_retryable()
     summary["bytes"] = state.bytes_done
     summary["last_event"] = state.last_ts or None
     summary.update(_rate(state, since, summary))
     summary["errors"] = [{"error": e, "count": n} for e, n in state.common_errors()]
+    summary["recent_failures"] = [{"key": f.key, "error": f.error, "retryable": f.retryable,
+                                   "ts": f.ts or None} for f in state.recent_failures()]
     if state.by_field is not None:
         summary["by"] = {"field": state.by_field, "groups": state.groups()}
     return summary
@@ -397,9 +490,10 @@ def _format_summary(path, s):
         f"log          {path} (last event {s['last_event'] or 'none'})",
         f"total        {s['total']}",
         f"completed    {s['completed']} ({100 * s['completed'] / total:.1f}%)",
-        f"failed       {s['failed']} ({s['failed_retryable']} retryable)",
+        f"failed       {s['failed']} ({s['failed_retryable']} retryable, "
+        f"{s['failed_permanent']} permanent)",
         f"in progress  {s['in_progress']}",
-        f"pending      {s['pending']}",
+        f"pending      {s['pending']}" + _reopened(s),
         f"downloaded   {format_size(s['bytes'])}",
     ]
     if s["jobs_per_second"] is not None:
@@ -409,9 +503,20 @@ def _format_summary(path, s):
     if s["errors"]:
         lines.append("errors:")
         lines += [f"  {e['count']:>8}  {e['error']}" for e in s["errors"]]
+    if s["recent_failures"]:
+        lines.append("latest failures:")
+        lines += [f"  {f['ts'] or '':<24}  {f['key']}: {f['error']}"
+                  + ("" if f["retryable"] else " (permanent)") for f in s["recent_failures"]]
     if "by" in s:
         lines.append(_format_groups(s["by"]))
     return "\n".join(lines) + "\n"
+
+
+def _reopened(s):
+    """What of the pending jobs completed once: the (changed upstream, damaged) part."""
+    parts = [f"{s['changed']} changed upstream"] * bool(s["changed"])
+    parts += [f"{s['damaged']} damaged"] * bool(s["damaged"])
+    return f" ({', '.join(parts)})" if parts else ""
 
 
 def _format_groups(by):
@@ -424,7 +529,7 @@ def _format_groups(by):
 
 
 COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,
-            "failed": failed, "status": status, "locks": locks}
+            "failed": failed, "completed": completed, "status": status, "locks": locks}
 
 if __name__ == "__main__":
     sys.exit(main())

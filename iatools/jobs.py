@@ -83,8 +83,9 @@ def job_key(job):
 
 
 def job_from_record(record):
-    """The job inside a record, which may be a job or an event."""
-    if "event" not in record:
+    """The job inside a record, which may be a job, an event, or a job that
+    ``ia-joblog failed`` printed with why it failed."""
+    if EVENT_FIELDS.isdisjoint(record):
         return record
     return {k: v for k, v in record.items() if k not in EVENT_FIELDS}
 

@@ -140,6 +140,16 @@ class KeySet:
     def __contains__(self, h):
         return _PACK(h) in self._buckets[h & _MASK]
 
+    def discard(self, hashes):
+        """Remove every copy of each hash: a byte search and a rewrite of
+        its bucket per hash, for the few keys that stop being completed."""
+        for h in hashes:
+            bucket = self._buckets[h & _MASK]
+            if _PACK(h) in bucket:
+                kept = array("q", bucket)
+                bucket[:] = array("q", [v for v in kept if v != h]).tobytes()
+                self.added -= len(kept) - len(bucket) // 8
+
     def fold(self, without=None):
         """Drop the hashes held twice, and those in the KeySet ``without``."""
         others = repeat(b"") if without is None else without._buckets
@@ -186,3 +196,67 @@ class KeySet:
             hashes.update(memoryview(b).cast("q"))
             union += len(hashes)
         return mine, union
+
+
+class KeyMap:
+    """For each key hash, the numbers (``width`` of them) added with it
+    last: records of the hash and the numbers, packed in 65,536 buckets as
+    in a KeySet, the latest of a key at the end of its bucket.  Looking a
+    key up is a search from the end of one bucket, in C."""
+
+    def __init__(self, width):
+        self.width = width
+        self._record = struct.Struct(f"={width + 1}q")
+        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+        self.added = 0
+
+    def add(self, hashes, *columns):
+        """Add a record per hash, the numbers being the ``columns``' items."""
+        buckets = map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK)))
+        deque(map(iadd, buckets, map(self._record.pack, hashes, *columns)), maxlen=0)
+        self.added += len(hashes)
+
+    def latest(self, hashes):
+        """The numbers last added with each hash (a tuple), or None.  (A
+        match straddling two records is as unlikely as in a KeySet, and
+        taken as no record.)"""
+        buckets = list(map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK))))
+        found = list(map(bytearray.rfind, buckets, map(_PACK, hashes)))
+        return [None if at < 0 or at % self._record.size
+                else self._record.unpack_from(bucket, at)[1:]
+                for bucket, at in zip(buckets, found)]
+
+    def fold(self):
+        """Keep only the latest record of each hash."""
+        width = self.width + 1
+        for bucket in self._buckets:
+            records = array("q", bucket)
+            latest = dict(zip(records[::width], zip(*(records[n::width]
+                                                      for n in range(1, width)))))
+            bucket[:] = b"".join(self._record.pack(h, *rest) for h, rest in latest.items())
+        self.added = sum(map(len, self._buckets)) // self._record.size
+
+    def items(self):
+        """(hash, numbers) of the latest record of every hash."""
+        self.fold()
+        for bucket in self._buckets:
+            for record in self._record.iter_unpack(bucket):
+                yield record[0], record[1:]
+
+    def dump(self, writer):
+        writer.write(array("Q", map(len, self._buckets)).tobytes())
+        for bucket in self._buckets:
+            writer.write(bucket)
+
+    def dumped_size(self):
+        return 8 * len(self._buckets) + self._record.size * self.added
+
+    @classmethod
+    def load(cls, reader, width):
+        sizes = array("Q", reader.read(8 << _BUCKET_BITS))
+        keys = cls(width)
+        if any(size % keys._record.size for size in sizes):
+            raise ValueError("not a key map")
+        keys._buckets = [bytearray(reader.read(size)) for size in sizes]
+        keys.added = sum(sizes) // keys._record.size
+        return keys

@@ -220,8 +220,15 @@ def test_failed_prints_jobs_whose_latest_outcome_is_a_failure(tmp_path):
     result = joblog("failed", log)
     assert result.returncode == 0, stderr_text(result)
     jobs = parse_jsonl(result.stdout)
-    assert jobs == [{"id": "twice", "mine": "1"}, {"id": "file", "file": "a/b.txt"}]
-    assert not any(EVENT_FIELDS & job.keys() for job in jobs)
+    assert jobs == [{"id": "twice", "mine": "1", "error": "second"},
+                    {"id": "file", "file": "a/b.txt", "error": "HTTP 404", "retryable": False,
+                     "http_status": 404}]
+    # What it failed of, and why, and nothing else of the event.
+    assert all(EVENT_FIELDS & job.keys() <= {"error", "retryable", "http_status"}
+               for job in jobs)
+    retryable, permanent = joblog("failed", "--retryable", log), joblog("failed", "--permanent", log)
+    assert [j["id"] for j in parse_jsonl(retryable.stdout)] == ["twice"]
+    assert [j["id"] for j in parse_jsonl(permanent.stdout)] == ["file"]
 
 
 def test_failed_jobs_feed_straight_back_into_a_retry(tmp_path, fake_fetch):
@@ -237,6 +244,172 @@ def test_failed_jobs_feed_straight_back_into_a_retry(tmp_path, fake_fetch):
     assert [(e["event"], e["id"], e["bytes"]) for e in retried] == [
         ("completed", "i3", 3), ("completed", "i7", 7)]
     assert joblog("failed", log).stdout == b""
+
+
+# ---------------------------------------------------------------- a mirror kept true
+
+#: Both ways a job stream is read: compact lines (judged a chunk at a time)
+#: and lines with spaces (the full parser).
+WRITERS = {"fast": compact, "full": jsonl_bytes}
+
+
+def queued_reasons(log, start=0):
+    """(id, reason) of the queued events of the log from its line ``start``."""
+    return [(e["id"], e.get("reason")) for e in read_jsonl(log)[start:] if e["event"] == "queued"]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_skip_passes_a_job_again_when_its_item_changed_upstream(tmp_path, writer):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("completed", "same", ts=iso(1), size=10, updated="u1"),
+        event("completed", "bigger", ts=iso(1), size=5),
+        event("completed", "unknown", ts=iso(1)),
+        event("completed", "twice", ts=iso(1), size=1, updated="u1"),
+        event("completed", "twice", ts=iso(2), size=2, updated="u2"),  # the latest counts
+        event("verified", "newer", ts=iso(1), size=3, updated="u1"),
+        event("completed", "plain", ts=iso(1), size=4, updated="u1"),
+    ])
+    jobs = [{"id": "same", "size": 10, "updated": "u1"},
+            {"id": "bigger", "size": 6, "updated": "u9"},   # no date recorded: size decides
+            {"id": "unknown", "size": 1},                   # no version recorded
+            {"id": "twice", "size": 1, "updated": "u1"},
+            {"id": "newer", "size": 3, "updated": "u2"},
+            {"id": "plain"},                                # the job says nothing of it
+            {"id": "new", "size": 7}]
+    lines = len(read_jsonl(log))
+    result = joblog("-v", "skip", log, input=WRITERS[writer](jobs))
+    assert result.returncode == 0, stderr_text(result)
+    assert parse_jsonl(result.stdout) == [jobs[1], jobs[3], jobs[4], jobs[6]]
+    assert sorted(queued_reasons(log, lines)) == [
+        ("bigger", "changed"), ("new", None), ("newer", "changed"), ("twice", "changed")]
+    assert "3 changed upstream" in stderr_text(result)
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert {k: summary[k] for k in ("completed", "changed", "pending")} == {
+        "completed": 3, "changed": 3, "pending": 4}
+    # Not completed now: passed on again until fetched, plainly queued.
+    lines = len(read_jsonl(log))
+    again = joblog("skip", log, input=WRITERS[writer](jobs))
+    assert parse_jsonl(again.stdout) == [jobs[1], jobs[3], jobs[4], jobs[6]]
+    assert queued_reasons(log, lines) and all(r is None for _, r in queued_reasons(log, lines))
+
+
+def test_a_changed_item_fetched_again_is_skipped_after(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    jobs = tmp_path / "jobs.jsonl"
+    run_pipeline = (f"{JOBLOG} skip {log} < {jobs} | tee -a {tmp_path}/passed "
+                    f"| {fake_fetch} | {JOBLOG} append {log}")
+    jobs.write_bytes(compact([{"id": "a", "size": 1, "updated": "d1"}, {"id": "b", "size": 2}]))
+    shell(run_pipeline, check=True)
+    jobs.write_bytes(compact([{"id": "a", "size": 1, "updated": "d2"}, {"id": "b", "size": 2}]))
+    shell(run_pipeline, check=True)
+    shell(run_pipeline, check=True)
+    assert [j["id"] for j in read_jsonl(tmp_path / "passed")] == ["a", "b", "a"]
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (summary["completed"], summary["changed"]) == (2, 0)
+
+
+def test_damaged_undoes_a_completion_and_verified_counts_as_one(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("completed", "a", ts=iso(1), size=1),
+        event("damaged", "a", ts=iso(2), size=1, files=1, bytes=0),
+        event("completed", "b", ts=iso(1)), event("verified", "b", ts=iso(2), files=1, bytes=9),
+        event("completed", "c", ts=iso(1)), event("damaged", "c", ts=iso(2)),
+        event("completed", "c", ts=iso(3)),  # repaired: the latest outcome wins
+        event("verified", "d", ts=iso(1)),  # adopted: never fetched, found whole
+        event("damaged", "e", ts=iso(1)),
+        event("failed", "a", ts=iso(3), error="HTTP 503", retryable=True),
+    ])
+    skipped = joblog("skip", log, input=compact([{"id": i} for i in "abcdef"]))
+    assert [j["id"] for j in parse_jsonl(skipped.stdout)] == ["a", "e", "f"]
+    pending = joblog("pending", log)
+    assert parse_jsonl(pending.stdout) == [{"id": "a", "size": 1}, {"id": "e"}, {"id": "f"}]
+    completed = joblog("completed", log)
+    assert completed.returncode == 0, stderr_text(completed)
+    assert parse_jsonl(completed.stdout) == [{"id": "b"}, {"id": "c"}, {"id": "d"}]
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert {k: summary[k] for k in ("completed", "damaged", "failed", "pending")} == {
+        "completed": 3, "damaged": 1, "failed": 1, "pending": 2}
+
+
+#: Stands in for ia-verify: a job whose id is given as an argument is
+#: damaged, the others verified.
+FAKE_VERIFY = r"""
+import json, sys
+for line in sys.stdin:
+    job = json.loads(line)
+    kind = "damaged" if job["id"] in sys.argv[1:] else "verified"
+    print(json.dumps({"event": kind, **job, "ts": "2026-12-06T00:00:00.000Z", "files": 1,
+                      "bytes": 1}))
+"""
+
+
+def test_an_audit_of_the_completed_jobs_reopens_the_damaged_ones(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    verify = tmp_path / "verify.py"
+    verify.write_text(FAKE_VERIFY)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(compact([{"id": f"i{n}", "size": n, "destdir": "/m"} for n in range(6)]))
+    shell(f"{JOBLOG} skip {log} < {jobs} | {fake_fetch} i5 | {JOBLOG} append {log}", check=True)
+    completed = joblog("completed", log)
+    assert parse_jsonl(completed.stdout) == [
+        {"id": f"i{n}", "size": n, "destdir": "/m"} for n in range(5)]
+    audit = shell(f"{JOBLOG} completed {log} | {PYTHON} {verify} i1 i3 | {JOBLOG} append {log}")
+    assert audit.returncode == 0, audit.stderr
+    again = shell(f"{JOBLOG} skip {log} < {jobs}")
+    assert [j["id"] for j in parse_jsonl(again.stdout)] == ["i1", "i3", "i5"]
+    assert [j["id"] for j in parse_jsonl(joblog("pending", log).stdout)] == ["i5", "i1", "i3"]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_permanent_failure_is_dropped_unless_asked(tmp_path, writer):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "dark", ts=iso(1), error="item is dark", retryable=False,
+              http_status=403),
+        event("failed", "busy", ts=iso(2), error="HTTP 503", retryable=True, http_status=503),
+        event("failed", "gone", ts=iso(3), error="HTTP 404", retryable=False, http_status=404),
+        event("started", "gone", ts=iso(4)),  # not an outcome: still failed for good
+        event("failed", "back", ts=iso(1), error="HTTP 404", retryable=False),
+        event("failed", "back", ts=iso(5), error="HTTP 503", retryable=True),
+    ])
+    jobs = WRITERS[writer]([{"id": i} for i in ("dark", "busy", "gone", "back", "new")])
+    result = joblog("-v", "skip", log, input=jobs)
+    assert result.returncode == 0, stderr_text(result)
+    assert [j["id"] for j in parse_jsonl(result.stdout)] == ["busy", "back", "new"]
+    assert "2 dropped as failed for good" in stderr_text(result)
+    forced = joblog("skip", "--retry-permanent", log, input=jobs)
+    assert [j["id"] for j in parse_jsonl(forced.stdout)] == ["dark", "busy", "gone", "back", "new"]
+
+
+def test_status_tells_permanent_failures_apart_and_lists_the_latest(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "dark", ts=iso(1), error="item is dark", retryable=False),
+        event("failed", "busy", ts=iso(2), error="HTTP 503", retryable=True),
+        event("failed", "f", file="a/b.pdf", ts=iso(3), error="md5 mismatch", retryable=True),
+        event("failed", "fixed", ts=iso(4), error="HTTP 503", retryable=True),
+        event("completed", "fixed", ts=iso(5)),
+    ])
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (summary["failed"], summary["failed_retryable"], summary["failed_permanent"]) == (3, 2, 1)
+    assert summary["recent_failures"] == [
+        {"key": "f/a/b.pdf", "error": "md5 mismatch", "retryable": True, "ts": iso(3)},
+        {"key": "busy", "error": "HTTP 503", "retryable": True, "ts": iso(2)},
+        {"key": "dark", "error": "item is dark", "retryable": False, "ts": iso(1)}]
+    table = joblog("status", log).stdout.decode()
+    assert "3 (2 retryable, 1 permanent)" in table
+    assert "dark: item is dark (permanent)" in table
+
+
+def test_status_by_destdir_shows_the_disk_each_job_went_to(tmp_path):
+    # skip queues the job before ia-route gives it a disk.
+    log = write_log(tmp_path / "s.jsonl", [
+        event("queued", "a"), event("queued", "b"), event("queued", "c"),
+        event("started", "a", destdir="/mnt/1"), event("completed", "a", destdir="/mnt/1"),
+        event("failed", "b", destdir="/mnt/2", error="x"),
+    ])
+    (summary,) = parse_jsonl(joblog("status", "--json", "--by", "destdir", log).stdout)
+    groups = summary["by"]["groups"]
+    assert {v: (g["total"], g["completed"], g["failed"]) for v, g in groups.items()} == {
+        "/mnt/1": (1, 1, 0), "/mnt/2": (1, 0, 1), "(none)": (1, 0, 0)}
 
 
 # ---------------------------------------------------------------- status
@@ -492,8 +665,10 @@ def test_malformed_log_lines_are_reported_by_number_and_skipped(tmp_path, reader
         assert log.read_bytes().startswith(before)
     else:
         assert log.read_bytes() == before
-    if reader in ("pending", "failed"):
+    if reader == "pending":
         assert parse_jsonl(result.stdout) == [{"id": "x"}]
+    if reader == "failed":
+        assert parse_jsonl(result.stdout) == [{"id": "x", "error": "e"}]
 
 
 # ---------------------------------------------------------------- bad input
