@@ -17,7 +17,7 @@ trust, and saves a new one when it has read enough past it.
 
 import re
 from array import array
-from itertools import repeat
+from itertools import compress, repeat
 
 import orjson
 
@@ -133,9 +133,11 @@ class Completions:
     def completed_offsets(self):
         """The offsets of the latest completion of each completed key, in
         log order."""
-        done = self.done
-        return array("q", sorted(offset for h, (offset, _, _) in self.latest.items()
-                                 if h in done))
+        self.latest.fold()
+        offsets = array("q")
+        for hashes, bucket_offsets, _, _ in self.latest.columns():
+            offsets.extend(compress(bucket_offsets, self.done.contains_each(hashes)))
+        return array("q", sorted(offsets))
 
     def _dump(self, writer):
         self.done.dump(writer)

@@ -149,6 +149,18 @@ def lines_at(path, offsets):
     return lines
 
 
+def check_existing(path):
+    """A log that a reader is given must be there: a typo in its name must
+    not pass for a log where nothing has happened yet."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise errors.UsageError(f"cannot read log {path}: No such file "
+                                "(only skip, append and tee create a log)") from None
+    except OSError:
+        pass  # reported when it is read
+
+
 def check_rereadable(path):
     """A log that a command reads twice must be a file (or missing), not
     a pipe, whose second reading would find nothing."""

@@ -1,26 +1,23 @@
 """ia-joblog: record events in an append-only log; resume and report from it."""
 
-import datetime
+import argparse
 import operator
-from collections import Counter
 import os
 import re
 import sys
-import time
+from collections import Counter
 from itertools import compress, repeat
 
 import orjson
 
-from iatools import cli, errors, jsonl, signals
-from iatools.eventlog import LogWriter, check_rereadable, lines_at
-from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
-                          validate_job)
+from iatools import cli, errors, jsonl, logreport, signals
+from iatools.completions import Completions
+from iatools.eventlog import LogWriter, check_existing, check_rereadable, lines_at
+from iatools.jobs import EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, validate_job
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
-from iatools.completions import Completions
-from iatools.logstate import LogState
 from iatools.openjobs import OpenJobs
-from iatools.sizes import duration_argument, format_duration, format_size
+from iatools.sizes import duration_argument
 from iatools.status import ExitStatus
 
 PROG = "ia-joblog"
@@ -50,8 +47,6 @@ example:
   ia-joblog completed s.jsonl | ia-verify -j 4 | ia-joblog append s.jsonl
 
 See ia-joblog(1) and iatools(7)."""
-#: Completions in this window before now give the rate and the ETA.
-RATE_WINDOW = 600.0
 
 
 def build_parser():
@@ -84,6 +79,10 @@ def build_parser():
                                  help="print one JSON object instead of a table")
             command.add_argument("--by", metavar="FIELD",
                                  help="break the counts down by the job field FIELD")
+            command.add_argument("--watch", nargs="?", const=2.0, type=_interval,
+                                 metavar="SECONDS",
+                                 help="show the summary again every SECONDS (default 2), "
+                                      "in place on a terminal, until interrupted")
     _add_locks_command(commands)
     return parser
 
@@ -102,6 +101,16 @@ def _add_locks_command(commands):
     cli.add_verbosity(command, subcommand=True)
 
 
+def _interval(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+    return seconds
+
+
 def main(argv=None):
     return cli.run(build_parser(), _dispatch, argv)
 
@@ -110,6 +119,9 @@ def _dispatch(args):
     command = COMMANDS[args.command]
     if args.command not in ("append", "tee"):
         signals.interrupt_on_stop_signals()
+    if args.command in ("pending", "failed", "completed"):
+        check_existing(args.log)
+        check_rereadable(args.log)
     return command(args)
 
 
@@ -327,7 +339,6 @@ def _queued_events(jobs):
 
 
 def pending(args):
-    check_rereadable(args.log)
     state, done_end = Completions.read(args.log, report=False)
     output = jsonl.Output()
     for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
@@ -363,8 +374,7 @@ def _pending_job(event):
 
 def failed(args):
     """The latest failed event of each key failed now, as its job and why."""
-    check_rereadable(args.log)
-    state = LogState(recent_since=_recent_since()).read(args.log)
+    state = logreport.read(args.log)
     wanted = True if args.retryable else False if args.permanent else None
     failures = state.failures(retryable=wanted)
     output = jsonl.Output()
@@ -390,7 +400,6 @@ def _failed_job(event):
 def completed(args):
     """The latest completed or verified event of each key completed now, as
     its job (with the version it recorded), in log order."""
-    check_rereadable(args.log)
     state, _ = Completions.read(args.log, report=False)
     offsets = state.completed_offsets()
     output = jsonl.Output()
@@ -433,99 +442,17 @@ def _remove_lock(path):
     return True
 
 
-def _recent_since():
-    return timestamp(time.time() - RATE_WINDOW)
-
-
 def status(args):
-    since = _recent_since()
-    state = LogState(by_field=args.by, recent_since=since).read(args.log)
-    summary = _summary(state, since)
-    if args.json:
-        output = jsonl.Output()
-        output.record(summary)
-        output.flush()
-    else:
-        sys.stdout.write(_format_summary(args.log, summary))
-        sys.stdout.flush()
+    check_existing(args.log)
+    unicode = logreport.unicode_terminal()
+    if args.watch is None:
+        logreport.show(args.log, args.by, args.json, unicode)
+        return ExitStatus.OK
+    try:
+        logreport.watch(args.log, args.by, args.json, unicode, args.watch)
+    except KeyboardInterrupt:  # the way a watch ends, as watch(1)'s does
+        pass
     return ExitStatus.OK
-
-
-def _summary(state, since):
-    summary = state.counts()
-    summary["bytes"] = state.bytes_done
-    summary["last_event"] = state.last_ts or None
-    summary.update(_rate(state, since, summary))
-    summary["errors"] = [{"error": e, "count": n} for e, n in state.common_errors()]
-    summary["recent_failures"] = [{"key": f.key, "error": f.error, "retryable": f.retryable,
-                                   "ts": f.ts or None} for f in state.recent_failures()]
-    if state.by_field is not None:
-        summary["by"] = {"field": state.by_field, "groups": state.groups()}
-    return summary
-
-
-def _rate(state, since, counts):
-    """Jobs and bytes per second over the recent window, and the ETA."""
-    if state.recent_jobs < 2:
-        return {"jobs_per_second": None, "bytes_per_second": None, "eta_seconds": None}
-    span = max(time.time() - _seconds(state.recent_first), 1.0)
-    jobs_rate = state.recent_jobs / span
-    left = counts["pending"] + counts["in_progress"]
-    return {
-        "jobs_per_second": round(jobs_rate, 3),
-        "bytes_per_second": round(state.recent_bytes / span),
-        "eta_seconds": round(left / jobs_rate) if left else 0,
-    }
-
-
-def _seconds(ts):
-    """Seconds since the epoch of a timestamp as jobs.timestamp writes it."""
-    whole = datetime.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")
-    return whole.replace(tzinfo=datetime.timezone.utc).timestamp() + float(ts[19:-1] or 0)
-
-
-def _format_summary(path, s):
-    total = s["total"] or 1
-    lines = [
-        f"log          {path} (last event {s['last_event'] or 'none'})",
-        f"total        {s['total']}",
-        f"completed    {s['completed']} ({100 * s['completed'] / total:.1f}%)",
-        f"failed       {s['failed']} ({s['failed_retryable']} retryable, "
-        f"{s['failed_permanent']} permanent)",
-        f"in progress  {s['in_progress']}",
-        f"pending      {s['pending']}" + _reopened(s),
-        f"downloaded   {format_size(s['bytes'])}",
-    ]
-    if s["jobs_per_second"] is not None:
-        lines.append(f"rate         {s['jobs_per_second'] * 60:.1f} jobs/min, "
-                     f"{format_size(s['bytes_per_second'])}/s (last {RATE_WINDOW / 60:.0f} min)")
-        lines.append(f"eta          {format_duration(s['eta_seconds'])}")
-    if s["errors"]:
-        lines.append("errors:")
-        lines += [f"  {e['count']:>8}  {e['error']}" for e in s["errors"]]
-    if s["recent_failures"]:
-        lines.append("latest failures:")
-        lines += [f"  {f['ts'] or '':<24}  {f['key']}: {f['error']}"
-                  + ("" if f["retryable"] else " (permanent)") for f in s["recent_failures"]]
-    if "by" in s:
-        lines.append(_format_groups(s["by"]))
-    return "\n".join(lines) + "\n"
-
-
-def _reopened(s):
-    """What of the pending jobs completed once: the (changed upstream, damaged) part."""
-    parts = [f"{s['changed']} changed upstream"] * bool(s["changed"])
-    parts += [f"{s['damaged']} damaged"] * bool(s["damaged"])
-    return f" ({', '.join(parts)})" if parts else ""
-
-
-def _format_groups(by):
-    rows = [f"by {by['field']}:",
-            f"  {'value':<24} {'total':>9} {'completed':>9} {'failed':>9} {'pending':>9}"]
-    for value, c in by["groups"].items():
-        rows.append(f"  {value:<24} {c['total']:>9} {c['completed']:>9} {c['failed']:>9} "
-                    f"{c['pending'] + c['in_progress']:>9}")
-    return "\n".join(rows)
 
 
 COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,

@@ -19,7 +19,7 @@ import re
 import struct
 from array import array
 from collections import deque
-from itertools import repeat
+from itertools import compress, repeat
 from operator import and_, contains, iadd
 from zlib import crc32
 
@@ -226,22 +226,27 @@ class KeyMap:
                 else self._record.unpack_from(bucket, at)[1:]
                 for bucket, at in zip(buckets, found)]
 
-    def fold(self):
-        """Keep only the latest record of each hash."""
+    def fold(self, without=None):
+        """Keep only the latest record of each hash, and none of the hashes
+        in the KeySet ``without``."""
         width = self.width + 1
         for bucket in self._buckets:
             records = array("q", bucket)
             latest = dict(zip(records[::width], zip(*(records[n::width]
                                                       for n in range(1, width)))))
+            if without is not None and latest:
+                hashes = list(latest)
+                deque(map(latest.pop, compress(hashes, without.contains_each(hashes))), maxlen=0)
             bucket[:] = b"".join(self._record.pack(h, *rest) for h, rest in latest.items())
         self.added = sum(map(len, self._buckets)) // self._record.size
 
-    def items(self):
-        """(hash, numbers) of the latest record of every hash."""
-        self.fold()
+    def columns(self):
+        """For each bucket, once folded: the list of its hashes, and a list
+        of each of the numbers, in the same order."""
+        width = self.width + 1
         for bucket in self._buckets:
-            for record in self._record.iter_unpack(bucket):
-                yield record[0], record[1:]
+            records = array("q", bucket)
+            yield [records[n::width].tolist() for n in range(width)]
 
     def dump(self, writer):
         writer.write(array("Q", map(len, self._buckets)).tobytes())

@@ -32,7 +32,7 @@ from iatools import checkpoint
 from iatools.eventlog import (DONE_EVENTS, DONE_LINE, FAILED_LINE, all_lines_closed, events_in,
                               may_reopen, read_chunks, reopens)
 from iatools.jobs import job_key
-from iatools.keyset import KEY, KeySet, key_bytes
+from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeyMap, KeySet, key_bytes
 
 QUEUED, STARTED, FAILED, COMPLETED, DAMAGED, CHANGED = range(6)
 #: Events that change the state of a key not completed; the others only
@@ -48,6 +48,17 @@ _LAST_TS = re.compile(rb'.*,"ts":"(' + _TS + rb')"')
 _OTHER_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")([a-z_]+)",' + KEY + rb"[,}]")
 # "bytes" is found from the end of the line, where the writers put it.
 _COMPLETED_BYTES = re.compile(rb'\n\{"event":"completed",[^\n]*,"bytes":([0-9]+)[,}]')
+#: The minute of a completion (its "ts" cut after the minutes) and its
+#: "bytes", if it has them.
+_MINUTE = len("2026-12-06T19:42")
+_COMPLETED_WHEN = re.compile(
+    rb'\n\{"event":"completed",[^\n]*?,"ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d):\d\d(?:\.\d{1,6})?Z"'
+    rb'(?:[^\n]*,"bytes":([0-9]+)[,}])?')
+#: A queued event whose job fields are plain, up to its "ts"; groups: the
+#: key and its "size" (b"" without).
+_QUEUED_SIZE = re.compile(
+    rb'\n\{"event":"queued",' + KEY + rb'(?:,"size":(' + SIZE + rb')|,"(?!size")[ !#-\[\]-~]*":'
+    + PLAIN_VALUE + rb')*,"ts":"')
 #: The key sets, which hold a key once per event, drop their duplicates
 #: once they pass this many and twice as many as after the last fold.
 _FOLD_AFTER = 1 << 24
@@ -56,13 +67,14 @@ _FOLD_AFTER = 1 << 24
 def _restore(reader):
     """The attributes of a LogState that ``LogState._dump`` saved."""
     completed, seen = KeySet.load(reader), KeySet.load(reader)
+    sizes = KeyMap.load(reader, 1)
     rest = orjson.loads(reader.blob())
     hashes, states = rest["unfinished"]
     failed, *failures = rest["failure"]
     reopened, why = rest["reopened"]
     return {"completed": completed, "seen": seen, "unfinished": dict(zip(hashes, states)),
             "failure": dict(zip(failed, map(Failure._make, zip(*failures)))),
-            "reopened": dict(zip(reopened, why)),
+            "reopened": dict(zip(reopened, why)), "sizes": sizes, "minutes": rest["minutes"],
             "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
             "_after_fold": rest["after_fold"]}
 
@@ -84,13 +96,15 @@ class Failure(NamedTuple):
 
 
 class LogState:
-    """The state of every key of a log.  ``recent_since``: completions at or
-    after this timestamp make the rate; ``by_field``: count by the value of
-    this job field too (every line is then parsed: slower)."""
+    """The state of every key of a log.  ``history_since``: completions at
+    or after this minute (as a timestamp begins: 2026-12-06T19:42) are
+    counted per minute, for the rates and the history; ``by_field``: count
+    by the value of this job field too (every line is then parsed:
+    slower)."""
 
-    def __init__(self, by_field=None, recent_since=""):
+    def __init__(self, by_field=None, history_since=""):
         self.by_field = by_field
-        self.recent_since = recent_since
+        self.history_since = history_since[:_MINUTE]
         # The keys of the completed events, and of all the others.
         self.completed = KeySet()
         self.seen = KeySet(self.completed.salt)
@@ -102,55 +116,42 @@ class LogState:
         self.failure = {}
         self.reopened = {}
         self.group = {}
-        # The "bytes" of every completed event: a job completed again
-        # transferred nothing, so this is also the bytes of each first one.
+        # The "bytes" of every completed event.
         self.bytes_done = 0
-        # Completions since recent_since: how many, their bytes, the earliest.
-        self.recent_jobs = 0
-        self.recent_bytes = 0
-        self.recent_first = ""
+        # Completions since history_since: minute -> [jobs, bytes].
+        self.minutes = {}
+        # The "size" of each key's latest queued event that has one.
+        self.sizes = KeyMap(1)
         self.last_ts = ""
 
     def read(self, path):
         """Fold the events of the log at ``path``: those after its
-        checkpoint, if it has one to trust, on the state saved there.  The
-        checkpoint is saved again up to where the recent window starts,
-        whose events every status reads for the rate.  (Not with by_field:
-        a checkpoint does not keep the groups.)"""
+        checkpoint, if it has one to trust, on the state saved there; then
+        save the checkpoint again, at the end.  (Not with by_field: a
+        checkpoint does not keep the groups.)"""
         loaded = checkpoint.START
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
-        position, unsaved = loaded, self.by_field is None
+        position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
-            settled_ts = self._settled_ts(data)
-            if settled_ts is None and unsaved:
-                self._save(path, loaded, position)
-                unsaved = False
-            if (self.by_field is not None or settled_ts is None or may_reopen(data)
-                    or not self._read_fast(lines, data, settled_ts, position.offset)):
+            last_ts = _LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
+            if (self.by_field is not None or not last_ts or may_reopen(data)
+                    or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
                 self._read_slow(path, first, data, position.offset)
             self._fold_if_large()
             position = position.after(data, lines)
-        if unsaved:
+        if self.by_field is None:
             self._save(path, loaded, position)
         return self
 
-    def _settled_ts(self, data):
-        """The time of the chunk's last line if the whole chunk is older than
-        the recent window (the log is written in time order), else None: a
-        recent chunk is read exactly, line by line, for the rate."""
-        last_ts = _LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
-        if last_ts and last_ts[1].decode() < self.recent_since:
-            return last_ts[1].decode()
-        return None
-
     def _fold_if_large(self):
-        held = self.completed.added + self.seen.added
+        held = self.completed.added + self.seen.added + self.sizes.added
         if held > max(_FOLD_AFTER, 2 * self._after_fold):
             self.completed.fold()
             self.seen.fold()
-            self._after_fold = self.completed.added + self.seen.added
+            self.sizes.fold(without=self.completed)
+            self._after_fold = self.completed.added + self.seen.added + self.sizes.added
 
     def _save(self, path, loaded, position):
         """Save the state as the checkpoint at ``position``, if worth it."""
@@ -159,20 +160,24 @@ class LogState:
             # to save and to load.
             self.completed.fold()
             self.seen.fold(without=self.completed)
-            self._after_fold = self.completed.added + self.seen.added
+            self.sizes.fold(without=self.completed)
+            self.minutes = {m: n for m, n in self.minutes.items() if m >= self.history_since}
+            self._after_fold = self.completed.added + self.seen.added + self.sizes.added
             size = (self.completed.dumped_size() + self.seen.dumped_size()
+                    + self.sizes.dumped_size() + 50 * len(self.minutes)
                     + 100 * (len(self.unfinished) + len(self.failure) + len(self.reopened)))
             checkpoint.save(path, "status", position, size, self._dump)
 
     def _dump(self, writer):
         self.completed.dump(writer)
         self.seen.dump(writer)
+        self.sizes.dump(writer)
         writer.blob(orjson.dumps({
             "unfinished": [list(self.unfinished), list(self.unfinished.values())],
             "failure": [list(self.failure), *map(list, zip(*self.failure.values()))]
             if self.failure else [[]] + [[]] * len(Failure._fields),
             "reopened": [list(self.reopened), list(self.reopened.values())],
-            "bytes_done": self.bytes_done, "last_ts": self.last_ts,
+            "bytes_done": self.bytes_done, "last_ts": self.last_ts, "minutes": self.minutes,
             "after_fold": self._after_fold}))
 
     def _read_fast(self, lines, data, last_ts, base):
@@ -188,10 +193,18 @@ class LogState:
             failures = [(orjson.loads(m[1]), base + m.start()) for m in FAILED_LINE.finditer(text)]
         except orjson.JSONDecodeError:
             return False
+        sized = _QUEUED_SIZE.findall(text)
+        if len(sized) != data.count(b'{"event":"queued",'):
+            return False
         kinds, keys = zip(*others) if others else ((), ())
         hash_keys = self.completed.hash_keys
         self._fold(hash_keys(keys), kinds, hash_keys(done_keys), failures)
+        self._note_sizes(hash_keys([key for key, size in sized if size]),
+                         [int(size) for _, size in sized if size])
         self.bytes_done += sum(map(int, _COMPLETED_BYTES.findall(text)))
+        if last_ts >= self.history_since:
+            for minute, size in _COMPLETED_WHEN.findall(text):
+                self._count_minute(minute.decode(), int(size or 0))
         self.last_ts = max(self.last_ts, last_ts)
         return True
 
@@ -220,14 +233,26 @@ class LogState:
                 kinds.append(kind.encode())
                 if kind == "failed":
                     failures.append((event, base + starts[line_number - first]))
+            if kind == "queued" and _is_size(event.get("size")):
+                self._note_sizes([h], [event["size"]])
             if self.by_field is not None:
                 self._group(h, event)
         self._fold(*batch)
 
     def _completed_bytes(self, ts, size):
-        size = size if isinstance(size, int) else 0
+        size = size if _is_size(size) else 0
         self.bytes_done += size
-        self._recent(ts, size)
+        if ts:
+            self._count_minute(ts[:_MINUTE], size)
+
+    def _count_minute(self, minute, size):
+        if minute >= self.history_since:
+            counts = self.minutes.setdefault(minute, [0, 0])
+            counts[0] += 1
+            counts[1] += size
+
+    def _note_sizes(self, hashes, sizes):
+        self.sizes.add(hashes, sizes)
 
     def _group(self, h, event):
         """The group of a key: the value of the field in its latest event
@@ -262,12 +287,6 @@ class LogState:
         self.unfinished.pop(h, None)
         self.failure.pop(h, None)
         self.reopened[h] = why
-
-    def _recent(self, ts, size):
-        if ts and ts >= self.recent_since:
-            self.recent_jobs += 1
-            self.recent_bytes += size
-            self.recent_first = min(self.recent_first or ts, ts)
 
     @cached_property
     def _unfinished_states(self):
@@ -304,6 +323,14 @@ class LogState:
         return sorted((f for f in self._failures() if retryable in (None, f.retryable)),
                       key=attrgetter("offset"))
 
+    def remaining_bytes(self):
+        """The sum of the latest "size" of the keys to do: neither completed
+        nor failed (a key never queued with a size counts 0)."""
+        self.sizes.fold(without=self.completed)
+        failed = [h for h, s in self._unfinished_states.items() if s == FAILED]
+        return (sum(sum(sizes) for _, sizes in self.sizes.columns())
+                - sum(size for size, in filter(None, self.sizes.latest(failed))))
+
     def recent_failures(self, limit=5):
         """The latest Failures of the keys failed now, the latest first."""
         return sorted(self._failures(), key=attrgetter("offset"), reverse=True)[:limit]
@@ -328,3 +355,7 @@ def _counts(tally):
 
 def _group_value(value):
     return "(none)" if value is None else str(value)
+
+
+def _is_size(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

@@ -185,3 +185,33 @@ def _jobs_to_skip(rng, state, version):
 
 def _joblog(*args, input=b""):
     return run([JOBLOG, *map(str, args)], input=input)
+
+
+def days_of_events(now, jobs=1000, recent=5):
+    """The log of a run of four days to ``now``: ``jobs`` jobs queued with
+    sizes, completed at a pace that changes with the hour of the day, at
+    the middle of each hour before now (so that the seconds a test takes
+    move none across an hour), ``recent`` of them within the last 10
+    minutes, then three failures, one of them for good.  Returns the events
+    and the jobs completed in each hour before now (0: the last hour)."""
+    sizes = [1000 + n for n in range(jobs)]
+    events = [{"event": "queued", "id": f"item{n:04d}", "size": sizes[n],
+               "ts": iso(now - 4 * 86400 - 60), "host": "h", "pid": 1} for n in range(jobs)]
+    per_hour = [(h % 24) // 4 + 1 for h in range(96)]
+    per_hour[0] += recent
+    done = 0
+    for hours_ago in range(95, -1, -1):
+        for n in range(per_hour[hours_ago]):
+            late = hours_ago == 0 and n >= per_hour[0] - recent
+            when = now - (200 if late else hours_ago * 3600 + 1800)
+            events.append({"event": "completed", "id": f"item{done:04d}", "size": sizes[done],
+                           "ts": iso(when + n), "host": "h", "pid": 1, "files": 1,
+                           "bytes": sizes[done], "seconds": 1.0})
+            done += 1
+    for n, (error, retryable) in enumerate([("HTTP 503", True), ("item is dark", False),
+                                            ("HTTP 503", True)]):
+        events.append({"event": "failed", "id": f"item{done + n:04d}", "size": sizes[done + n],
+                       "ts": iso(now - 100 + n), "host": "h", "pid": 1, "error": error,
+                       "retryable": retryable})
+    events.sort(key=lambda e: e["ts"])
+    return events, per_hour

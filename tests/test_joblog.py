@@ -7,10 +7,13 @@ by a small script (FAKE_FETCH) that turns jobs into completed or failed
 events, so these tests need no network and no emulator.
 """
 
+import calendar
 import fcntl
 import json
 import os
+import pty
 import random
+import re
 import select
 import signal
 import subprocess
@@ -19,10 +22,10 @@ import time
 
 import pytest
 
-from tests.helpers import (PYTHON, command, jsonl_bytes, parse_jsonl, read_jsonl, run,
-                           start_group)
-from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact, iso,
-                            job_keys, stderr_text)
+from tests.helpers import (PYTHON, base_env, command, jsonl_bytes, parse_jsonl, read_jsonl,
+                           run, start_group)
+from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact,
+                            days_of_events, iso, job_keys, stderr_text)
 
 JOBLOG = command("ia-joblog")
 #: Stands in for ia-fetch: one event per job on stdin; ids given as
@@ -390,7 +393,8 @@ def test_status_tells_permanent_failures_apart_and_lists_the_latest(tmp_path):
     ])
     (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
     assert (summary["failed"], summary["failed_retryable"], summary["failed_permanent"]) == (3, 2, 1)
-    assert summary["recent_failures"] == [
+    assert [{k: f[k] for k in ("key", "error", "retryable", "ts")}
+            for f in summary["recent_failures"]] == [
         {"key": "f/a/b.pdf", "error": "md5 mismatch", "retryable": True, "ts": iso(3)},
         {"key": "busy", "error": "HTTP 503", "retryable": True, "ts": iso(2)},
         {"key": "dark", "error": "item is dark", "retryable": False, "ts": iso(1)}]
@@ -495,11 +499,170 @@ def test_status_survives_timestamps_it_did_not_write(tmp_path):
     assert parse_jsonl(result.stdout)[0]["completed"] == 4
 
 
-def test_status_of_a_missing_log_is_all_zero(tmp_path):
-    result = joblog("status", "--json", tmp_path / "none.jsonl")
+@pytest.mark.parametrize("reader", ["status", "pending", "failed", "completed"])
+def test_a_missing_log_is_an_error_that_names_it(tmp_path, reader):
+    """A typo (w.jsnol) must not pass for a log where nothing happened."""
+    result = joblog(reader, tmp_path / "w.jsnol")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert stderr_text(result).startswith("ia-joblog: error: cannot read log ")
+    assert "w.jsnol" in stderr_text(result)
+    assert not (tmp_path / "w.jsnol").exists()
+
+
+def test_status_of_an_empty_log_is_all_zero(tmp_path):
+    log = tmp_path / "s.jsonl"
+    assert joblog("skip", log).returncode == 0  # creates it
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (summary["total"], summary["bytes"], summary["eta_seconds"]) == (0, 0, None)
+
+
+# ---------------------------------------------------------------- a run of days
+
+@pytest.fixture(params=sorted(WRITERS))
+def days(request, tmp_path):
+    """A log of four days of a run to now (tests.logmodel.days_of_events),
+    written compact or spaced; its events, and the jobs completed per hour."""
+    events, per_hour = days_of_events(time.time())
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(WRITERS[request.param](events))
+    return log, events, per_hour
+
+
+def test_status_of_a_run_of_days_says_what_is_left_and_when_it_ends(days):
+    log, events, per_hour = days
+    (s,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    completed = [e for e in events if e["event"] == "completed"]
+    failed = {e["id"] for e in events if e["event"] == "failed"}
+    done = {e["id"] for e in completed}
+    sizes = {e["id"]: e["size"] for e in events if e["event"] == "queued"}
+    assert (s["total"], s["completed"], s["failed"], s["failed_permanent"]) == (
+        1000, len(done), 3, 1)
+    assert s["remaining_jobs"] == 1000 - len(done) - 3
+    assert s["remaining_bytes"] == sum(size for i, size in sizes.items()
+                                       if i not in done and i not in failed)
+    # The rates over each window: its completions over the time since the
+    # first of them in it.
+    for window, count in (("10min", 5), ("1h", per_hour[0]), ("1d", sum(per_hour[:24]))):
+        rate = s["rates"][window]
+        assert rate["jobs_per_second"] * rate["seconds"] == pytest.approx(count, rel=0.02)
+    assert s["rates"]["1h"]["seconds"] == pytest.approx(1800 + 30, abs=60)
+    assert s["rates"]["1d"]["seconds"] == pytest.approx(23 * 3600 + 1800 + 30, abs=60)
+    assert (s["jobs_per_second"], s["bytes_per_second"]) == (
+        s["rates"]["10min"]["jobs_per_second"], s["rates"]["10min"]["bytes_per_second"])
+    hour = s["rates"]["1h"]
+    assert s["eta_window"] == "1h"
+    assert s["eta_seconds"] == pytest.approx(s["remaining_jobs"] / hour["jobs_per_second"], 0.01)
+    assert s["eta_bytes_seconds"] == pytest.approx(
+        s["remaining_bytes"] / hour["bytes_per_second"], 0.01)
+    assert s["eta_seconds"] > 86400  # a run of days still to go
+    # A day of history per hour, the oldest first.
+    assert s["history"]["jobs"] == per_hour[:24][::-1]
+    by_hour = [sum(e["bytes"] for e in completed
+                   if h * 3600 <= time.time() - _epoch(e["ts"]) < (h + 1) * 3600)
+               for h in range(24)]
+    assert s["history"]["bytes"] == by_hour[::-1]
+    assert s["last_event_seconds_ago"] == pytest.approx(98, abs=30)
+    assert [f["key"] for f in s["recent_failures"]] == sorted(failed, reverse=True)
+
+
+def _epoch(ts):
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1])
+
+
+def test_status_table_of_a_run_of_days(days):
+    log, events, per_hour = days
+    failures = [e for e in events if e["event"] == "failed"]
+    dark = next(e["id"] for e in failures if not e["retryable"])
+    busy = failures[-1]["id"]
+    result = run([JOBLOG, "status", str(log)], env=base_env(LC_ALL="en_US.UTF-8"))
+    assert result.returncode == 0, stderr_text(result)
+    table = result.stdout.decode()
+    lines = {line.split()[0]: line for line in table.splitlines() if line.strip()}
+    assert re.search(r"last event +1m[0-9]{2}s ago \(", table)
+    assert re.fullmatch(r"eta +[0-9]d[0-9]{2}h by jobs, [0-9]d[0-9]{2}h by bytes"
+                        r" \(rate of the last 1 h\)", lines["eta"])
+    assert re.search(r"^rate +10 min: .*\n +1 h: .*\n +1 day: ", table, re.MULTILINE)
+    history = re.search(r"^history +(\S{24})  per hour, 24 h to now", table, re.MULTILINE)
+    assert history and set(history[1]) <= set("▁▂▃▄▅▆▇█")
+    # The busiest hour is a full block.
+    assert history[1][::-1][per_hour[:24].index(max(per_hour[:24]))] == "█"
+    assert f"{dark}: item is dark (permanent)" in table
+    assert re.search(rf"^  1m[0-9]{{2}}s ago +{busy}: HTTP 503$", table, re.MULTILINE)
+    assert max(len(line) for line in table.splitlines()[1:]) <= 80  # but the path
+
+
+def test_status_draws_its_history_in_ascii_under_the_c_locale(days):
+    log, _, _ = days
+    result = run([JOBLOG, "status", str(log)], env=base_env(LC_ALL="C"))
     assert result.returncode == 0
-    (summary,) = parse_jsonl(result.stdout)
-    assert summary["total"] == 0 and summary["bytes"] == 0
+    assert result.stdout.isascii()
+    assert re.search(rb"^history +[_.\-:=+*# ]{24}  per hour", result.stdout, re.MULTILINE)
+
+
+def read_until(fd, done, seconds=60):
+    """What comes out of ``fd`` until ``done(all of it)`` or ``seconds``."""
+    data = b""
+    deadline = time.monotonic() + seconds
+    while not done(data) and time.monotonic() < deadline:
+        if select.select([fd], [], [], 1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_status_watch_redraws_until_interrupted(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(time.time()))])
+    process = start_group(f"exec {JOBLOG} status --watch 0.2 {log}",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = read_until(process.stdout.fileno(), lambda out: out.count(b"every 0.2s") >= 2)
+    # A new event shows in a later frame.
+    with open(log, "ab") as f:
+        f.write(jsonl_bytes([event("completed", "b", ts=iso(time.time()))]))
+    later = read_until(process.stdout.fileno(),
+                       lambda out: re.search(rb"^completed +2 ", out, re.MULTILINE))
+    os.killpg(process.pid, signal.SIGINT)
+    rest, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    out = (first + later + rest).decode()
+    frames = out.split("every 0.2s: ia-joblog status ")[1:]
+    assert len(frames) >= 3
+    assert re.search(r"^completed +1 ", frames[0], re.MULTILINE)
+    assert re.search(r"^completed +2 ", frames[-1], re.MULTILINE)
+    assert "\x1b" not in out  # not a terminal: frames one after the other
+
+
+def test_status_watch_redraws_in_place_on_a_terminal(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(time.time()))])
+    leader, follower = pty.openpty()
+    process = start_group(f"exec {JOBLOG} status --watch 0.2 {log}", stdout=follower,
+                          stderr=subprocess.PIPE)
+    os.close(follower)
+    screen = read_until(leader, lambda out: out.count(b"\x1b[H") >= 3)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    os.close(leader)
+    assert screen.count(b"\x1b[H") >= 3  # home, then each line cleared to its end
+    assert b"\x1b[K" in screen and b"every 0.2s" in screen
+
+
+def test_status_watch_json_prints_a_summary_per_interval(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(time.time()))])
+    process = start_group(f"exec {JOBLOG} status --json --watch 0.2 {log}",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    summaries = parse_jsonl(out)
+    assert len(summaries) >= 2 and all(s["completed"] == 1 for s in summaries)
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "x", "nan"])
+def test_status_watch_needs_a_positive_interval(tmp_path, seconds):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a")])
+    result = joblog("status", "--watch", seconds, log)
+    assert result.returncode == 2 and "--watch" in stderr_text(result)
 
 
 # ---------------------------------------------------------------- concurrency
