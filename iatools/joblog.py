@@ -16,6 +16,7 @@ from iatools.eventlog import LogWriter, check_existing, check_rereadable, lines_
 from iatools.jobs import EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, validate_job
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
+from iatools.logindex import IndexKeeper
 from iatools.openjobs import OpenJobs
 from iatools.sizes import duration_argument
 from iatools.status import ExitStatus
@@ -138,6 +139,7 @@ def append(args, copy_to_stdout=False):
     drain = signals.DrainUntilEndOfInput().install()
     jsonl.warn_if_terminal(0, "events")
     log = _open_log(args.log)
+    index = IndexKeeper(args.log)
     output = jsonl.Output() if copy_to_stdout else None
     bad_lines = 0
     try:
@@ -160,10 +162,12 @@ def append(args, copy_to_stdout=False):
                 for line in lines:
                     output.raw(line[:-1])
                 output.flush()
+            index.wrote()
     finally:
         log.close()
     if drain.received:
         return ExitStatus.INTERRUPTED
+    index.close()
     return ExitStatus.FAILED if bad_lines else ExitStatus.OK
 
 
@@ -342,31 +346,45 @@ def pending(args):
     state, done_end = Completions.read(args.log, report=False)
     output = jsonl.Output()
     for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
-        output.lines(_pending_jobs(events))
+        output.lines(_jobs_of(events, _QUEUED_EVENT))
     output.flush()
     return ExitStatus.OK
 
 
-#: A queued event as skip writes it: "event", the job, "ts", "host", "pid",
-#: and no event field among the job's (group 1: the job's fields; 2: its key).
-_QUEUED_EVENT = re.compile(
-    rb'^\{"event":"queued",(' + KEY + rb'(?:,"(?!(?:id|file|'
-    + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')")[ !#-\[\]-~]*":'
-    + PLAIN_VALUE + rb")*)"
-    + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+\}$', re.MULTILINE)
+def _event_line(kinds, details=b""):
+    """The regular expression of an event line of one of ``kinds`` as the
+    iatools commands write it: "event", the job, "ts", "host", "pid", then
+    fields matching ``details`` -- with no event field among the job's, so
+    that the job is group 1, its key group 2."""
+    event_fields = b"|".join(sorted(f.encode() for f in EVENT_FIELDS))
+    return re.compile(
+        rb'^\{"event":"(?:' + kinds + rb')",(' + KEY + rb'(?:,"(?!(?:id|file|' + event_fields
+        + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE + rb")*)"
+        + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+' + details + rb'\}$', re.MULTILINE)
 
 
-def _pending_jobs(events):
-    """The job lines of event lines: cut out of queued events as skip writes
-    them (all at once when each is one), others parsed."""
-    jobs = list(map(operator.itemgetter(0), _QUEUED_EVENT.findall(b"\n".join(events))))
+#: A queued event as skip writes it.
+_QUEUED_EVENT = _event_line(b"queued")
+#: A completed or verified event as ia-fetch and ia-verify write them: the
+#: details are event fields whose values are plain or a number with a
+#: fraction ("seconds").
+_DETAIL = rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+)"
+_COMPLETION_EVENT = _event_line(
+    b"completed|verified",
+    rb'(?:,"(?:' + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')":' + _DETAIL + rb")*")
+
+
+def _jobs_of(events, shape):
+    """The job lines of event lines: cut out of those of the ``shape`` of
+    ``_event_line`` (all at once when each is one), others parsed."""
+    jobs = list(map(operator.itemgetter(0), shape.findall(b"\n".join(events))))
     if len(jobs) == len(events):
         return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
-    return [_pending_job(e) for e in events]
+    return [_job_of(e, shape) for e in events]
 
 
-def _pending_job(event):
-    match = _QUEUED_EVENT.fullmatch(event)
+def _job_of(event, shape):
+    match = shape.fullmatch(event)
     if match:
         return b"{" + match[1] + b"}\n"
     return jsonl.dumps(job_from_record(orjson.loads(event)))
@@ -404,8 +422,8 @@ def completed(args):
     offsets = state.completed_offsets()
     output = jsonl.Output()
     for start in range(0, len(offsets), _BATCH):
-        for line in lines_at(args.log, offsets[start:start + _BATCH]):
-            output.record(job_from_record(orjson.loads(line)))
+        output.lines(_jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
+                              _COMPLETION_EVENT))
     output.flush()
     return ExitStatus.OK
 

@@ -19,7 +19,7 @@ import re
 import struct
 from array import array
 from collections import deque
-from itertools import compress, repeat
+from itertools import accumulate, repeat
 from operator import and_, contains, iadd
 from zlib import crc32
 
@@ -162,22 +162,16 @@ class KeySet:
         """Write the set for ``load``: the salt, the bucket sizes, then the
         buckets."""
         writer.write(self.salt.to_bytes(8, "big"))
-        writer.write(array("Q", map(len, self._buckets)).tobytes())
-        for bucket in self._buckets:
-            writer.write(bucket)
+        _dump_buckets(writer, self._buckets)
 
     def dumped_size(self):
         return 8 + 8 * len(self._buckets) + 8 * self.added
 
     @classmethod
     def load(cls, reader):
-        salt = int.from_bytes(reader.read(8), "big")
-        sizes = array("Q", reader.read(8 << _BUCKET_BITS))
-        if any(size % 8 for size in sizes):
-            raise ValueError("not a key set")
-        keys = cls(salt)
-        keys._buckets = [bytearray(reader.read(size)) for size in sizes]
-        keys.added = sum(sizes) // 8
+        keys = cls(int.from_bytes(reader.read(8), "big"))
+        keys._buckets = _load_buckets(reader, 8)
+        keys.added = sum(map(len, keys._buckets)) // 8
         return keys
 
     def __bool__(self):
@@ -232,12 +226,19 @@ class KeyMap:
         width = self.width + 1
         for bucket in self._buckets:
             records = array("q", bucket)
-            latest = dict(zip(records[::width], zip(*(records[n::width]
-                                                      for n in range(1, width)))))
-            if without is not None and latest:
-                hashes = list(latest)
-                deque(map(latest.pop, compress(hashes, without.contains_each(hashes))), maxlen=0)
-            bucket[:] = b"".join(self._record.pack(h, *rest) for h, rest in latest.items())
+            hashes = records[::width].tolist()
+            dropped = [] if without is None else list(without.contains_each(hashes))
+            if len(set(hashes)) == len(hashes) and not any(dropped):
+                continue  # as most are: nothing to do, in C
+            # The index of the latest record of each hash, those kept.
+            latest = dict(zip(hashes, range(len(hashes))))
+            kept = sorted(latest.values())
+            if dropped:
+                kept = [i for i in kept if not dropped[i]]
+            folded = array("q", bytes(8 * width * len(kept)))
+            for n in range(width):
+                folded[n::width] = array("q", map(records[n::width].__getitem__, kept))
+            bucket[:] = folded.tobytes()
         self.added = sum(map(len, self._buckets)) // self._record.size
 
     def columns(self):
@@ -249,19 +250,38 @@ class KeyMap:
             yield [records[n::width].tolist() for n in range(width)]
 
     def dump(self, writer):
-        writer.write(array("Q", map(len, self._buckets)).tobytes())
-        for bucket in self._buckets:
-            writer.write(bucket)
+        _dump_buckets(writer, self._buckets)
 
     def dumped_size(self):
         return 8 * len(self._buckets) + self._record.size * self.added
 
     @classmethod
     def load(cls, reader, width):
-        sizes = array("Q", reader.read(8 << _BUCKET_BITS))
         keys = cls(width)
-        if any(size % keys._record.size for size in sizes):
-            raise ValueError("not a key map")
-        keys._buckets = [bytearray(reader.read(size)) for size in sizes]
-        keys.added = sum(sizes) // keys._record.size
+        keys._buckets = _load_buckets(reader, keys._record.size)
+        keys.added = sum(map(len, keys._buckets)) // keys._record.size
         return keys
+
+
+#: Buckets written or read at a time: a few calls instead of 65,536, and a
+#: bounded copy.
+_BUCKETS_AT_ONCE = 1024
+
+
+def _dump_buckets(writer, buckets):
+    """Write the sizes of the buckets, then the buckets, for _load_buckets."""
+    writer.write(array("Q", map(len, buckets)).tobytes())
+    for start in range(0, len(buckets), _BUCKETS_AT_ONCE):
+        writer.write(b"".join(buckets[start:start + _BUCKETS_AT_ONCE]))
+
+
+def _load_buckets(reader, record_size):
+    sizes = array("Q", reader.read(8 << _BUCKET_BITS))
+    if any(size % record_size for size in sizes):
+        raise ValueError("not a key set")
+    buckets = []
+    for start in range(0, len(sizes), _BUCKETS_AT_ONCE):
+        data = memoryview(reader.read(sum(sizes[start:start + _BUCKETS_AT_ONCE])))
+        ends = list(accumulate(sizes[start:start + _BUCKETS_AT_ONCE]))
+        buckets += map(bytearray, map(data.__getitem__, map(slice, [0] + ends[:-1], ends)))
+    return buckets

@@ -257,3 +257,23 @@ def test_a_change_between_two_checkpoints_fails_only_the_longer(tmp_path):
     assert checkpoint.load(str(log), "short", lambda reader: reader.blob())[0] == short
     assert checkpoint.load(str(log), "long", lambda reader: reader.blob()) == (
         checkpoint.START, None)
+
+
+@pytest.mark.parametrize("writer", ["append", "tee"])
+def test_the_writer_leaves_checkpoints_that_cover_all_it_wrote(tmp_path, writer):
+    """A reader after a writer parses nothing the writer wrote, however
+    recent (every event here is of the last minute)."""
+    events = big_log(random.Random(13), 60_000, recent_from=0)
+    log = tmp_path / "s.jsonl"
+    result = joblog(writer, log, input=compact(events))
+    assert result.returncode == 0, stderr_text(result)
+    assert checkpoints(log) == ALL
+    lines = len(events)
+    for command, kinds in (("status", ["status"]), ("pending", ["completed", "pending"]),
+                           ("completed", ["completed"])):
+        result = joblog("-v", command, log)
+        assert result.returncode == 0
+        for kind in kinds:
+            assert (f"{kind}-checkpoint: used; reading the log from line {lines + 1}"
+                    in stderr_text(result)), (kind, stderr_text(result))
+    assert_readings_agree_with_model(log, events, recent_from=0)

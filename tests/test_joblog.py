@@ -334,6 +334,23 @@ def test_damaged_undoes_a_completion_and_verified_counts_as_one(tmp_path):
         "completed": 3, "damaged": 1, "failed": 1, "pending": 2}
 
 
+def test_completed_prints_the_jobs_alike_from_either_path(tmp_path):
+    jobs = [{"id": f"i{n}", "size": n, "updated": "2026-01-01", "destdir": "/m", "mine": None}
+            for n in range(3)] + [{"id": "f", "file": "d/caf\u00e9.txt"}]
+    events = [{"event": "completed", **job, "ts": iso(n), "host": "h", "pid": 1, "files": 2,
+               "files_skipped": 0, "bytes": 10, "seconds": 0.25, "attempts": 3}
+              for n, job in enumerate(jobs)]
+    printed = {}
+    for name, writer in WRITERS.items():
+        log = tmp_path / f"{name}.jsonl"
+        log.write_bytes(writer(events))
+        result = joblog("completed", log)
+        assert result.returncode == 0, stderr_text(result)
+        printed[name] = result.stdout
+    assert parse_jsonl(printed["fast"]) == jobs
+    assert printed["fast"] == compact(jobs)  # cut out of the lines, byte for byte
+
+
 #: Stands in for ia-verify: a job whose id is given as an argument is
 #: damaged, the others verified.
 FAKE_VERIFY = r"""
