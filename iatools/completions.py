@@ -27,10 +27,11 @@ from iatools.eventlog import (DONE_EVENTS, DONE_LINE, FAILED_LINE, all_lines_clo
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeyMap, KeySet, key_bytes
 
 #: A completion whose job fields are plain, up to its "ts": groups: the
-#: key, its "size" and "updated" (b"" when absent).
+#: key, its "size" and "updated" (b"" when absent).  (A field named "ts"
+#: ends the job: matching it as a job field would try every field after.)
 _DONE_WITH_VERSION = re.compile(
     rb'\n\{"event":"(?:completed|verified)",' + KEY + rb'(?:,"size":(' + SIZE
-    + rb')|,"updated":"([^"\\\n]*)"|,"(?!size"|updated")[ !#-\[\]-~]*":' + PLAIN_VALUE
+    + rb')|,"updated":"([^"\\\n]*)"|,"(?!size"|updated"|ts")[ !#-\[\]-~]*":' + PLAIN_VALUE
     + rb')*,"ts":"')
 #: "size" of a completion that recorded none.
 NO_SIZE = -1
@@ -133,9 +134,8 @@ class Completions:
     def completed_offsets(self):
         """The offsets of the latest completion of each completed key, in
         log order."""
-        self.latest.fold()
         offsets = array("q")
-        for hashes, bucket_offsets, _, _ in self.latest.columns():
+        for hashes, bucket_offsets, _, _ in self.latest.latest_columns():
             offsets.extend(compress(bucket_offsets, self.done.contains_each(hashes)))
         return array("q", sorted(offsets))
 

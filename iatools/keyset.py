@@ -19,8 +19,8 @@ import re
 import struct
 from array import array
 from collections import deque
-from itertools import accumulate, repeat
-from operator import and_, contains, iadd
+from itertools import accumulate, compress, repeat
+from operator import and_, contains, iadd, not_
 from zlib import crc32
 
 from iatools.jsonl import within_line_limit
@@ -230,24 +230,31 @@ class KeyMap:
             dropped = [] if without is None else list(without.contains_each(hashes))
             if len(set(hashes)) == len(hashes) and not any(dropped):
                 continue  # as most are: nothing to do, in C
-            # The index of the latest record of each hash, those kept.
-            latest = dict(zip(hashes, range(len(hashes))))
-            kept = sorted(latest.values())
+            # The index of the latest record of each hash, in order.
+            kept = sorted(dict(zip(hashes, range(len(hashes)))).values())
             if dropped:
-                kept = [i for i in kept if not dropped[i]]
+                kept = list(compress(kept, map(not_, map(dropped.__getitem__, kept))))
             folded = array("q", bytes(8 * width * len(kept)))
             for n in range(width):
                 folded[n::width] = array("q", map(records[n::width].__getitem__, kept))
             bucket[:] = folded.tobytes()
         self.added = sum(map(len, self._buckets)) // self._record.size
 
-    def columns(self):
-        """For each bucket, once folded: the list of its hashes, and a list
-        of each of the numbers, in the same order."""
+    def latest_columns(self, without=None):
+        """For each bucket: the list of the hashes in it (each once, not
+        those in the KeySet ``without``) and a list of each of the numbers
+        last added with them, in the same order."""
         width = self.width + 1
         for bucket in self._buckets:
             records = array("q", bucket)
-            yield [records[n::width].tolist() for n in range(width)]
+            latest = dict(zip(records[::width], zip(*(records[n::width]
+                                                      for n in range(1, width)))))
+            hashes = list(latest)
+            numbers = list(latest.values())
+            if without is not None:
+                kept = list(map(not_, without.contains_each(hashes)))
+                hashes, numbers = list(compress(hashes, kept)), list(compress(numbers, kept))
+            yield [hashes, *(map(list, zip(*numbers)) if numbers else [[]] * self.width)]
 
     def dump(self, writer):
         _dump_buckets(writer, self._buckets)

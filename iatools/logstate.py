@@ -57,7 +57,7 @@ _COMPLETED_WHEN = re.compile(
 #: A queued event whose job fields are plain, up to its "ts"; groups: the
 #: key and its "size" (b"" without).
 _QUEUED_SIZE = re.compile(
-    rb'\n\{"event":"queued",' + KEY + rb'(?:,"size":(' + SIZE + rb')|,"(?!size")[ !#-\[\]-~]*":'
+    rb'\n\{"event":"queued",' + KEY + rb'(?:,"size":(' + SIZE + rb')|,"(?!size"|ts")[ !#-\[\]-~]*":'
     + PLAIN_VALUE + rb')*,"ts":"')
 #: The key sets, which hold a key once per event, drop their duplicates
 #: once they pass this many and twice as many as after the last fold.
@@ -199,10 +199,10 @@ class LogState:
         kinds, keys = zip(*others) if others else ((), ())
         hash_keys = self.completed.hash_keys
         self._fold(hash_keys(keys), kinds, hash_keys(done_keys), failures)
-        self._note_sizes(hash_keys([key for key, size in sized if size]),
-                         [int(size) for _, size in sized if size])
+        self.sizes.add(hash_keys([key for key, size in sized if size]),
+                       [int(size) for _, size in sized if size])
         self.bytes_done += sum(map(int, _COMPLETED_BYTES.findall(text)))
-        if last_ts >= self.history_since:
+        if last_ts >= self.history_since:  # (the log is in time order)
             for minute, size in _COMPLETED_WHEN.findall(text):
                 self._count_minute(minute.decode(), int(size or 0))
         self.last_ts = max(self.last_ts, last_ts)
@@ -234,7 +234,7 @@ class LogState:
                 if kind == "failed":
                     failures.append((event, base + starts[line_number - first]))
             if kind == "queued" and _is_size(event.get("size")):
-                self._note_sizes([h], [event["size"]])
+                self.sizes.add([h], [event["size"]])
             if self.by_field is not None:
                 self._group(h, event)
         self._fold(*batch)
@@ -250,9 +250,6 @@ class LogState:
             counts = self.minutes.setdefault(minute, [0, 0])
             counts[0] += 1
             counts[1] += size
-
-    def _note_sizes(self, hashes, sizes):
-        self.sizes.add(hashes, sizes)
 
     def _group(self, h, event):
         """The group of a key: the value of the field in its latest event
@@ -326,9 +323,8 @@ class LogState:
     def remaining_bytes(self):
         """The sum of the latest "size" of the keys to do: neither completed
         nor failed (a key never queued with a size counts 0)."""
-        self.sizes.fold(without=self.completed)
         failed = [h for h, s in self._unfinished_states.items() if s == FAILED]
-        return (sum(sum(sizes) for _, sizes in self.sizes.columns())
+        return (sum(sum(sizes) for _, sizes in self.sizes.latest_columns(self.completed))
                 - sum(size for size, in filter(None, self.sizes.latest(failed))))
 
     def recent_failures(self, limit=5):
