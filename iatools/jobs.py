@@ -16,8 +16,8 @@ from iatools.jsonl import BadLine
 #: Fields an event adds to its job; stripped when an event is read as a job.
 EVENT_FIELDS = frozenset({
     "event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
-    "attempts", "error", "retryable", "http_status", "failed_file", "plan",
-    "lock_owner", "reason",
+    "attempts", "error", "retryable", "http_status", "failed_file", "failed_files",
+    "files_unknown_size", "plan", "lock_owner", "reason",
 })
 
 #: Letters, digits, ``_ - .``; at most 100 characters (archive.org's rule).
