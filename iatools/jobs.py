@@ -76,12 +76,6 @@ def _is_text(value):
     return isinstance(value, str) and value != ""
 
 
-def job_key(job):
-    """``id`` for an item job, ``id/file`` for a file job (ids have no '/')."""
-    file = job.get("file")
-    return f"{job['id']}/{file}" if file is not None else job["id"]
-
-
 def job_from_record(record):
     """The job inside a record, which may be a job or an event."""
     if "event" not in record:

@@ -22,5 +22,5 @@ bare Python line loop over the same log are its anchors.  P1 jobs/s through
 ia-joblog skip and ia-route; S start-up times; F1 the CPU of planning one
 item of 20,000 and of 100,000 files (``plan``).  Measurements (``measure``):
 wall, CPU and peak RSS from ``os.wait4``.  Results: a Markdown table on
-stdout, JSONL in bench-results/.
+stdout, JSONL in tests/bench/results/.
 """
