@@ -4,6 +4,7 @@ the same options.  Where ia is wrong ia-fetch differs on purpose, and the
 test says how; ia-fetch(1) lists each place under "WHERE IA DOWNLOAD IS
 WRONG".  Then the defects real metadata showed, each fixed."""
 
+import email.utils
 import hashlib
 import os
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.emulator import Catalog, Emulator
 from tests.emulator.realistic import add_realism_items
@@ -240,3 +242,36 @@ def test_an_identifier_the_search_lists_twice_is_fetched_right(emu, tmp_path):
     assert {e["id"] for e in events if e["event"] == "completed"} == {
         f"parity-{n:04d}" for n in range(1, 6)}
     assert {p.split("/", 1)[0] for p in tree(dest)} == {f"parity-{n:04d}" for n in range(1, 6)}
+
+
+def test_the_emulator_serves_what_real_metadata_holds(emu):
+    """The shapes the tests above rely on, as a plain HTTP client sees them."""
+    session = requests.Session()
+    session.proxies = {"http": emu.url}
+
+    def get(path, **kwargs):
+        return session.get(f"http://archive.org{path}", timeout=10, **kwargs)
+
+    files = {f["name"]: f for f in get(f"/metadata/{ODD}").json()["files"]}
+    assert files["empty.dat"]["size"] == "0" and files["empty.dat"]["mtime"].isdigit()
+    assert "size" not in files["no size.bin"] and "md5" not in files["no md5.bin"]
+    assert "mtime" not in files["no mtime.bin"]
+    assert set(files[f"{ODD}_files.xml"]) == {"name", "source", "format"}
+    assert {"café.txt", "cafe\u0301.txt", "Readme.txt", "README.txt"} <= set(files)
+    assert max(len(n.encode()) for n in files) == 250
+    skewed = get(f"/download/{ODD}/skewed.bin")
+    listed = int(files["skewed.bin"]["mtime"])
+    assert email.utils.parsedate_to_datetime(skewed.headers["Last-Modified"]).timestamp() == \
+        listed + 3
+    hop = get("/download/real-odd/" + requests.utils.quote("sub/Ünïcödé ファイル.txt"),
+              allow_redirects=False)
+    location = hop.headers["Location"].encode("latin-1")
+    assert "Ünïcödé".encode() in location and emu.catalog.items[ODD].servers[1].encode() in location
+    private = {f["name"]: f for f in get(f"/metadata/{PRIVATE}").json()["files"]}
+    assert private["secret.pdf"]["private"] == "true"
+    assert get(f"/download/{PRIVATE}/secret.pdf").status_code == 403
+    assert get(f"/download/{PRIVATE}/lost.bin").status_code == 404
+    epub = get(f"/download/{REAL_BOOK}/{REAL_BOOK}.epub")
+    assert epub.status_code == 200 and "Last-Modified" not in epub.headers
+    assert f"{REAL_BOOK}.epub" not in {f["name"] for f in
+                                       get(f"/metadata/{REAL_BOOK}").json()["files"]}
