@@ -136,6 +136,26 @@ def test_on_the_fly_fetches_what_ia_does_and_dates_it_truthfully(emu, tmp_path):
     assert all(ours[p][2] >= started for p in made)
 
 
+def test_the_keys_go_to_archive_org_hosts_only(emu, tmp_path):
+    """ia keeps the S3 keys on a redirect to any host whose name ends in
+    archive.org; ia-fetch sends them to archive.org and its subdomains."""
+
+    def keys_sent_to_storage():
+        storage = [r for r in emu.stats()["requests"] if r["kind"] == "storage"]
+        emu.reset_stats()
+        assert storage and all(r["host"].endswith(".notarchive.org") for r in storage)
+        return {r["auth"] for r in storage}
+
+    emu.reset_stats()
+    theirs = ia_download(emu.env, tmp_path / "ia", ["real-elsewhere"], [])
+    assert theirs.returncode == 0, theirs.stderr.decode()[-2000:]
+    assert keys_sent_to_storage() == {True}
+    ours, _ = ia_fetch(emu.env, tmp_path / "ours", ["real-elsewhere"], [])
+    assert ours.returncode == 0, ours.stderr.decode()
+    assert keys_sent_to_storage() == {False}
+    assert tree(tmp_path / "ours") == tree(tmp_path / "ia")
+
+
 def test_exclude_without_glob_narrows_format_where_ia_ignores_it(emu, tmp_path):
     """ia applies --exclude only with --glob (its help says so); ia-fetch
     applies it to the --format selection and to the whole item too."""
