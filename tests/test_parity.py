@@ -156,6 +156,23 @@ def test_the_keys_go_to_archive_org_hosts_only(emu, tmp_path):
     assert tree(tmp_path / "ours") == tree(tmp_path / "ia")
 
 
+def test_a_refusal_is_not_retried(emu, tmp_path):
+    """ia retries an HTTP 403 as if it might pass (--retries times, 3 s
+    apart); ia-fetch asks once."""
+
+    def asked():
+        paths = [r["path"] for r in emu.stats()["requests"] if r["kind"] == "redirect"]
+        emu.reset_stats()
+        return paths.count(f"/download/{PRIVATE}/secret.pdf")
+
+    emu.reset_stats()
+    ia_download(emu.anonymous, tmp_path / "ia", [PRIVATE], ["--glob", "secret.pdf", "-R", "1"])
+    assert asked() == 2
+    ia_fetch(emu.anonymous, tmp_path / "ours", [PRIVATE], ["--glob", "secret.pdf",
+                                                            "--retries", "1"])
+    assert asked() == 1
+
+
 def test_exclude_without_glob_narrows_format_where_ia_ignores_it(emu, tmp_path):
     """ia applies --exclude only with --glob (its help says so); ia-fetch
     applies it to the --format selection and to the whole item too."""
