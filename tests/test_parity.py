@@ -237,6 +237,20 @@ def test_every_failed_file_is_named_and_the_rest_fetched(emu, tmp_path):
     assert "secret.pdf" in stderr and "lost.bin" in stderr and "private file" in stderr
 
 
+def test_a_job_with_a_permanent_failure_is_permanent_each_file_says_its_own(emu, tmp_path):
+    emu.inject(f"/download/{PRIVATE}/public.txt", ["503"])
+    try:
+        result, events = ia_fetch(emu.anonymous, tmp_path / "ours", [PRIVATE],
+                                  ["--retries", "0"])
+    finally:
+        emu.clear_injections()
+    failed = events[-1]
+    retryable = {f["name"]: f["retryable"] for f in failed["failed_files"]}
+    assert retryable == {"public.txt": True, "secret.pdf": False, "lost.bin": False}
+    assert failed["retryable"] is False and failed["failed_file"] in ("secret.pdf", "lost.bin")
+    assert "public.txt: HTTP 503" in failed["error"]
+
+
 def test_a_restricted_item_and_a_dark_item_say_so(emu, tmp_path):
     result, events = ia_fetch(emu.anonymous, tmp_path / "ours",
                               ["special-restricted", "special-dark"], [])
