@@ -288,7 +288,7 @@ class Pool:
         except (FetchError, Cancelled) as error:
             run.fail(error if isinstance(error, FetchError) else FetchError("interrupted", True))
             plans = []
-        wanted = [p for p in plans if not is_present(p, self.settings.presence)]
+        wanted = [p for p in plans if not self._is_present(run, p)]
         details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                    "bytes": sum(p.size or 0 for p in wanted),
                    "plan": [{"name": p.name, "size": p.size} for p in wanted]}
@@ -302,12 +302,27 @@ class Pool:
         self._claim(plan.path)
         if self.cancel.is_set():
             run.interrupted = True
-        elif is_present(plan, self.settings.presence):
+        elif self._is_present(run, plan):
             with self.condition:
                 run.skipped_files += 1
         elif self._download(run, plan):
             return  # the finisher ends it
         self._file_done(run, plan.path)
+
+    def _is_present(self, run, plan):
+        """``is_present``, its bodiless request (when it needs one) retried
+        as any other; a file it fails for is downloaded, and the download
+        reports the error."""
+        policy = RetryPolicy(self.settings.retries, self.gate)
+        connection = self.local.connection
+        try:
+            return is_present(plan, self.settings.presence,
+                              lambda: policy.run(lambda: connection.head(plan.url + "?cnt=0")))
+        except FetchError:
+            return False
+        finally:
+            with self.condition:
+                run.attempts += policy.attempts
 
     def _claim(self, path):
         """Wait until no other task of this run has the file at ``path`` in

@@ -54,7 +54,15 @@ class CatalogFile:
         self.source = spec.source
         self.format = spec.format or FORMATS.get(os.path.splitext(spec.name)[1], "Unknown")
         self.mtime = default_mtime if spec.mtime is None else spec.mtime
+        #: Seconds by which Last-Modified differs from the listed mtime (on
+        #: archive.org the two can differ by seconds; see changes.py).
+        self.last_modified_skew = 0
         self.content = FileContent(f"{identifier}/{spec.name}".encode(), spec.size)
+
+    @property
+    def last_modified(self):
+        """The time the storage server's Last-Modified header says."""
+        return self.mtime + self.last_modified_skew
 
     @property
     def is_files_xml(self):
@@ -85,9 +93,13 @@ class Item:
     restricted: bool = False
     missing: bool = False
     metadata_not_json: bool = False
+    #: item_last_updated; a day after ``created`` until changes.py changes it
+    updated: int = None
     _hash: int = field(init=False, repr=False)
 
     def __post_init__(self):
+        if self.updated is None:
+            self.updated = self.created + 86400
         digest = hashlib.sha256(self.identifier.encode()).digest()
         self._hash = int.from_bytes(digest[:8], "big")
 

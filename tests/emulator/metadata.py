@@ -34,18 +34,17 @@ def item_document(item):
     return {
         "created": item.created, "d1": d1, "d2": d2, "dir": item.dir,
         "files": files, "files_count": len(files),
-        "item_last_updated": item.created + 86400, "item_size": item.item_size,
+        "item_last_updated": item.updated, "item_size": item.item_size,
         "metadata": metadata, "server": d1, "uniq": item.uniq,
         "workable_servers": [d1, d2],
     }
 
 
 def file_entry(catalog_file):
-    entry = {
-        "name": catalog_file.name, "source": catalog_file.source,
-        "format": catalog_file.format, "mtime": str(catalog_file.mtime),
-        "size": str(catalog_file.size),
-    }
+    entry = {"name": catalog_file.name, "source": catalog_file.source,
+             "format": catalog_file.format}
+    if not catalog_file.is_files_xml:  # archive.org lists neither for it
+        entry.update(mtime=str(catalog_file.mtime), size=str(catalog_file.size))
     entry.update(catalog_file.listed_digests())
     return entry
 

@@ -167,14 +167,18 @@ def _find_file(emu, request, identifier, name):
 
 
 def _file_reply(request, catalog_file):
+    """The file, a range of it (Range, If-Range), or 304 Not Modified
+    (If-Modified-Since); HEAD gets the same headers without the body."""
     size = catalog_file.size
-    etag = f'"{catalog_file.mtime:x}-{size:x}"'  # nginx's form: mtime-size in hex
-    last_modified = email.utils.formatdate(catalog_file.mtime, usegmt=True)
+    etag = f'"{catalog_file.last_modified:x}-{size:x}"'  # nginx's form: mtime-size in hex
+    last_modified = email.utils.formatdate(catalog_file.last_modified, usegmt=True)
     headers = [
         ("Content-Type", mimetypes.guess_type(catalog_file.name)[0] or "application/octet-stream"),
         ("Last-Modified", last_modified), ("ETag", etag), ("Accept-Ranges", "bytes"),
     ]
     key = f"{catalog_file.identifier}/{catalog_file.name}"
+    if _not_modified(request.headers.get("If-Modified-Since"), catalog_file.last_modified):
+        return Reply(304, headers[1:], BytesBody(b""), key)
     try:
         span = requested_range(request.headers.get("Range"), request.headers.get("If-Range"),
                                size, etag, last_modified)
@@ -185,3 +189,15 @@ def _file_reply(request, catalog_file):
     start, end = span
     headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
     return Reply(206, headers, FileBody(catalog_file.content, start, end), key)
+
+
+def _not_modified(if_modified_since, last_modified):
+    """RFC 9110: not modified when Last-Modified is no later than the date
+    asked about (an unreadable date is ignored)."""
+    if not if_modified_since:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return last_modified <= since
