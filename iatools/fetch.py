@@ -112,6 +112,9 @@ def build_parser():
                       help="keep any file already present, whatever its size or date")
     disk.add_argument("-C", "--checksum", action="store_true",
                       help="keep a file already present only if its md5 matches")
+    disk.add_argument("--delete", action="store_true",
+                      help="delete the files in an item's directory that the item no longer "
+                           "lists (kept and reported as \"removed\" by default)")
     disk.add_argument("--no-fsync", action="store_true",
                       help="do not fsync each file before renaming it into place "
                            "(faster; a power cut may then leave empty files)")
@@ -151,6 +154,7 @@ class Settings:
         self.client = session.client_settings(self.session, a.timeout)
         self.retries, self.dry_run = a.retries, a.dry_run
         self.flat, self.fsync = a.no_directories, not a.no_fsync
+        self.delete = a.delete
         self.read_ahead = max(2 * a.jobs, 8)
 
     def new_connection(self, gate):
@@ -161,6 +165,9 @@ def _check_arguments(args):
     if args.stdout:
         raise errors.UsageError("--stdout is not supported: ia-fetch writes events to stdout; "
                                 "use ia download --stdout to stream a file's contents")
+    if args.delete and args.no_directories:
+        raise errors.UsageError("--delete needs item directories: it cannot tell an item's "
+                                "files apart with --no-directories")
     if args.jobs < 1:
         raise errors.UsageError("--jobs must be at least 1")
     if args.retries < 0:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from iatools import errors
 from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
+from iatools.localtree import delete_files, unlisted_files
 from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
 from iatools.sizes import free_bytes
@@ -46,6 +47,8 @@ class JobRun:
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
+    #: completed's "note", "removed", "deleted" (see iatools(7))
+    outcome: dict = field(default_factory=dict)
 
     def fail(self, error, file_name=None):
         if self.error is None or (self.error.retryable and not error.retryable):
@@ -203,6 +206,7 @@ class Pool:
             if run not in self.runs:
                 return
             self.runs.discard(run)
+        self._delete_removed(run)
         self.locks.release(run.lock)
         self._job_done(self._outcome_event(run))
 
@@ -267,10 +271,34 @@ class Pool:
         for problem in unsafe:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
                                 False))
+        _add_version(job, metadata)
         if not plans and not unsafe:
-            raise FetchError("no files match the filters", False)
+            # As ia download: an outcome, not a failure ("mirror only the
+            # PDFs" must not fail every item without one).
+            run.outcome["note"] = "no files match the filters"
         ensure_inside(destdir, {os.path.dirname(plan.path) for plan in plans})
+        self._find_removed(run, metadata)
         return plans
+
+    def _find_removed(self, run, metadata):
+        """Note the files in the item's directory that the item no longer
+        lists (not for file jobs, nor with --no-directories, where files of
+        several items share a directory)."""
+        job = run.job
+        item_dir = os.path.join(job["destdir"], job["id"])
+        if "file" in job or self.settings.flat or not os.path.isdir(item_dir):
+            return
+        ensure_inside(job["destdir"], {item_dir})
+        removed = unlisted_files(item_dir, (f["name"] for f in metadata["files"]))
+        if removed:
+            run.outcome["removed"] = removed
+
+    def _delete_removed(self, run):
+        """--delete, once every file of the item is in place."""
+        removed = run.outcome.get("removed")
+        if removed and self.settings.delete and run.error is None and not run.interrupted:
+            item_dir = os.path.join(run.job["destdir"], run.job["id"])
+            run.outcome["deleted"] = delete_files(item_dir, removed)
 
     def _queue_files(self, run, plans):
         if not plans:
@@ -294,6 +322,7 @@ class Pool:
                    "plan": [{"name": p.name, "size": p.size} for p in wanted]}
         if run.error:
             details.update(error=str(run.error), retryable=run.error.retryable)
+        details.update((k, v) for k, v in run.outcome.items() if k in ("note", "removed"))
         self._job_done(make_event("planned", run.job, **details))
 
     # -- one file ---------------------------------------------------------------
@@ -435,7 +464,7 @@ class Pool:
         if run.interrupted and run.error is None:
             run.fail(FetchError("interrupted before it finished; run again to resume", True))
         if run.error is None:
-            return make_event("completed", run.job, **details)
+            return make_event("completed", run.job, **details, **run.outcome)
         details["error"] = str(run.error)
         details["retryable"] = run.error.retryable
         if run.error.http_status:
@@ -455,3 +484,14 @@ def _check_destdir(destdir):
     if not os.path.isdir(destdir):
         raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
                          True, local=True)
+
+
+def _add_version(job, metadata):
+    """Give a job without a version (an item list, plain ids) the one the
+    metadata states, so that its completion records what was fetched."""
+    updated = metadata.get("item_last_updated")
+    if "updated" not in job and isinstance(updated, int):
+        job["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated))
+    size = metadata.get("item_size")
+    if "size" not in job and "file" not in job and isinstance(size, int):
+        job["size"] = size

@@ -5,9 +5,11 @@ line, all through real pipes against an emulator that changes between runs."""
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
-from tests.emulator import Catalog
+from tests.conftest import catalog_md5s, tree_md5s
+from tests.emulator import Catalog, FileSpec, changes
 from tests.emulator.changes import skew_last_modified
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
 
@@ -29,6 +31,10 @@ def fetch(env, ids, *args):
     process = run([command("ia-fetch"), *args], input=jsonl_bytes({"id": i} for i in ids),
                   env=env)
     return process, parse_jsonl(process.stdout)
+
+
+def iso(timestamp):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 def file_count(catalog):
@@ -82,3 +88,69 @@ def test_checksum_asks_nothing_of_files_with_a_trustworthy_md5(make_emulator, tm
     assert sorted(r["path"].rsplit("/", 1)[1] for r in head_requests(emu)) \
         == sorted(f"{i}_files.xml" for i in ids)
     assert bodies(emu) == {}
+
+
+def test_resolve_gives_each_job_its_version_and_fetch_records_one(make_emulator, tmp_path):
+    emu, env = make_emulator(realistic_catalog())
+    changes.replace_file(emu.catalog, "demo-0002", "demo-0002_meta.xml", size=999)
+    searched = parse_jsonl(run([command("ia-resolve"), "--search", "collection:demo"],
+                               env=env).stdout)
+    updated = {job["id"]: job["updated"] for job in searched}
+    assert updated["demo-0002"] > updated["demo-0001"] == iso(emu.catalog.items["demo-0001"].updated)
+    assert all(job["size"] == emu.catalog.items[job["id"]].item_size for job in searched)
+    # plain ids carry no version: ia-fetch records the one the metadata states
+    process, events = fetch(env, ["demo-0002"], "-d", str(tmp_path), "--glob", "*.xml")
+    (completed,) = [e for e in events if e["event"] == "completed"]
+    assert (completed["updated"], completed["size"]) \
+        == (updated["demo-0002"], emu.catalog.items["demo-0002"].item_size)
+
+
+def test_a_changed_item_transfers_only_its_new_and_changed_files(make_emulator, tmp_path):
+    emu, env = make_emulator(realistic_catalog())
+    ids = [item.identifier for item in emu.catalog.sorted_items()]
+    assert fetch(env, ids, "-d", str(tmp_path))[0].returncode == 0
+    item = emu.catalog.items["demo-0001"]
+    same_size = "demo-0001_thumb.jpg"
+    changes.replace_file(emu.catalog, "demo-0001", same_size)
+    changes.replace_file(emu.catalog, "demo-0001", "demo-0001.ogv", size=1234)
+    changes.add_file(emu.catalog, "demo-0001", FileSpec("added/new.txt", 4321))
+    emu.reset_stats()
+    process, events = fetch(env, ids, "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    changed = {f"demo-0001/{name}" for name in
+               (same_size, "demo-0001.ogv", "added/new.txt", "demo-0001_files.xml")}
+    # _files.xml changes with its item: archive.org rewrites it
+    assert set(bodies(emu)) <= changed and changed - {"demo-0001/demo-0001_files.xml"} \
+        <= set(bodies(emu))
+    assert sum(bodies(emu).values()) <= sum(item.files[k.split("/", 1)[1]].size for k in changed)
+    assert tree_md5s(tmp_path) == catalog_md5s(emu.catalog)
+
+
+def test_files_removed_upstream_are_reported_and_kept_unless_delete(make_emulator, tmp_path):
+    emu, env = make_emulator(realistic_catalog())
+    assert fetch(env, ["demo-0001"], "-d", str(tmp_path))[0].returncode == 0
+    item_dir = tmp_path / "demo-0001"
+    changes.remove_file(emu.catalog, "demo-0001", "extras/notes — café ünï.txt")
+    (item_dir / ".x.txt.iatools-part").write_bytes(b"a temporary")  # ours: never deleted
+    outside = tmp_path / "elsewhere.txt"
+    outside.write_text("not in any item's directory")
+    (item_dir / "link").symlink_to(outside)  # a symlink goes, never its target
+    removed = ["extras/notes — café ünï.txt", "link"]
+
+    process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path))
+    (completed,) = [e for e in events if e["event"] == "completed"]
+    assert completed["removed"] == removed and "deleted" not in completed
+    assert (item_dir / "extras").is_dir()
+    process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path), "--delete", "--dry-run")
+    assert events[0]["event"] == "planned" and events[0]["removed"] == removed
+    assert (item_dir / "link").is_symlink()
+
+    process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path), "--delete")
+    (completed,) = [e for e in events if e["event"] == "completed"]
+    assert completed["deleted"] == removed, process.stderr
+    assert not (item_dir / "extras").exists() and not (item_dir / "link").is_symlink()
+    assert outside.exists() and (item_dir / ".x.txt.iatools-part").exists()
+    assert set(tree_md5s(item_dir)) == set(emu.catalog.items["demo-0001"].files) \
+        | {".x.txt.iatools-part"}
+    usage = run([command("ia-fetch"), "--delete", "--no-directories"], env=env)
+    assert usage.returncode == 2 and b"--delete" in usage.stderr
