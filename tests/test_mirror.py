@@ -154,3 +154,44 @@ def test_files_removed_upstream_are_reported_and_kept_unless_delete(make_emulato
         | {".x.txt.iatools-part"}
     usage = run([command("ia-fetch"), "--delete", "--no-directories"], env=env)
     assert usage.returncode == 2 and b"--delete" in usage.stderr
+
+
+def verify(env, jobs, *args):
+    process = run([command("ia-verify"), *args], input=jsonl_bytes(jobs), env=env)
+    return process, {e["id"]: e for e in parse_jsonl(process.stdout)}
+
+
+def test_verify_finds_missing_wrong_size_wrong_md5_and_extra_files(make_emulator, tmp_path):
+    emu, env = make_emulator(realistic_catalog())
+    ids = [item.identifier for item in emu.catalog.sorted_items()]
+    assert fetch(env, ids, "-d", str(tmp_path))[0].returncode == 0
+    process, events = verify(env, [{"id": i} for i in ids], "-d", str(tmp_path))
+    assert process.returncode == 0 and process.stderr == b"", process.stderr
+    assert {i: e["event"] for i, e in events.items()} == dict.fromkeys(ids, "verified")
+    assert events["demo-0001"]["files"] == len(emu.catalog.items["demo-0001"].files)
+    assert events["demo-0001"]["bytes"] == sum(f.stat().st_size for f in
+                                               (tmp_path / "demo-0001").rglob("*") if f.is_file())
+
+    item_dir = tmp_path / "demo-0002"
+    (item_dir / "demo-0002.ogv").unlink()
+    with open(item_dir / "demo-0002.mp4", "r+b") as f:  # one byte flipped, same size
+        f.seek(100)
+        byte = f.read(1)
+        f.seek(100)
+        f.write(bytes([byte[0] ^ 1]))
+    with open(item_dir / "demo-0002_thumb.jpg", "ab") as f:
+        f.write(b"x")
+    (item_dir / "stray.txt").write_text("not listed")
+    emu.reset_stats()
+    jobs = [{"id": i, "destdir": str(tmp_path)} for i in ids] + [{"id": "no-such-item"}]
+    process, events = verify(env, jobs)
+    assert process.returncode == 1
+    damaged = events["demo-0002"]
+    assert damaged["event"] == "damaged"
+    assert (damaged["missing"], damaged["wrong_size"], damaged["wrong_md5"], damaged["extra"]) \
+        == (["demo-0002.ogv"], ["demo-0002_thumb.jpg"], ["demo-0002.mp4"], ["stray.txt"])
+    assert events["demo-0001"]["event"] == "verified"
+    assert events["no-such-item"]["event"] == "failed"
+    assert events["no-such-item"]["retryable"] is False
+    assert b"demo-0002: damaged" in process.stderr
+    assert bodies(emu) == {} and emu.stats()["requests_by_kind"].get("storage", 0) == 0
