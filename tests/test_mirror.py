@@ -3,6 +3,9 @@ without a body, items changed upstream fetched again in part only, local
 damage found by ia-verify, files removed upstream, and the README's cron
 line, all through real pipes against an emulator that changes between runs."""
 
+import contextlib
+import re
+import shlex
 import subprocess
 import sys
 import time
@@ -11,7 +14,8 @@ from pathlib import Path
 from tests.conftest import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec, changes
 from tests.emulator.changes import skew_last_modified
-from tests.helpers import command, jsonl_bytes, parse_jsonl, run
+from tests.helpers import REPO, command, jsonl_bytes, parse_jsonl, run
+from tests.torture import require_route, tmpfs
 
 IA = str(Path(sys.executable).parent / "ia")
 
@@ -195,3 +199,65 @@ def test_verify_finds_missing_wrong_size_wrong_md5_and_extra_files(make_emulator
     assert events["no-such-item"]["retryable"] is False
     assert b"demo-0002: damaged" in process.stderr
     assert bodies(emu) == {} and emu.stats()["requests_by_kind"].get("storage", 0) == 0
+
+
+# -- the README's cron line ------------------------------------------------------------
+
+def readme_cron_line(tmp_path, disks, collection="demo"):
+    """The README's hourly cron command, with this test's paths put in."""
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    (line,) = re.findall(r"^0 \* \* \* \* +(.+)$", readme, re.MULTILINE)
+    assert "bash -o pipefail -c" in line and "ia-route --no-wait" in line
+    for old, new in (("/var/lock/prelinger.lock", tmp_path / "lock"),
+                     ("collection:prelinger", f"collection:{collection}"),
+                     ("/data/s.jsonl", tmp_path / "s.jsonl"),
+                     ("/mnt/a", disks[0]), ("/mnt/b", disks[1])):
+        assert old in line
+        line = line.replace(old, shlex.quote(str(new)))
+    return line
+
+
+def cron(line, env, timeout=120):
+    """Run ``line`` as cron does: by /bin/sh."""
+    return subprocess.run(["/bin/sh", "-c", line], env=env, capture_output=True,
+                          timeout=timeout)
+
+
+@contextlib.contextmanager
+def two_disks(tmp_path, size=2 << 30):
+    """Two filesystems (tmpfs: memory only as written) above ia-route's 1 GiB
+    margin, as the cron line's /mnt/a and /mnt/b."""
+    with tmpfs(tmp_path / "a", size) as a, tmpfs(tmp_path / "b", size) as b:
+        yield [a, b]
+
+
+def test_the_cron_line_exits_non_zero_when_ia_fetch_fails_a_job(make_emulator, tmp_path):
+    catalog = realistic_catalog()
+    catalog.add_item("demo-dark", [FileSpec("a.txt", 100)], collection="demo", dark=True)
+    emu, env = make_emulator(catalog)
+    with two_disks(tmp_path) as disks:
+        process = cron(readme_cron_line(tmp_path, disks), env)
+    assert process.returncode == 1, process.stderr
+    assert b"demo-dark" in process.stderr and process.stdout == b""
+
+
+def test_the_cron_line_returns_when_no_disk_has_room(make_emulator, tmp_path):
+    require_route()
+    catalog = Catalog()
+    # Sizes from the search only: no item's files are ever read.  The first
+    # two are routed, one to each disk, and fail at once (their metadata is
+    # gone); each disk's room beyond ia-route's 1 GiB margin is then
+    # reserved for them, and the third would wait for them to be fetched.
+    catalog.add_item("demo-a-gone", [FileSpec("a.bin", 400 << 20)], missing=True)
+    catalog.add_item("demo-a2-gone", [FileSpec("a.bin", 400 << 20)], missing=True)
+    catalog.add_item("demo-b-big", [FileSpec("b.bin", 400 << 20)])
+    emu, env = make_emulator(catalog)
+    with two_disks(tmp_path, (1 << 30) + (600 << 20)) as disks:
+        started = time.monotonic()
+        process = cron(readme_cron_line(tmp_path, disks), env, timeout=60)
+        took = time.monotonic() - started
+    # ia-route exited 3 (NO_SPACE), ia-fetch 1: pipefail gives the last
+    assert process.returncode == 1, process.stderr
+    assert b"no disk has room for demo-b-big" in process.stderr
+    assert b"--no-wait" in process.stderr and took < 30  # ia-route waits 30 s otherwise
+    assert emu.stats()["requests_by_kind"].get("storage", 0) == 0
