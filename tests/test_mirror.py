@@ -11,6 +11,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec, changes
 from tests.emulator.changes import skew_last_modified
@@ -123,10 +125,8 @@ def test_a_changed_item_transfers_only_its_new_and_changed_files(make_emulator, 
     assert process.returncode == 0, process.stderr
     changed = {f"demo-0001/{name}" for name in
                (same_size, "demo-0001.ogv", "added/new.txt", "demo-0001_files.xml")}
-    # _files.xml changes with its item: archive.org rewrites it
-    assert set(bodies(emu)) <= changed and changed - {"demo-0001/demo-0001_files.xml"} \
-        <= set(bodies(emu))
-    assert sum(bodies(emu).values()) <= sum(item.files[k.split("/", 1)[1]].size for k in changed)
+    # _files.xml changes with its item (archive.org rewrites it); nothing else is sent
+    assert bodies(emu) == {k: item.files[k.split("/", 1)[1]].size for k in changed}
     assert tree_md5s(tmp_path) == catalog_md5s(emu.catalog)
 
 
@@ -261,3 +261,98 @@ def test_the_cron_line_returns_when_no_disk_has_room(make_emulator, tmp_path):
     assert b"no disk has room for demo-b-big" in process.stderr
     assert b"--no-wait" in process.stderr and took < 30  # ia-route waits 30 s otherwise
     assert emu.stats()["requests_by_kind"].get("storage", 0) == 0
+
+
+def mirrored(disks):
+    """{ID/NAME: md5} of the items on all disks."""
+    tree = {}
+    for disk in disks:
+        tree.update(tree_md5s(disk))
+    return tree
+
+
+def on_disk(disks, name):
+    (path,) = [disk / name for disk in disks if (disk / name).exists()]
+    return path
+
+
+def flip_a_byte(path, offset=100):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        byte = f.read(1)
+        f.seek(offset)
+        f.write(bytes([byte[0] ^ 0x01]))
+
+
+@pytest.mark.xfail(strict=True, reason="needs ia-joblog skip to pass changed items on and "
+                                       "ia-joblog completed (the joblog branch, issue 17)")
+def test_the_mirror_lifecycle(make_emulator, tmp_path):
+    """Run 1 mirrors; upstream changes; run 2 (the README's cron line)
+    transfers exactly the new and changed files; ia-verify finds exactly a
+    file deleted and a byte changed on disk, which run 3 repairs; the tree
+    is then a fresh ia download of the new state plus the file removed
+    upstream; run 4 transfers nothing, prints nothing and exits 0."""
+    emu, env = make_emulator(realistic_catalog())
+    catalog = emu.catalog
+    skew_last_modified(catalog, 2)
+    removed = "demo-0003/extras/notes — café ünï.txt"
+    removed_md5 = catalog.md5("demo-0003", removed.split("/", 1)[1])
+    log = tmp_path / "s.jsonl"
+    with two_disks(tmp_path) as disks:
+        line = readme_cron_line(tmp_path, disks)
+        first = cron(line, env)
+        assert (first.returncode, first.stdout) == (0, b""), first.stderr
+        assert mirrored(disks) == catalog_md5s(catalog)
+
+        changes.add_file(catalog, "demo-0001", FileSpec("extras/added.txt", 3000))
+        changes.replace_file(catalog, "demo-0002", "demo-0002_thumb.jpg")  # same size
+        changes.replace_file(catalog, "demo-0002", "demo-0002.ogv", size=5555)
+        changes.remove_file(catalog, "demo-0003", removed.split("/", 1)[1])
+        changes.add_item(catalog, "demo-0004", [FileSpec("new.bin", 7000)])
+        skew_last_modified(catalog, 2)
+        sizes = {f"{i}/{n}": f.size for i, item in catalog.items.items()
+                 for n, f in item.files.items()}
+        new_or_changed = ["demo-0001/extras/added.txt", "demo-0001/demo-0001_files.xml",
+                          "demo-0002/demo-0002_thumb.jpg", "demo-0002/demo-0002.ogv",
+                          "demo-0002/demo-0002_files.xml", "demo-0003/demo-0003_files.xml",
+                          "demo-0004/new.bin"]
+        emu.reset_stats()
+        second = cron(line, env)
+        assert second.returncode == 0, second.stderr
+        assert bodies(emu) == {name: sizes[name] for name in new_or_changed}
+
+        on_disk(disks, "demo-0001/demo-0001_meta.xml").unlink()
+        flip_a_byte(on_disk(disks, "demo-0003/demo-0003.mp4"))
+        audit = subprocess.run(
+            ["bash", "-o", "pipefail", "-c",
+             f"ia-joblog completed {log} | ia-verify -q -j 2 | ia-joblog append {log}"],
+            env=env, capture_output=True, timeout=120)
+        assert audit.returncode == 1, audit.stderr
+        verdicts = {e["id"]: e for e in parse_jsonl(log.read_bytes())
+                    if e["event"] in ("verified", "damaged")}
+        assert {i: e["event"] for i, e in verdicts.items()} == {
+            "demo-0001": "damaged", "demo-0002": "verified", "demo-0003": "damaged",
+            "demo-0004": "verified"}
+        found = {i: (e["missing"], e["wrong_size"], e["wrong_md5"])
+                 for i, e in verdicts.items() if e["event"] == "damaged"}
+        assert found == {"demo-0001": (["demo-0001_meta.xml"], [], []),
+                         "demo-0003": ([], [], ["demo-0003.mp4"])}
+
+        emu.reset_stats()
+        third = cron(line, env)
+        assert third.returncode == 0, third.stderr
+        repaired = ["demo-0001/demo-0001_meta.xml", "demo-0003/demo-0003.mp4"]
+        assert bodies(emu) == {name: sizes[name] for name in repaired}
+
+        fresh = tmp_path / "fresh"
+        fresh.mkdir()
+        for identifier in sorted(catalog.items):
+            ia = run([IA, "--insecure", "download", identifier, "--destdir", str(fresh)],
+                     env=env)
+            assert ia.returncode == 0, ia.stderr
+        assert mirrored(disks) == {**tree_md5s(fresh), removed: removed_md5}
+
+        emu.reset_stats()
+        last = cron(line, env)
+        assert (last.returncode, last.stdout, last.stderr) == (0, b"", b"")
+        assert bodies(emu) == {}

@@ -2,7 +2,8 @@
 file replaced (same size or not), a file removed, a new item.  Each change
 moves the item's ``updated`` (its ``item_last_updated`` and the last
 ``oai_updatedate`` of search results) to now; ``item_size`` follows the
-files.  A replaced file gets new bytes and a new mtime, as a re-upload does.
+files.  A replaced file gets new bytes and a new mtime, as a re-upload does,
+and so does the item's _files.xml, which archive.org rewrites.
 
 In-process: ``add_file(emu.catalog, "demo-0001", FileSpec("new.txt", 100))``;
 out of process: ``POST /_emu/change`` with ``{"change": "add_file", "id": ...,
@@ -27,15 +28,9 @@ def add_file(catalog, identifier, spec):
 def replace_file(catalog, identifier, name, size=None):
     """New bytes for ``name`` (of ``size``, by default the same size)."""
     item = catalog.items[identifier]
-    old = item.files[name]
-    now = _touch(item)
-    new = CatalogFile(identifier, FileSpec(name, old.size if size is None else size,
-                                           old.source, old.format, now), now)
-    # Bytes of their own, not those of the first upload under this name.
-    new.content = FileContent(f"{identifier}/{name}@{now}".encode(), new.size)
-    new.last_modified_skew = old.last_modified_skew
-    item.files[name] = new
-    return new
+    replaced = item.files[name]
+    _new_bytes(replaced, replaced.size if size is None else size, _touch(item))
+    return replaced
 
 
 def remove_file(catalog, identifier, name):
@@ -80,8 +75,20 @@ def apply(catalog, document):
 
 
 def _touch(item):
+    """Move the item's update date to now; archive.org rewrites the item's
+    _files.xml too."""
     item.updated = max(_now(), item.updated + 1)
+    files_xml = item.files.get(f"{item.identifier}_files.xml")
+    if files_xml is not None:
+        _new_bytes(files_xml, files_xml.size, item.updated)
     return item.updated
+
+
+def _new_bytes(catalog_file, size, mtime):
+    """Bytes of their own, not those of an earlier upload under this name."""
+    catalog_file.size, catalog_file.mtime = size, mtime
+    key = f"{catalog_file.identifier}/{catalog_file.name}@{mtime}".encode()
+    catalog_file.content = FileContent(key, size)
 
 
 def _now():
