@@ -65,11 +65,11 @@ def is_present(plan, presence, head):
         return False
     if presence.ignore_existing:
         return True
-    if presence.checksum and plan.checksum_trusted:
-        return _md5_of_file(plan.path) == plan.md5
     size_listed = plan.size is not None and not plan.is_files_xml
     if size_listed and st.st_size != plan.size:
         return False
+    if presence.checksum and plan.checksum_trusted:
+        return _md5_of_file(plan.path) == plan.md5
     if size_listed and not presence.change_timestamp:
         return True  # the local date is the download's: the size alone decides
     if size_listed and plan.mtime is not None and int(st.st_mtime) == int(plan.mtime):

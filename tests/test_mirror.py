@@ -4,6 +4,7 @@ damage found by ia-verify, files removed upstream, and the README's cron
 line, all through real pipes against an emulator that changes between runs."""
 
 import contextlib
+import email.utils
 import re
 import shlex
 import subprocess
@@ -356,3 +357,34 @@ def test_the_mirror_lifecycle(make_emulator, tmp_path):
         last = cron(line, env)
         assert (last.returncode, last.stdout, last.stderr) == (0, b"", b"")
         assert bodies(emu) == {}
+
+
+def test_the_emulator_changes_items_and_answers_head_and_if_modified_since(make_emulator):
+    import requests
+
+    emu, _ = make_emulator(realistic_catalog())
+    session = requests.Session()
+    session.proxies = {"http": emu.url}
+    download = "http://archive.org/download/demo-0001/demo-0001.mp4"
+    movie = emu.catalog.items["demo-0001"].files["demo-0001.mp4"]
+    head = session.head(download, allow_redirects=True, timeout=5)
+    assert head.status_code == 200 and head.content == b""
+    assert int(head.headers["Content-Length"]) == movie.size
+    skew_last_modified(emu.catalog, 3)
+    last_modified = session.head(download, allow_redirects=True, timeout=5).headers["Last-Modified"]
+    assert last_modified == email.utils.formatdate(movie.mtime + 3, usegmt=True)
+    not_modified = session.get(download, headers={"If-Modified-Since": last_modified}, timeout=5)
+    assert not_modified.status_code == 304 and not_modified.content == b""
+    older = email.utils.formatdate(movie.mtime, usegmt=True)
+    assert session.get(download, headers={"If-Modified-Since": older}, timeout=5).status_code == 200
+
+    before = session.get("http://archive.org/metadata/demo-0001", timeout=5).json()
+    change = session.post(f"{emu.url}/_emu/change", timeout=5, json={
+        "change": "add_file", "id": "demo-0001", "name": "new.txt", "size": 10})
+    assert change.json() == {"ok": True}
+    after = session.get("http://archive.org/metadata/demo-0001", timeout=5).json()
+    assert after["item_size"] == before["item_size"] + 10
+    assert after["item_last_updated"] > before["item_last_updated"]
+    assert "new.txt" in {f["name"] for f in after["files"]}
+    bad = session.post(f"{emu.url}/_emu/change", json={"change": "melt"}, timeout=5)
+    assert bad.status_code == 400 and "unknown change" in bad.json()["error"]
