@@ -246,10 +246,10 @@ class _Audit:
     def _write_events(self):
         output = jsonl.Output()
         while True:
+            self.progress.render()  # at most four times a second
             try:
                 event = self.events.get(timeout=0.25)
             except queue.Empty:
-                self.progress.render()
                 continue
             if event is None:
                 break
@@ -280,7 +280,7 @@ class _Progress:
         self.live = live
         self.counts = {"verified": 0, "damaged": 0, "failed": 0}
         self.bytes = 0
-        self.started = time.monotonic()
+        self.started = self.rendered = time.monotonic()
         self._drawn = False
 
     def read(self, count):
@@ -290,9 +290,11 @@ class _Progress:
         self.counts[kind] = self.counts.get(kind, 0) + 1
 
     def render(self):
-        if not self.live:
+        now = time.monotonic()
+        if not self.live or now - self.rendered < 0.25:
             return
-        elapsed = max(time.monotonic() - self.started, 1e-3)
+        self.rendered = now
+        elapsed = max(now - self.started, 1e-3)
         jobs = sum(self.counts.values())
         sys.stderr.write(f"\r\x1b[Kia-verify: {jobs} jobs, {self.counts['damaged']} damaged, "
                          f"{self.counts['failed']} failed, {format_size(self.bytes)} read, "
