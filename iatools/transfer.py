@@ -58,7 +58,9 @@ def is_present(plan, presence, head):
     give the files they write).  The metadata's mtime usually is that date
     and then decides alone; where it cannot (``_files.xml``, whose listing
     is stale, a file without an mtime or whose Last-Modified differs from
-    it by seconds) ``head()`` asks the server: one bodiless request."""
+    it by seconds) ``head()`` asks the server: one bodiless request.  A HEAD,
+    not a conditional GET: a 304 says only "not newer than", and a 200 would
+    bring the body along before we know we want it."""
     try:
         st = os.stat(plan.path)
     except OSError:
