@@ -242,6 +242,19 @@ def test_the_cron_line_exits_non_zero_when_ia_fetch_fails_a_job(make_emulator, t
     assert b"demo-dark" in process.stderr and process.stdout == b""
 
 
+def test_the_cron_line_prints_nothing_when_nothing_happened(make_emulator, tmp_path):
+    emu, env = make_emulator(realistic_catalog())
+    with two_disks(tmp_path) as disks:
+        line = readme_cron_line(tmp_path, disks)
+        first = cron(line, env)
+        assert (first.returncode, first.stdout, first.stderr) == (0, b"", b"")
+        assert mirrored(disks) == catalog_md5s(emu.catalog)
+        emu.reset_stats()
+        again = cron(line, env)
+    assert (again.returncode, again.stdout, again.stderr) == (0, b"", b"")
+    assert bodies(emu) == {}
+
+
 def test_the_cron_line_returns_when_no_disk_has_room(make_emulator, tmp_path):
     require_route()
     catalog = Catalog()
