@@ -18,11 +18,12 @@ import traceback
 from dataclasses import dataclass, field
 
 from iatools import errors
+from iatools.failures import Failures, explain_refusal
 from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
 from iatools.localtree import delete_files, unlisted_files
 from iatools.locks import Locked
-from iatools.selection import fetch_metadata, plan_files
+from iatools.selection import fetch_metadata, listed_names, plan_files
 from iatools.sizes import free_bytes
 from iatools.transfer import NO_SPACE, Transfer, ensure_inside, is_present
 
@@ -42,8 +43,7 @@ class JobRun:
     skipped_files: int = 0
     bytes: int = 0
     attempts: int = 0
-    error: FetchError = None
-    failed_file: str = None
+    failures: Failures = field(default_factory=Failures)
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
@@ -51,8 +51,9 @@ class JobRun:
     outcome: dict = field(default_factory=dict)
 
     def fail(self, error, file_name=None):
-        if self.error is None or (self.error.retryable and not error.retryable):
-            self.error, self.failed_file = error, file_name
+        """Record a failure of the job (``file_name`` None) or of one file;
+        every file's is reported, and the job's other files go on."""
+        self.failures.add(error, file_name)
 
 
 @dataclass
@@ -268,9 +269,10 @@ class Pool:
                                                      job["id"]))
         plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
                                    self.settings.filters, self.settings.flat)
-        for problem in unsafe:
+        for name, problem in unsafe:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
-                                False))
+                                False), name)
+        run.failures.planned = len(plans) + len(unsafe)
         _add_version(job, metadata)
         if not plans and not unsafe:
             # As ia download: an outcome, not a failure ("mirror only the
@@ -289,14 +291,14 @@ class Pool:
         if "file" in job or self.settings.flat or not os.path.isdir(item_dir):
             return
         ensure_inside(job["destdir"], {item_dir})
-        removed = unlisted_files(item_dir, (f["name"] for f in metadata["files"]))
+        removed = unlisted_files(item_dir, listed_names(job["id"], metadata))
         if removed:
             run.outcome["removed"] = removed
 
     def _delete_removed(self, run):
         """--delete, once every file of the item is in place."""
         removed = run.outcome.get("removed")
-        if removed and self.settings.delete and run.error is None and not run.interrupted:
+        if removed and self.settings.delete and not run.failures and not run.interrupted:
             item_dir = os.path.join(run.job["destdir"], run.job["id"])
             run.outcome["deleted"] = delete_files(item_dir, removed)
 
@@ -320,8 +322,10 @@ class Pool:
         details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                    "bytes": sum(p.size or 0 for p in wanted),
                    "plan": [{"name": p.name, "size": p.size} for p in wanted]}
-        if run.error:
-            details.update(error=str(run.error), retryable=run.error.retryable)
+        unknown = sum(p.size is None for p in wanted)
+        if unknown:  # their bytes are not in "bytes"; the plan shows them as null
+            details["files_unknown_size"] = unknown
+        details.update(run.failures.details())
         details.update((k, v) for k, v in run.outcome.items() if k in ("note", "removed"))
         self._job_done(make_event("planned", run.job, **details))
 
@@ -408,7 +412,7 @@ class Pool:
             run.interrupted = True
         except FetchError as error:
             with self.condition:
-                run.fail(error, plan.name)
+                run.fail(explain_refusal(error, plan), plan.name)
         except OSError as error:
             with self.condition:
                 run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
@@ -461,17 +465,11 @@ class Pool:
         details = {"files": run.fetched_files, "files_skipped": run.skipped_files,
                    "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
                    "attempts": run.attempts}
-        if run.interrupted and run.error is None:
+        if run.interrupted and not run.failures:
             run.fail(FetchError("interrupted before it finished; run again to resume", True))
-        if run.error is None:
+        if not run.failures:
             return make_event("completed", run.job, **details, **run.outcome)
-        details["error"] = str(run.error)
-        details["retryable"] = run.error.retryable
-        if run.error.http_status:
-            details["http_status"] = run.error.http_status
-        if run.failed_file:
-            details["failed_file"] = run.failed_file
-        return make_event("failed", run.job, **details)
+        return make_event("failed", run.job, **details, **run.failures.details())
 
 
 def _no_space(error):

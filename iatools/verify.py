@@ -22,7 +22,8 @@ from iatools.fetch import job_of_line
 from iatools.http import Connection, FetchError, PauseGate, RetryPolicy
 from iatools.jobs import make_event
 from iatools.localtree import unlisted_files
-from iatools.selection import add_selection_options, fetch_metadata, filters_from_args, plan_files
+from iatools.selection import (add_selection_options, fetch_metadata, filters_from_args,
+                               listed_names, plan_files)
 from iatools.sizes import format_size
 from iatools.status import ExitStatus
 
@@ -195,7 +196,7 @@ class _Audit:
         # Unsafe names are ia-fetch's to refuse: there is nothing of them to check.
         plans, _unsafe = plan_files(self.session, metadata, job, job["destdir"], self.filters,
                                     flat=False)
-        return plans, [f["name"] for f in metadata["files"]]
+        return plans, listed_names(job["id"], metadata)
 
     def _check_files(self, plans):
         """{"missing", "wrong_size", "wrong_md5"} (names), and the bytes checked."""

@@ -66,7 +66,8 @@ def test_events_carry_the_job_and_a_rerun_downloads_nothing(emulator, tmp_path):
     emu.reset_stats()
     process, events = fetch(env, jobs, "-d", str(tmp_path))
     assert process.returncode == 0
-    # _files.xml lists no date: one HEAD per item, and no body at all
+    # _files.xml, rewritten as its item changes, is judged by the server's date:
+    # one HEAD per item, and no body at all
     assert sorted((r["method"], r["path"].rsplit("/", 1)[1]) for r in storage_requests(emu)) \
         == sorted(("HEAD", f"{i}_files.xml") for i in ids)
     assert all(e["files"] == 0 and e["files_skipped"] > 0 for e in outcomes(events).values())
@@ -390,8 +391,7 @@ def test_dry_run_plans_and_touches_nothing(emulator, tmp_path):
     assert process.returncode == 0, process.stderr
     (planned,) = events
     assert planned["event"] == "planned" and planned["files"] == len(item.files)
-    # archive.org lists no size for _files.xml
-    assert planned["bytes"] == sum(f.size for f in item.files.values() if not f.is_files_xml)
+    assert planned["bytes"] == sum(f.size for f in item.files.values())
     assert list(tmp_path.iterdir()) == []
     assert storage_requests(emu) == []
 

@@ -3,13 +3,14 @@ file replaced (same size or not), a file removed, a new item.  Each change
 moves the item's ``updated`` (its ``item_last_updated`` and the last
 ``oai_updatedate`` of search results) to now; ``item_size`` follows the
 files.  A replaced file gets new bytes and a new mtime, as a re-upload does,
-and so does the item's _files.xml, which archive.org rewrites.
+and so do the item's _files.xml and torrent, which archive.org rewrites.
 
 In-process: ``add_file(emu.catalog, "demo-0001", FileSpec("new.txt", 100))``;
 out of process: ``POST /_emu/change`` with ``{"change": "add_file", "id": ...,
 "name": ..., "size": ...}`` (see ``apply``).
 """
 
+import dataclasses
 import time
 
 from tests.emulator.catalog import CatalogFile, FileSpec
@@ -51,7 +52,7 @@ def skew_last_modified(catalog, seconds, identifiers=None):
     for item in catalog.sorted_items():
         if identifiers is None or item.identifier in identifiers:
             for catalog_file in item.files.values():
-                catalog_file.last_modified_skew = seconds
+                catalog_file.spec = dataclasses.replace(catalog_file.spec, skew=seconds)
 
 
 CHANGES = {
@@ -76,11 +77,11 @@ def apply(catalog, document):
 
 def _touch(item):
     """Move the item's update date to now; archive.org rewrites the item's
-    _files.xml too."""
+    _files.xml and torrent too."""
     item.updated = max(_now(), item.updated + 1)
-    files_xml = item.files.get(f"{item.identifier}_files.xml")
-    if files_xml is not None:
-        _new_bytes(files_xml, files_xml.size, item.updated)
+    for catalog_file in item.files.values():
+        if catalog_file.is_regenerated:
+            _new_bytes(catalog_file, catalog_file.size, item.updated)
     return item.updated
 
 

@@ -41,11 +41,16 @@ def item_document(item):
 
 
 def file_entry(catalog_file):
-    entry = {"name": catalog_file.name, "source": catalog_file.source,
-             "format": catalog_file.format}
-    if not catalog_file.is_files_xml:  # archive.org lists neither for it
-        entry.update(mtime=str(catalog_file.mtime), size=str(catalog_file.size))
+    entry = {
+        "name": catalog_file.name, "source": catalog_file.source,
+        "format": catalog_file.format, "mtime": str(catalog_file.mtime),
+        "size": str(catalog_file.size),
+    }
     entry.update(catalog_file.listed_digests())
+    for name in catalog_file.spec.unlisted:
+        entry.pop(name, None)
+    if catalog_file.spec.private:
+        entry["private"] = "true"
     return entry
 
 
