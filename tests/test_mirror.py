@@ -140,6 +140,7 @@ def test_files_removed_upstream_are_reported_and_kept_unless_delete(make_emulato
     outside = tmp_path / "elsewhere.txt"
     outside.write_text("not in any item's directory")
     (item_dir / "link").symlink_to(outside)  # a symlink goes, never its target
+    (item_dir / "demo-0001.epub").write_text("on the fly: made on request, never listed")
     removed = ["extras/notes — café ünï.txt", "link"]
 
     process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path))
@@ -156,7 +157,7 @@ def test_files_removed_upstream_are_reported_and_kept_unless_delete(make_emulato
     assert not (item_dir / "extras").exists() and not (item_dir / "link").is_symlink()
     assert outside.exists() and (item_dir / ".x.txt.iatools-part").exists()
     assert set(tree_md5s(item_dir)) == set(emu.catalog.items["demo-0001"].files) \
-        | {".x.txt.iatools-part"}
+        | {".x.txt.iatools-part", "demo-0001.epub"}
     usage = run([command("ia-fetch"), "--delete", "--no-directories"], env=env)
     assert usage.returncode == 2 and b"--delete" in usage.stderr
 
