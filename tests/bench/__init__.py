@@ -11,6 +11,9 @@ with the workload's latency, bandwidth cap and faults:
 - W5 faults: W1 at 300 items with 5% 503 + Retry-After, 2% bodies cut, 2%
   corrupt, until the tree is correct (``ia-joblog failed | ia-fetch``).
 
+V1 (``audit``): ia-verify over W2's tree against ``md5sum`` under ``xargs -P
+2`` of the same files, same run: MiB/s and CPU s/GiB.
+
 Contenders (``contenders``): iatools (``ia-resolve | ia-fetch``), ``ia
 download`` sequential, ``ia download`` under GNU parallel, ``curl
 --parallel``; the last three are anchors, and every row carries its rate's

@@ -66,6 +66,11 @@ class CatalogFile:
         self.content = FileContent(f"{identifier}/{spec.name}".encode(), spec.size)
 
     @property
+    def last_modified(self):
+        """The time the storage server's Last-Modified header says."""
+        return self.mtime + self.spec.skew
+
+    @property
     def is_files_xml(self):
         return self.name == f"{self.identifier}_files.xml"
 
@@ -100,6 +105,8 @@ class Item:
     restricted: bool = False
     missing: bool = False
     metadata_not_json: bool = False
+    #: item_last_updated; a day after ``created`` until changes.py changes it
+    updated: int = None
     on_the_fly: dict = field(default_factory=dict)  # name -> CatalogFile, made on request
     data_node: int = 0  # downloads redirect to servers[data_node]
     raw_utf8_location: bool = False  # the redirect's Location is not percent-encoded
@@ -107,6 +114,8 @@ class Item:
     _hash: int = field(init=False, repr=False)
 
     def __post_init__(self):
+        if self.updated is None:
+            self.updated = self.created + 86400
         digest = hashlib.sha256(self.identifier.encode()).digest()
         self._hash = int.from_bytes(digest[:8], "big")
 
