@@ -10,7 +10,7 @@ hammering), through one shared ``PauseGate``.
 import contextlib
 import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 
@@ -136,25 +136,35 @@ class Connection:
         finally:
             _finish(response)
 
-    def _follow(self, url, headers, compressed):
+    def head(self, url):
+        """The response to HEAD ``url`` (redirects followed): its headers
+        and status, no body.  A FetchError for an error status."""
+        response = self._follow(url, {}, False, "HEAD")
+        _finish(response)
+        error = response_error(response)
+        if error:
+            raise error
+        return response
+
+    def _follow(self, url, headers, compressed, method="GET"):
         for _ in range(self.MAX_REDIRECTS + 1):
             self.gate.wait()
-            response = self._request(url, headers, compressed)
+            response = self._request(url, headers, compressed, method)
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:
                 return response
             _finish(response)
-            url = urljoin(url, location)
+            url = urljoin(url, _location_url(location))
         raise FetchError(f"more than {self.MAX_REDIRECTS} redirects", True)
 
-    def _request(self, url, headers, compressed):
+    def _request(self, url, headers, compressed, method):
         sent = dict(self.client.headers)
         if _is_archive_host(url):
             sent.update(self.client.archive_headers)
         sent["Accept-Encoding"] = "gzip, deflate" if compressed else "identity"
         sent.update(headers)
         return self._manager(url).urlopen(
-            "GET", url, headers=sent, redirect=False, retries=False, preload_content=False,
+            method, url, headers=sent, redirect=False, retries=False, preload_content=False,
             decode_content=compressed, timeout=self._timeout)
 
     def _manager(self, url):
@@ -166,6 +176,23 @@ class Connection:
         if proxy not in self._managers:
             self._managers[proxy] = self.client.pool_manager(proxy)
         return self._managers[proxy]
+
+
+def _location_url(location):
+    """A Location header as a URL to request.  Header values arrive decoded
+    as Latin-1; archive.org sometimes sends a file name in raw UTF-8 rather
+    than percent-encoded, which read as Latin-1 and encoded again names
+    another file.  So the bytes are read as UTF-8 and whatever is not
+    URL-safe is percent-encoded, once (what requests, and so ia, does)."""
+    try:
+        location = location.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # not UTF-8: leave it as it came
+    return quote(location, safe=_URL_SAFE)
+
+
+#: What may stand unquoted in a URL, the percent sign of escapes included.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 def _finish(response):
