@@ -22,8 +22,8 @@ from itertools import compress, repeat
 import orjson
 
 from iatools import checkpoint
-from iatools.eventlog import (DONE_EVENTS, DONE_LINE, FAILED_LINE, all_lines_closed, events_in,
-                              may_reopen, read_chunks, reopens)
+from iatools.eventlog import (DONE_EVENTS, FAILED_LINE, all_lines_closed, events_in, may_reopen,
+                              read_chunks, reopens)
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeyMap, KeySet, key_bytes
 
 #: A completion whose job fields are plain, up to its "ts": groups: the

@@ -13,7 +13,8 @@ import orjson
 from iatools import cli, errors, jsonl, logreport, signals
 from iatools.completions import Completions
 from iatools.eventlog import LogWriter, check_existing, check_rereadable, lines_at
-from iatools.jobs import EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, validate_job
+from iatools.jobs import (EVENT_FIELDS, FAILURE_FIELDS, job_from_record, jobs_in_chunk,
+                          make_event, validate_job)
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.logindex import IndexKeeper
@@ -242,8 +243,8 @@ def skip(args):
 # Groups: the key, "size" and "updated" (b"" when absent).
 _JOB_LINE = plain_job_line(
     rb',"size":(' + SIZE + rb")", rb',"updated":"([ !#-\[\]-~]*)"', rb',"destdir":"[ !#-\[\]-~]+"',
-    reserved=(b"id", b"file", b"size", b"updated", b"destdir")
-    + tuple(sorted(f.encode() for f in EVENT_FIELDS)))
+    reserved=(b"id", b"file", b"size", b"updated", b"destdir", b"event")
+    + tuple(f.encode() for f in FAILURE_FIELDS))
 #: A chunk of nothing but such lines: one match for the chunk, no object per
 #: line, where the keys are not needed (an empty log).
 _JOB_LINES = re.compile(rb"(?:" + _JOB_LINE.pattern[1:-1] + rb"\n)*")
@@ -366,9 +367,10 @@ def _event_line(kinds, details=b""):
 #: A queued event as skip writes it.
 _QUEUED_EVENT = _event_line(b"queued")
 #: A completed or verified event as ia-fetch and ia-verify write them: the
-#: details are event fields whose values are plain or a number with a
-#: fraction ("seconds").
-_DETAIL = rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+)"
+#: details are event fields whose values are plain, a number with a
+#: fraction ("seconds") or a list of plain values ("removed": file names).
+_DETAIL = (rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+|\[(?:" + PLAIN_VALUE + rb"(?:,"
+           + PLAIN_VALUE + rb")*)?\])")
 _COMPLETION_EVENT = _event_line(
     b"completed|verified",
     rb'(?:,"(?:' + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')":' + _DETAIL + rb")*")
@@ -405,13 +407,9 @@ def failed(args):
 
 #: Lines read back from the log at a time.
 _BATCH = 1 << 16
-#: What a failed event says about why, kept on the job ``failed`` prints.
-_WHY_FAILED = ("error", "retryable", "http_status", "failed_files")
-
-
 def _failed_job(event):
     job = job_from_record(event)
-    job.update((field, event[field]) for field in _WHY_FAILED if field in event)
+    job.update((field, event[field]) for field in FAILURE_FIELDS if field in event)
     return job
 
 

@@ -53,7 +53,8 @@ def summarise(path, by_field=None):
     summary["history"] = _history(minutes, now)
     summary["errors"] = [{"error": e, "count": n} for e, n in state.common_errors()]
     summary["recent_failures"] = [
-        {"key": f.key, "error": f.error, "retryable": f.retryable, "ts": f.ts or None,
+        {"id": f.id, **({"file": f.file} if f.file else {}), "error": f.error,
+         "retryable": f.retryable, "ts": f.ts or None,
          "seconds_ago": round(now - _seconds(f.ts), 3) if f.ts else None}
         for f in state.recent_failures()]
     if by_field is not None:
@@ -152,11 +153,15 @@ def format_table(path, s, unicode=True):
         lines += [f"  {e['count']:>8}  {e['error']}" for e in s["errors"]]
     if s["recent_failures"]:
         lines.append("latest failures:")
-        lines += [f"  {_ago(f['seconds_ago']) if f['ts'] else '':<14} {f['key']}: {f['error']}"
+        lines += [f"  {_ago(f['seconds_ago']) if f['ts'] else '':<14} {_key(f)}: {f['error']}"
                   + ("" if f["retryable"] else " (permanent)") for f in s["recent_failures"]]
     if "by" in s:
         lines.append(_format_groups(s["by"]))
     return "\n".join(lines) + "\n"
+
+
+def _key(job):
+    return f"{job['id']}/{job['file']}" if "file" in job else job["id"]
 
 
 def _ago(seconds):

@@ -31,7 +31,6 @@ import orjson
 from iatools import checkpoint
 from iatools.eventlog import (DONE_EVENTS, DONE_LINE, FAILED_LINE, all_lines_closed, events_in,
                               may_reopen, read_chunks, reopens)
-from iatools.jobs import job_key
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeyMap, KeySet, key_bytes
 
 QUEUED, STARTED, FAILED, COMPLETED, DAMAGED, CHANGED = range(6)
@@ -83,7 +82,8 @@ class Failure(NamedTuple):
     """The latest failure of a key: what went wrong, and where it is told."""
     error: str
     retryable: bool
-    key: str
+    id: str
+    file: str  # "" for an item job
     ts: str
     offset: int
 
@@ -92,7 +92,7 @@ class Failure(NamedTuple):
         ts = event.get("ts")
         # Only "retryable": false says that trying again is useless.
         return cls(str(event.get("error") or "unknown error"), event.get("retryable") is not False,
-                   job_key(event), ts if isinstance(ts, str) else "", offset)
+                   event["id"], event.get("file", ""), ts if isinstance(ts, str) else "", offset)
 
 
 class LogState:

@@ -9,12 +9,12 @@ import tempfile
 import time
 from collections import Counter
 
+from iatools import jobs
 from tests.helpers import command, parse_jsonl, run
 
 JOBLOG = command("ia-joblog")
-EVENT_FIELDS = {"event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
-                "attempts", "error", "retryable", "http_status", "failed_file", "plan",
-                "lock_owner", "reason"}
+#: The fields an event adds to its job: the contract (iatools(7), EVENTS).
+EVENT_FIELDS = set(jobs.EVENT_FIELDS)
 
 
 def iso(seconds_since_epoch):
@@ -96,7 +96,8 @@ def big_log(rng, count, recent_from=None):
         if kind == "changed":
             e["reason"] = "changed"
         elif kind == "damaged":
-            e.update(files=1, bytes=10)
+            e.update(files=1, bytes=10, missing=["a.txt"], wrong_size=[], wrong_md5=[],
+                     extra=[])
         elif kind == "verified":
             e.update(files=1, bytes=10)
         elif kind == "completed":

@@ -249,6 +249,19 @@ def test_failed_jobs_feed_straight_back_into_a_retry(tmp_path, fake_fetch):
     assert joblog("failed", log).stdout == b""
 
 
+def test_why_a_job_failed_does_not_travel_on_with_it(tmp_path):
+    """failed prints the error on each job; read back as a job (by skip, by
+    ia-fetch) the job drops it, and keeps its own fields."""
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "a", ts=iso(1), note="mine", error="HTTP 503", retryable=True,
+              http_status=503, failed_files=[{"name": "x", "error": "HTTP 503"}])])
+    printed = joblog("failed", log).stdout
+    assert parse_jsonl(printed)[0]["error"] == "HTTP 503"
+    again = joblog("skip", log, input=printed)
+    assert parse_jsonl(again.stdout) == [{"id": "a"}]
+    assert read_jsonl(log)[-1]["event"] == "queued" and "error" not in read_jsonl(log)[-1]
+
+
 # ---------------------------------------------------------------- a mirror kept true
 
 #: Both ways a job stream is read: compact lines (judged a chunk at a time)
@@ -338,7 +351,8 @@ def test_completed_prints_the_jobs_alike_from_either_path(tmp_path):
     jobs = [{"id": f"i{n}", "size": n, "updated": "2026-01-01", "destdir": "/m", "mine": None}
             for n in range(3)] + [{"id": "f", "file": "d/caf\u00e9.txt"}]
     events = [{"event": "completed", **job, "ts": iso(n), "host": "h", "pid": 1, "files": 2,
-               "files_skipped": 0, "bytes": 10, "seconds": 0.25, "attempts": 3}
+               "files_skipped": 0, "bytes": 10, "seconds": 0.25, "attempts": 3,
+               "removed": ["old.pdf"], "extra": [], "note": "x"}
               for n, job in enumerate(jobs)]
     printed = {}
     for name, writer in WRITERS.items():
@@ -410,11 +424,12 @@ def test_status_tells_permanent_failures_apart_and_lists_the_latest(tmp_path):
     ])
     (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
     assert (summary["failed"], summary["failed_retryable"], summary["failed_permanent"]) == (3, 2, 1)
-    assert [{k: f[k] for k in ("key", "error", "retryable", "ts")}
+    assert [{k: v for k, v in f.items() if k != "seconds_ago"}
             for f in summary["recent_failures"]] == [
-        {"key": "f/a/b.pdf", "error": "md5 mismatch", "retryable": True, "ts": iso(3)},
-        {"key": "busy", "error": "HTTP 503", "retryable": True, "ts": iso(2)},
-        {"key": "dark", "error": "item is dark", "retryable": False, "ts": iso(1)}]
+        {"id": "f", "file": "a/b.pdf", "error": "md5 mismatch", "retryable": True, "ts": iso(3)},
+        {"id": "busy", "error": "HTTP 503", "retryable": True, "ts": iso(2)},
+        {"id": "dark", "error": "item is dark", "retryable": False, "ts": iso(1)}]
+    assert "f/a/b.pdf: md5 mismatch" in joblog("status", log).stdout.decode()
     table = joblog("status", log).stdout.decode()
     assert "3 (2 retryable, 1 permanent)" in table
     assert "dark: item is dark (permanent)" in table
@@ -579,7 +594,7 @@ def test_status_of_a_run_of_days_says_what_is_left_and_when_it_ends(days):
                for h in range(24)]
     assert s["history"]["bytes"] == by_hour[::-1]
     assert s["last_event_seconds_ago"] == pytest.approx(98, abs=30)
-    assert [f["key"] for f in s["recent_failures"]] == sorted(failed, reverse=True)
+    assert [f["id"] for f in s["recent_failures"]] == sorted(failed, reverse=True)
 
 
 def _epoch(ts):
