@@ -86,14 +86,14 @@ def _rate(minutes, now, window):
 def _etas(summary):
     """The time left at the rate of the first of _ETA_WINDOWS that has one,
     by the jobs left and by the bytes left."""
-    rate = next((summary["rates"][w] for w in _ETA_WINDOWS if summary["rates"][w]), None)
-    if rate is None:
+    window = next((w for w in _ETA_WINDOWS if summary["rates"][w]), None)
+    if window is None:
         return {"eta_seconds": None, "eta_bytes_seconds": None, "eta_window": None}
-    jobs, size = summary["remaining_jobs"], summary["remaining_bytes"]
+    rate = summary["rates"][window]
     by_bytes = rate["bytes_per_second"]
-    return {"eta_seconds": round(jobs / rate["jobs_per_second"]),
-            "eta_bytes_seconds": round(size / by_bytes) if by_bytes else None,
-            "eta_window": next(w for w in _ETA_WINDOWS if summary["rates"][w])}
+    return {"eta_seconds": round(summary["remaining_jobs"] / rate["jobs_per_second"]),
+            "eta_bytes_seconds": round(summary["remaining_bytes"] / by_bytes) if by_bytes else None,
+            "eta_window": window}
 
 
 def _history(minutes, now):
@@ -102,7 +102,7 @@ def _history(minutes, now):
     jobs, size = [0] * HISTORY_HOURS, [0] * HISTORY_HOURS
     for t, count, nbytes in minutes:
         hours_ago = int((now - t) // 3600)
-        if 0 <= hours_ago < HISTORY_HOURS and t <= now:
+        if 0 <= hours_ago < HISTORY_HOURS:
             jobs[-1 - hours_ago] += count
             size[-1 - hours_ago] += nbytes
     return {"hours": HISTORY_HOURS, "jobs": jobs, "bytes": size}
