@@ -163,7 +163,7 @@ def append(args, copy_to_stdout=False):
                 for line in lines:
                     output.raw(line[:-1])
                 output.flush()
-            index.wrote()
+            index.wrote(sum(map(len, lines)))
     finally:
         log.close()
     if drain.received:

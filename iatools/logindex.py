@@ -3,9 +3,10 @@
 ``append`` and ``tee`` see every event a run writes; a reader that comes
 after them should parse only what was written since the last save, not
 everything since the last reader.  So a recorder brings the three
-checkpoints (completed, pending, status: iatools.checkpoint) up to date:
-every ``REFRESH_EVERY`` seconds while it runs, in a child process (the
-pipeline does not wait for it), and once when its input ends.  Each
+checkpoints (completed, pending, status: iatools.checkpoint) up to date
+once it has written enough for a reader to save them (checkpoint.SAVE_AFTER):
+at most every ``REFRESH_EVERY`` seconds while it runs, in a child process
+(the pipeline does not wait for it), and once when its input ends.  Each
 refresh starts from the checkpoints there are and parses only the events
 after them, then saves them atomically, as any reader does: a writer
 killed mid-way leaves the last good checkpoints, and deleting them costs a
@@ -18,7 +19,7 @@ of it: it must not hold back the jobs it passes on.)
 import os
 import time
 
-from iatools import errors, logreport
+from iatools import checkpoint, errors, logreport
 from iatools.completions import Completions
 from iatools.openjobs import OpenJobs
 
@@ -48,13 +49,17 @@ class IndexKeeper:
         self.path = path
         self._last = time.monotonic()
         self._child = None
+        self._unindexed = 0
 
-    def wrote(self):
-        """After each write: a refresh in a child process, when it is time
-        and the last one is done."""
-        if time.monotonic() - self._last < REFRESH_EVERY or not self._child_done():
+    def wrote(self, size):
+        """After each write of ``size`` bytes: a refresh in a child process,
+        when it is time and the last one is done."""
+        self._unindexed += size
+        if (self._unindexed < checkpoint.SAVE_AFTER or not self._child_done()
+                or time.monotonic() - self._last < REFRESH_EVERY):
             return
         self._last = time.monotonic()
+        self._unindexed = 0
         self._child = os.fork()
         if self._child == 0:
             try:
@@ -71,8 +76,11 @@ class IndexKeeper:
         return pid != 0
 
     def close(self):
-        """When the input has ended: the last refresh, here."""
+        """When the input has ended: the last refresh, here (none for a few
+        events: a reader would not save them, and loading the checkpoints
+        of a big log costs seconds)."""
         if self._child is not None:
             os.waitpid(self._child, 0)
             self._child = None
-        refresh(self.path)
+        if self._unindexed >= checkpoint.SAVE_AFTER:
+            refresh(self.path)
