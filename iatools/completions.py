@@ -125,10 +125,12 @@ class Completions:
         """For completed keys and the version a job now gives each (its size
         or None, the hash_update of its "updated"): is the version
         different from the one the latest completion recorded?  Each of
-        size and updated counts only when both sides have it."""
+        size and updated counts only when both sides have it (a key whose
+        record cannot be found has none)."""
         no_update = self.no_update
-        return [(size is not None and was[1] != NO_SIZE and size != was[1])
-                or (update != no_update and was[2] != no_update and update != was[2])
+        return [was is not None
+                and ((size is not None and was[1] != NO_SIZE and size != was[1])
+                     or (update != no_update and was[2] != no_update and update != was[2]))
                 for was, size, update in zip(self.latest.latest(hashes), sizes, updated)]
 
     def completed_offsets(self):
