@@ -91,8 +91,11 @@ def _etas(summary):
         return {"eta_seconds": None, "eta_bytes_seconds": None, "eta_window": None}
     rate = summary["rates"][window]
     by_bytes = rate["bytes_per_second"]
+    # Jobs left without a known size say nothing of the bytes left.
+    sized = summary["remaining_bytes"] or not summary["remaining_jobs"]
     return {"eta_seconds": round(summary["remaining_jobs"] / rate["jobs_per_second"]),
-            "eta_bytes_seconds": round(summary["remaining_bytes"] / by_bytes) if by_bytes else None,
+            "eta_bytes_seconds": (round(summary["remaining_bytes"] / by_bytes)
+                                  if by_bytes and sized else None),
             "eta_window": window}
 
 

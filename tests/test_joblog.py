@@ -597,6 +597,17 @@ def test_status_of_a_run_of_days_says_what_is_left_and_when_it_ends(days):
     assert [f["id"] for f in s["recent_failures"]] == sorted(failed, reverse=True)
 
 
+def test_no_eta_by_bytes_when_the_jobs_left_have_no_size(tmp_path):
+    now = time.time()
+    log = write_log(tmp_path / "s.jsonl", [event("queued", i, ts=iso(now - 300)) for i in "abcd"]
+                    + [event("completed", i, ts=iso(now - 200 + n), bytes=1000)
+                       for n, i in enumerate("ab")])
+    (s,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (s["remaining_jobs"], s["remaining_bytes"]) == (2, 0)
+    assert s["eta_seconds"] > 0 and s["eta_bytes_seconds"] is None
+    assert "by bytes" not in joblog("status", log).stdout.decode()
+
+
 def _epoch(ts):
     return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1])
 
