@@ -38,7 +38,8 @@ commands:
   failed LOG    print the jobs whose latest outcome in LOG is a failure,
                 with the error
   completed LOG print the jobs completed (or verified) in LOG
-  status LOG    summarise LOG: totals, rate, ETA, common errors
+  status LOG    summarise LOG: totals, what is left, rates, ETAs, the last
+                day hour by hour, failures (--watch: again and again)
   locks DIR...  list ia-fetch's item locks under the destdirs DIR (--clear:
                 remove the stale ones)
 
@@ -109,7 +110,8 @@ def _interval(text):
     except ValueError:
         seconds = 0
     if not 0 < seconds < float("inf"):
-        raise argparse.ArgumentTypeError(f"not a number of seconds above 0: {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"not a number of seconds above 0: {text!r} (without SECONDS, put --watch after LOG)")
     return seconds
 
 
