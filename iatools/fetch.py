@@ -196,6 +196,9 @@ class _Run:
         self.args = args
         self.cancel = threading.Event()
         self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
+        # Events on the terminal the frame is drawn on go above it, as messages do.
+        self.events_above = self.progress.live and os.isatty(1)
+        self.count_lock = threading.Lock()
         self.locks = ItemLocks(args.lock_timeout)
         self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress,
                          self.locks)
@@ -208,6 +211,8 @@ class _Run:
     def execute(self, stop):
         writer = threading.Thread(target=self._write_events, name="writer", daemon=True)
         reader = threading.Thread(target=self._read_jobs, name="reader", daemon=True)
+        if self.progress.live:
+            errors.set_display(self.progress)
         writer.start()
         self.pool.start(self.args.jobs, on_finished=stop.wake)
         reader.start()
@@ -224,15 +229,12 @@ class _Run:
             self.locks.refresh()
         self.events.put(None)
         writer.join()
-        # The final counts, which the writer has just tallied: the loop
-        # ends with the workers, before the last events are counted.
-        self.progress.render()
-        self.progress.clear()
+        self.progress.finish()
+        errors.set_display(None)
         return self._status(stop)
 
     def _interrupt(self, stop):
         if not self.cancel.is_set():
-            self.progress.clear()
             errors.warning(f"{stop.signal_name}: stopping; in-flight jobs are recorded as "
                            "failed and resumable (signal again to quit at once)")
             self.pool.cancel_now()
@@ -251,15 +253,25 @@ class _Run:
         try:
             for batch in jsonl.LineReader(0).all_lines():
                 for line_number, line in batch:
-                    job = None if jsonl.is_blank_or_comment(line) else self._job(line_number, line)
-                    if job is not None and not self.pool.offer(job):
+                    if jsonl.is_blank_or_comment(line):
+                        self._announced(line)
+                        continue
+                    job = self._job(line_number, line)
+                    if job is None:
+                        continue
+                    if not self.pool.offer(job):
                         return
-            self.progress.total = self.finished + self.pool_backlog()
+                    self.progress.read += 1
+            self.progress.tally.total = self.progress.read
         finally:
             self.pool.close_input()
 
-    def pool_backlog(self):
-        return len(self.pool.new_jobs) + self.pool.active
+    def _announced(self, line):
+        """A count announced upstream (``# total N``): the total shown
+        before the input ends."""
+        count = jsonl.announced_count(line)
+        if count is not None:
+            self.progress.tally.announce(*count)
 
     def _job(self, line_number, line):
         try:
@@ -271,6 +283,7 @@ class _Run:
             validate_job(job)
         except jsonl.BadLine as exc:
             if identifier_problem(job.get("id")) is None:
+                self.progress.read += 1  # a job all the same, and it has failed
                 self._emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
                                       retryable=False))
             return self._bad_line(line_number, exc)
@@ -284,7 +297,22 @@ class _Run:
 
     # -- writer thread ------------------------------------------------------
     def _emit(self, event):
+        """Queue an event for the writer.  An outcome is counted here, in
+        the thread that ends the job and before its worker takes another:
+        once --halt now is reached, nothing more starts."""
         self.events.put(event)
+        if event["event"] == "started":
+            return
+        with self.count_lock:
+            self.finished += 1
+            if event["event"] != "failed":
+                return
+            self.failed += 1
+            halt = self.args.halt
+            if self.halted or not halt.reached(self.failed, self.finished):
+                return
+            self.halted = True
+        self._halt(halt)
 
     def _write_events(self):
         output = jsonl.Output()
@@ -293,36 +321,33 @@ class _Run:
             if self.broken_pipe:
                 continue
             try:
-                output.record(event)
-                output.flush()
+                if self.events_above:
+                    self.progress.above(lambda: _write_event(output, event))
+                else:
+                    _write_event(output, event)
             except BrokenPipeError:
                 self.broken_pipe = True
                 self.pool.cancel_now()
 
     def _tally(self, event):
-        kind = event["event"]
-        if kind == "started":
+        if event["event"] == "started":
             return
-        self.finished += 1
         self.progress.finished(event)
-        if kind != "failed":
-            return
-        self.failed += 1
-        if event.get("error"):
-            self.progress.clear()
+        if event["event"] == "failed" and event.get("error"):
             errors.error(f"{event['id']}: {event['error']}")
-        halt = self.args.halt
-        if not self.halted and halt.reached(self.failed, self.finished):
-            self._halt(halt)
 
     def _halt(self, halt):
-        self.halted = True
         errors.warning(f"--halt {halt.when},fail={halt.threshold}{'%' if halt.percent else ''} "
                        f"reached after {self.failed} failed jobs; stopping")
         if halt.when == "now":
             self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
+
+
+def _write_event(output, event):
+    output.record(event)
+    output.flush()
 
 
 def _stderr_is_live(args):

@@ -7,6 +7,7 @@ is left to the caller's loop, which knows the line number to report.
 """
 
 import os
+import re
 
 import orjson
 
@@ -93,8 +94,67 @@ def within_line_limit(data):
     return len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES
 
 
+#: Bad lines reported one by one; the rest are counted, and the count is
+#: told at the end (``report_bad_line_count``): a pretty-printed file of
+#: 100,000 jobs would otherwise print a message per physical line.
+REPORTED_BAD_LINES = 10
+
+
+class _BadLines:
+    """The bad lines reported in this run of a command (one per process;
+    ``cli.run`` starts each count)."""
+
+    count = 0
+    source = "input"
+
+
 def report_bad_line(line_number, problem, source="input"):
-    errors.error(f"{source} line {line_number}: {problem}; skipped")
+    _BadLines.count += 1
+    _BadLines.source = source
+    if _BadLines.count <= REPORTED_BAD_LINES:
+        errors.error(f"{source} line {line_number}: {problem}; skipped")
+    if _BadLines.count == REPORTED_BAD_LINES:
+        errors.error(f"more bad {source} lines are skipped without a message each; "
+                     "their number is told at the end")
+
+
+def start_bad_line_count():
+    _BadLines.count = 0
+
+
+def report_bad_line_count():
+    """At the end of a run: how many bad lines went unreported, if any."""
+    count = _BadLines.count
+    if count > REPORTED_BAD_LINES:
+        errors.error(f"{count} bad {_BadLines.source} lines skipped in all "
+                     f"({count - REPORTED_BAD_LINES} not shown)")
+
+
+#: Comment lines that announce counts to the commands downstream, skipped
+#: like any comment by every reader: ``# total N``, N jobs follow (a
+#: search's count, from its first page), and ``# skipped N``, N of the jobs
+#: announced were dropped on the way (another shard's, done already).
+#: ia-fetch's progress takes its total from them; see iatools(7).
+_COUNT_LINE = re.compile(rb"# (total|skipped) (\d+)[ \t\r]*")
+_COUNT_LINES = re.compile(rb"^# (?:total|skipped) \d+[ \t\r]*$", re.MULTILINE)
+
+
+def count_line(kind, count):
+    """The comment line announcing ``count`` jobs of ``kind`` (total, skipped)."""
+    return f"# {kind} {count}\n".encode()
+
+
+def announced_count(line):
+    """``(kind, count)`` for a count comment line, else None."""
+    match = _COUNT_LINE.fullmatch(line)
+    return (match.group(1).decode(), int(match.group(2))) if match else None
+
+
+def count_lines(data):
+    """The count comment lines in ``data`` (whole lines), to pass them on."""
+    if b"# " not in data:
+        return []
+    return [match.group(0).rstrip() + b"\n" for match in _COUNT_LINES.finditer(data)]
 
 
 def is_blank_or_comment(line):
@@ -109,15 +169,36 @@ def parse_object(line):
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise BadLine(f"invalid JSON ({_short_reason(exc)})") from None
+        raise BadLine(f"invalid JSON ({_short_reason(exc)}){_hint(line)}") from None
     if not isinstance(record, dict):
-        raise BadLine(f"not a JSON object (a {type(record).__name__})")
+        raise BadLine(f"not a JSON object (a {type(record).__name__}){_hint(line)}")
     return record
 
 
 def _short_reason(exc):
     reason = str(exc)
     return "invalid UTF-8" if "utf-8" in reason.lower() else reason.split(":")[0]
+
+
+#: A line of an object that ``jq`` (without -c) or ``json.dumps(indent=)``
+#: spread over several lines: a brace alone, or a ``"name": value`` member.
+_PRETTY_PRINTED = re.compile(rb'\s*(?:[{}\[\]],?|"[^"]*"\s*:.*)\s*')
+
+
+def _hint(line):
+    """What the user most likely meant by a line that is not an object."""
+    if _PRETTY_PRINTED.fullmatch(line):
+        return "; looks like pretty-printed JSON: use jq -c (one object per line)"
+    from iatools.jobs import identifier_problem  # jobs builds on this module
+
+    try:
+        text = line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return ""
+    if text and identifier_problem(text) is None:
+        return ("; looks like a plain identifier: make jobs of a list of identifiers "
+                "with ia-resolve -i FILE (or -i - for stdin)")
+    return ""
 
 
 def dumps(record):
@@ -148,10 +229,22 @@ class Output:
         self._file.flush()
 
 
+#: How each kind of input is typed on a terminal, and piped in.
+_TERMINAL_HINTS = {
+    "jobs": ("JSON jobs", {"ia-fetch": "ia-resolve ID | ia-fetch",
+                           "ia-route": "ia-resolve ID | ia-route -d DIR",
+                           "ia-joblog": "ia-resolve ID | ia-joblog skip LOG"}),
+    "events": ("JSON events", {"ia-joblog": "ia-fetch < jobs.jsonl | ia-joblog append LOG"}),
+    "an item list": ("identifiers, one a line,",
+                     {"ia-resolve": "ia-resolve -i - < ids.txt"}),
+}
+
+
 def warn_if_terminal(fd, what):
     """Say how to feed a command that is reading a terminal, not a pipe."""
     if os.isatty(fd):
-        errors.warning(
-            f"reading {what} from the terminal; type JSON lines and press Ctrl-D, "
-            f"or pipe them in (e.g. ia-resolve ID | {errors.prog()}); see --help"
-        )
+        typed, pipes = _TERMINAL_HINTS[what]
+        example = pipes.get(errors.prog())
+        piped = f"pipe {what} in (e.g. {example})" if example else f"pipe {what} in"
+        errors.warning(f"reading {what} from the terminal; type {typed} and press Ctrl-D, "
+                       f"or {piped}; see --help")
