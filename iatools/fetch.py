@@ -80,6 +80,8 @@ def halt_argument(text):
 
 def build_parser():
     parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
+    # Not an option: caught to point the `ia download ID` habit to ia-resolve.
+    parser.add_argument("identifiers", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N",
                         help="concurrent connections to archive.org (default: %(default)s; "
                              f"more than {POLITE_CONNECTIONS} is allowed with a warning)")
@@ -158,6 +160,11 @@ class Settings:
 
 
 def _check_arguments(args):
+    if args.identifiers:
+        raise errors.UsageError(
+            f"jobs come as JSONL on stdin, not as arguments; make them with "
+            f"ia-resolve {' '.join(args.identifiers[:3])}{' ...' * (len(args.identifiers) > 3)}"
+            f" | ia-fetch")
     if args.stdout:
         raise errors.UsageError("--stdout is not supported: ia-fetch writes events to stdout; "
                                 "use ia download --stdout to stream a file's contents")
