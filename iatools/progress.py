@@ -91,13 +91,22 @@ class Tally:
     def elapsed(self):
         return time.monotonic() - self.started
 
-    def summary(self, prog):
+    def summary(self, prog, width=None):
+        """The line that stays when the run ends; within ``width`` columns
+        if given (the average rate goes first, then the end is cut)."""
         elapsed = self.elapsed()
         average = int(self.bytes.total / elapsed) if elapsed > 0 else 0
-        planned = f"{self.planned} planned, " if self.planned else ""
-        return (f"{prog}: {planned}{self.completed} completed, {self.failed} failed, "
-                f"{self.skipped} skipped; {self.files} files, {format_size(self.bytes.total)} "
-                f"in {format_duration(elapsed)} ({format_size(average)}/s)")
+        counts = [f"{self.completed} completed", f"{self.failed} failed"]
+        if self.skipped:
+            counts.append(f"{self.skipped} skipped")
+        if self.planned:
+            counts.insert(0, f"{self.planned} planned")
+        line = (f"{prog}: {', '.join(counts)}; {self.files} files, "
+                f"{format_size(self.bytes.total)} in {format_duration(elapsed)}")
+        rate = f" ({format_size(average)}/s)"
+        if width is None or display_width(line + rate) < width:
+            return line + rate
+        return fit(line, width)
 
 
 class Progress:
@@ -168,7 +177,9 @@ class Progress:
         (on a terminal, or with -v)."""
         with self.lock:
             self.clear()
-            if self.live or self.verbose:
+            if self.live:
+                _write_stderr(self.tally.summary(self.prog, _terminal_size()[0]) + "\n")
+            elif self.verbose:
                 _write_stderr(self.tally.summary(self.prog) + "\n")
 
     def _erase(self):

@@ -191,8 +191,12 @@ class _Run:
         for first, count, data in jsonl.whole_lines(0):
             if not count:  # the last line, without its newline
                 data, count = data + b"\n", 1
+            skipped = self.router.skipped
+            self.pending.extend(jsonl.count_lines(data))  # counts announced go on downstream
             if not self._plain_lines(count, data):
                 self._line_by_line(first, data)
+            if self.router.skipped > skipped:
+                self.pending.append(jsonl.count_line("skipped", self.router.skipped - skipped))
             self.write_pending()
         for disk in self.router.disks:
             errors.debug(f"{disk.jobs} jobs routed to {disk.path}")
