@@ -149,7 +149,7 @@ class _Emitter:
 
     def count(self, kind, count):
         """Announce a count downstream (``jsonl.count_line``), if asked to."""
-        if self.announce and count:
+        if self.announce and (count or kind == "total"):
             self.output.raw(jsonl.count_line(kind, count)[:-1])
 
 

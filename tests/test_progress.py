@@ -29,11 +29,16 @@ def fetch_with_terminal_stderr(env, jobs, destdir, *args):
     os.close(terminal)
     process.stdin.write(jobs)
     process.stdin.close()
+    shown = read_terminal(controller)
+    stdout = process.stdout.read()
+    return process.wait(timeout=30), stdout, shown
+
+
+def read_terminal(controller, timeout=30):
+    """All that is written to a pty until its last writer closes it (or
+    nothing comes for ``timeout`` seconds); the controller is closed."""
     shown = bytearray()
-    while True:
-        ready, _, _ = select.select([controller], [], [], 30)
-        if not ready:
-            break
+    while select.select([controller], [], [], timeout)[0]:
         try:
             data = os.read(controller, 65536)
         except OSError:  # EIO: the last writer closed the terminal
@@ -42,8 +47,7 @@ def fetch_with_terminal_stderr(env, jobs, destdir, *args):
             break
         shown += data
     os.close(controller)
-    stdout = process.stdout.read()
-    return process.wait(timeout=30), stdout, bytes(shown)
+    return bytes(shown)
 
 
 def test_a_terminal_shows_a_summary_and_a_line_per_transfer(make_emulator, tmp_path):

@@ -9,7 +9,6 @@ on screen, and the summary line must be there at the end."""
 import fcntl
 import os
 import re
-import select
 import struct
 import subprocess
 import termios
@@ -19,7 +18,7 @@ import pyte
 import pytest
 
 from tests.emulator import Catalog, FileSpec
-from tests.helpers import command
+from tests.test_progress import read_terminal
 
 #: Long enough that IDENTIFIER/NAME overflows a transfer line at 80 columns.
 PREFIX = "an-archivists-rather-long-collection-name-for-the-ellipsis-"
@@ -40,22 +39,13 @@ def run_on_a_terminal(shell_command, env, columns, rows):
     """Run ``shell_command`` with stdout and stderr on a new pty of the
     given size; return what was written to the terminal."""
     controller, terminal = os.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
+    set_size(terminal, columns, rows)
     process = subprocess.Popen(["bash", "-c", shell_command], stdin=subprocess.DEVNULL,
                                stdout=terminal, stderr=terminal, env=env)
     os.close(terminal)
-    shown = bytearray()
-    while select.select([controller], [], [], 60)[0]:
-        try:
-            data = os.read(controller, 65536)
-        except OSError:  # EIO: the last writer closed the terminal
-            break
-        if not data:
-            break
-        shown += data
-    os.close(controller)
+    shown = read_terminal(controller, timeout=60)
     assert process.wait(timeout=60) == 1  # the missing item failed
-    return bytes(shown)
+    return shown
 
 
 def screen_after(shown, columns, rows):
@@ -112,3 +102,27 @@ def test_the_search_total_is_shown_from_the_first_frame(make_emulator, tmp_path)
     assert headlines, "no frame was drawn"
     assert all(total == f"/{ITEMS + 1}" for _, total in headlines), headlines[:3]
     assert "ETA " in shown
+
+
+def test_the_frame_follows_a_resize(make_emulator, tmp_path):
+    _, env = make_emulator(catalog_with_a_missing_item(), bandwidth=32 * 1024)
+    controller, terminal = os.openpty()
+    set_size(terminal, 120, 40)
+    process = subprocess.Popen(
+        ["bash", "-c", f"ia-resolve --search 'collection:demo' | ia-fetch -j 2 -d {tmp_path}"],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal, env=env)
+    before = b""
+    while b"ia-fetch: " not in before:  # the first frame, at 120 columns
+        before += os.read(controller, 65536)
+    set_size(terminal, 50, 40)
+    os.close(terminal)
+    after = read_terminal(controller, timeout=60).decode()
+    assert process.wait(timeout=60) == 1
+    frame_lines = [line for line in map(ESCAPE.sub, repeat(""), after.split("\r\n"))
+                   if HEADLINE.match(line) or line.startswith("  ")]
+    # The frame drawn when the size changed may still be the wide one.
+    assert frame_lines and max(map(len, frame_lines[3:])) < 50
+
+
+def set_size(terminal, columns, rows):
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", rows, columns, 0, 0))
