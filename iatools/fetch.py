@@ -302,7 +302,7 @@ class _Run:
         self.bad_lines += 1
         return None
 
-    # -- writer thread ------------------------------------------------------
+    # -- events: counted where they are made, written by the writer thread --
     def _emit(self, event):
         """Queue an event for the writer.  An outcome is counted here, in
         the thread that ends the job and before its worker takes another:

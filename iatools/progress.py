@@ -299,7 +299,7 @@ def shorten_middle(text, width):
     if display_width(text) <= width:
         return text
     keep = width - 1
-    head = _take(text, (keep + 1) // 2)
+    head = _take(text, keep // 2)  # the end, which tells files apart, gets the odd column
     tail = _take(text[::-1], keep - display_width(head))[::-1]
     return head + _ELLIPSIS + tail
 

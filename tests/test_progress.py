@@ -101,3 +101,17 @@ def test_a_pipe_gets_only_errors_and_with_v_a_line_per_job(emulator, tmp_path):
                for line in lines)
     assert lines[-1].startswith("ia-fetch: 2 completed, 1 failed; 0 files, 0 B in 0m0")
     assert "\x1b[" not in verbose.stderr.decode()
+
+
+def test_names_lose_their_middle_and_wide_characters_count_twice():
+    from iatools.progress import display_width, fit, fit_parts, shorten_middle
+
+    assert shorten_middle("demo-0001/a-long-file-name.mp4", 16) == "demo-00…name.mp4"
+    assert shorten_middle("short", 16) == "short"
+    wide = "写真集/" + "東京" * 20 + ".jpg"
+    shortened = shorten_middle(wide, 21)
+    assert "…" in shortened and display_width(shortened) <= 21
+    assert shortened.startswith("写真集/") and shortened.endswith(".jpg")
+    assert display_width(fit("東京" * 50, 80)) <= 79
+    assert fit_parts(["ia-fetch: 3/9 jobs", "0 failed", "1.0 MiB", "ETA 1m00s"], 40) == \
+        "ia-fetch: 3/9 jobs, 0 failed, 1.0 MiB"
