@@ -11,7 +11,7 @@ import contextlib
 import re
 import threading
 import time
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 
@@ -173,7 +173,7 @@ class Connection:
             if response.status not in REDIRECT_STATUSES or not location:
                 return response
             _finish(response)
-            url = urljoin(url, location)
+            url = urljoin(url, _location_url(location))
         raise FetchError(f"more than {self.MAX_REDIRECTS} redirects", True)
 
     def _request(self, url, headers, compressed):
@@ -195,6 +195,23 @@ class Connection:
         if proxy not in self._managers:
             self._managers[proxy] = self.client.pool_manager(proxy)
         return self._managers[proxy]
+
+
+def _location_url(location):
+    """A Location header as a URL to request.  Header values arrive decoded
+    as Latin-1; archive.org sometimes sends a file name in raw UTF-8 rather
+    than percent-encoded, which read as Latin-1 and encoded again names
+    another file.  So the bytes are read as UTF-8 and whatever is not
+    URL-safe is percent-encoded, once (what requests, and so ia, does)."""
+    try:
+        location = location.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # not UTF-8: leave it as it came
+    return quote(location, safe=_URL_SAFE)
+
+
+#: What may stand unquoted in a URL, the percent sign of escapes included.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 def _finish(response):

@@ -18,6 +18,7 @@ import traceback
 from dataclasses import dataclass, field
 
 from iatools import errors
+from iatools.failures import Failures, explain_refusal
 from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
 from iatools.locks import Locked
@@ -41,15 +42,15 @@ class JobRun:
     skipped_files: int = 0
     bytes: int = 0
     attempts: int = 0
-    error: FetchError = None
-    failed_file: str = None
+    failures: Failures = field(default_factory=Failures)
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
 
     def fail(self, error, file_name=None):
-        if self.error is None or (self.error.retryable and not error.retryable):
-            self.error, self.failed_file = error, file_name
+        """Record a failure of the job (``file_name`` None) or of one file;
+        every file's is reported, and the job's other files go on."""
+        self.failures.add(error, file_name)
 
 
 @dataclass
@@ -264,9 +265,10 @@ class Pool:
                                                      job["id"]))
         plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
                                    self.settings.filters, self.settings.flat)
-        for problem in unsafe:
+        for name, problem in unsafe:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
-                                False))
+                                False), name)
+        run.failures.planned = len(plans) + len(unsafe)
         if not plans and not unsafe:
             raise FetchError("no files match the filters", False)
         ensure_inside(destdir, {os.path.dirname(plan.path) for plan in plans})
@@ -292,8 +294,10 @@ class Pool:
         details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                    "bytes": sum(p.size or 0 for p in wanted),
                    "plan": [{"name": p.name, "size": p.size} for p in wanted]}
-        if run.error:
-            details.update(error=str(run.error), retryable=run.error.retryable)
+        unknown = sum(p.size is None for p in wanted)
+        if unknown:  # their bytes are not in "bytes"; the plan shows them as null
+            details["files_unknown_size"] = unknown
+        details.update(run.failures.details())
         self._job_done(make_event("planned", run.job, **details))
 
     # -- one file ---------------------------------------------------------------
@@ -364,7 +368,7 @@ class Pool:
             run.interrupted = True
         except FetchError as error:
             with self.condition:
-                run.fail(error, plan.name)
+                run.fail(explain_refusal(error, plan), plan.name)
         except OSError as error:
             with self.condition:
                 run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
@@ -417,17 +421,11 @@ class Pool:
         details = {"files": run.fetched_files, "files_skipped": run.skipped_files,
                    "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
                    "attempts": run.attempts}
-        if run.interrupted and run.error is None:
+        if run.interrupted and not run.failures:
             run.fail(FetchError("interrupted before it finished; run again to resume", True))
-        if run.error is None:
+        if not run.failures:
             return make_event("completed", run.job, **details)
-        details["error"] = str(run.error)
-        details["retryable"] = run.error.retryable
-        if run.error.http_status:
-            details["http_status"] = run.error.http_status
-        if run.failed_file:
-            details["failed_file"] = run.failed_file
-        return make_event("failed", run.job, **details)
+        return make_event("failed", run.job, **details, **run.failures.details())
 
 
 def _no_space(error):

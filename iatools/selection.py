@@ -1,11 +1,14 @@
 """Which files of an item a job downloads, and where each one goes.
 
-The item and file model and the selection by format, glob and source are
-the internetarchive library's (so a job selects exactly what ``ia download``
-would); only the metadata request is ours, to retry it like any other.
+The rules of the selection by format, glob and source are ``ia download``'s
+(so a job selects what it would), applied to the raw metadata: the library
+turns a missing size into 0 and scans the whole file list once per selected
+file.  The metadata request is ours too, to retry it like any other.
 """
 
+import fnmatch
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -37,6 +40,8 @@ class FilePlan:
     size: object  # int, or None when the metadata has no size (on-the-fly files)
     md5: object
     mtime: object
+    private: bool = False  # "private": "true": only its uploader may fetch it
+    item_restricted: bool = False  # the item is access-restricted
 
     @property
     def is_files_xml(self):
@@ -46,7 +51,11 @@ class FilePlan:
 
     @property
     def checksum_trusted(self):
-        return self.md5 is not None and not self.is_files_xml
+        # The torrent is regenerated as the item changes too, and the md5
+        # listed for it is often stale (a known archive.org defect): a
+        # mismatch would fail the item on every run.
+        return (self.md5 is not None and not self.is_files_xml
+                and self.name != f"{self.identifier}_archive.torrent")
 
 
 def fetch_metadata(connection, base_url, identifier):
@@ -74,54 +83,112 @@ def fetch_metadata(connection, base_url, identifier):
 
 
 def plan_files(session, metadata, job, destdir, filters, flat):
-    """FilePlans for a job, and problems with unsafe names in the metadata.
+    """FilePlans for a job, and problems with unsafe names in the metadata
+    (``(name, problem)`` pairs: the other files are still planned).
 
     ``flat`` puts files straight into ``destdir`` (--no-directories)."""
-    from internetarchive.item import Item
-
     identifier = job["id"]
-    item = Item(session, identifier, item_metadata=metadata)
-    files = _select(item, job.get("file"), filters)
+    about = metadata.get("metadata")
+    restricted = isinstance(about, dict) and _is_true(about.get("access-restricted-item"))
     base = destdir if flat else os.path.join(destdir, identifier)
     plans, unsafe = [], []
-    for f in files:
-        problem = file_name_problem(f.name)
+    for entry in select_entries(identifier, metadata["files"], job.get("file"), filters):
+        name = entry["name"].strip("/")  # as the library does: "/a" is fetched as "a"
+        problem = file_name_problem(name)
         if problem:
-            unsafe.append(problem)
+            unsafe.append((name, problem))
             continue
         plans.append(FilePlan(
-            identifier=identifier, name=f.name,
-            url=f"{session.protocol}//{session.host}/download/{identifier}/{quote(f.name)}",
-            path=os.path.join(base, f.name), size=_int_or_none(f.size),
-            md5=f.md5 or None, mtime=f.mtime or None))
+            identifier=identifier, name=name,
+            url=f"{session.protocol}//{session.host}/download/{identifier}/{quote(name)}",
+            path=os.path.join(base, name), size=_whole_number(entry.get("size")),
+            md5=entry.get("md5") or None, mtime=_mtime(entry.get("mtime")),
+            private=_is_true(entry.get("private")), item_restricted=restricted))
     return plans, unsafe
 
 
-def _select(item, file_name, filters):
+def select_entries(identifier, entries, file_name, filters):
+    """The raw file entries a job wants, in listing order, each once.
+
+    The rules are ``ia download``'s (``Item.download``): a glob replaces
+    the format filter, history/ and the sources filter what is left.  Two
+    differences, both documented in ia-fetch(1): --exclude applies without
+    --glob too, and a file two patterns match is fetched once.  One pass
+    over the list: the library looks each selected name up again in the
+    whole list (``get_file``), quadratic in the item's size."""
     if file_name is not None:
-        matches = [f for f in item.get_files() if f.name == file_name]
+        matches = [e for e in entries if e["name"] == file_name]
         if not matches:
-            raise FetchError(f"item {item.identifier} has no file {file_name!r}", False)
-        return matches
-    files = item.get_files(on_the_fly=filters.on_the_fly)
+            raise FetchError(f"item {identifier} has no file {file_name!r}", False)
+        return matches[:1]
+    if filters.on_the_fly:
+        entries = entries + on_the_fly_entries(identifier)
+    wanted = _name_test(filters)
+    selected, seen = [], set()
+    for entry in entries:
+        name = entry["name"]
+        if name not in seen and wanted(name, entry) and _wanted_source(entry, filters):
+            seen.add(name)
+            selected.append(entry)
+    return selected
+
+
+def on_the_fly_entries(identifier):
+    """The derivatives archive.org makes on request, never listed (the
+    library's list: Item.get_files)."""
+    return [{"name": name, "format": format_name} for format_name, name in (
+        ("EPUB", f"{identifier}.epub"), ("MOBI", f"{identifier}.mobi"),
+        ("DAISY", f"{identifier}_daisy.zip"), ("MARCXML", f"{identifier}_archive_marc.xml"))]
+
+
+def _name_test(filters):
+    """``wanted(name, entry)`` for the glob, format and exclude filters."""
+    excluded = _matcher(filters.excludes)
+    if filters.globs:
+        included = _matcher(filters.globs)
+        return lambda name, entry: included(name) and not excluded(name)
     if filters.formats:
-        files = item.get_files(formats=filters.formats, on_the_fly=filters.on_the_fly)
-    if filters.globs or filters.excludes:
-        files = item.get_files(glob_pattern=filters.globs or ["*"],
-                               exclude_pattern=filters.excludes, on_the_fly=filters.on_the_fly)
-    return [f for f in files if _wanted(f, filters)]
+        formats = set(filters.formats)
+        return lambda name, entry: entry.get("format") in formats and not excluded(name)
+    return lambda name, entry: not excluded(name)
 
 
-def _wanted(f, filters):
-    if not filters.download_history and f.name.startswith("history/"):
+def _matcher(patterns):
+    """A test for names matching any of ``patterns`` (``|`` separates
+    alternatives), as the library's fnmatch does: case-sensitive here,
+    ``*`` matching ``/`` too."""
+    alternatives = [p for pattern in patterns for p in pattern.split("|")]
+    if not alternatives:
+        return lambda name: False
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in alternatives))
+    return lambda name: regex.match(name) is not None
+
+
+def _wanted_source(entry, filters):
+    if not filters.download_history and entry["name"].startswith("history/"):
         return False
-    if filters.sources and f.source not in filters.sources:
+    source = entry.get("source")
+    if filters.sources and source not in filters.sources:
         return False
-    return not (filters.exclude_sources and f.source in filters.exclude_sources)
+    return not (filters.exclude_sources and source in filters.exclude_sources)
 
 
-def _int_or_none(value):
+def _whole_number(value):
+    """A size as archive.org lists it ("5009"); None when it lists none:
+    unknown is not 0 (on-the-fly derivatives have no size)."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if number >= 0 else None
+
+
+def _mtime(value):
+    try:
+        return float(value) or None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_true(value):
+    return value is True or value == "true"

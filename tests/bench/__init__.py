@@ -21,5 +21,5 @@ from their checkpoints after 20,000 more jobs were logged; grep -c and a
 bare Python line loop over the same log are its anchors.  P1 jobs/s through
 ia-joblog skip and ia-route; S start-up times.  Measurements (``measure``):
 wall, CPU and peak RSS from ``os.wait4``.  Results: a Markdown table on
-stdout, JSONL in bench-results/.
+stdout, JSONL in tests/bench/results/.
 """

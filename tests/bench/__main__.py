@@ -30,8 +30,9 @@ def build_parser():
                         help=f"which to run: {' '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--quick", action="store_true",
                         help="small sizes: a smoke run of the harness, not a measurement")
-    parser.add_argument("--results", type=Path, default=REPO / "bench-results", metavar="DIR",
-                        help="where the JSONL and the table go (default: bench-results/)")
+    parser.add_argument("--results", type=Path, default=REPO / "tests" / "bench" / "results",
+                        metavar="DIR",
+                        help="where the JSONL and the table go (default: tests/bench/results/)")
     parser.add_argument("--workdir", type=Path, metavar="DIR",
                         help="scratch space for downloads (default: a directory under "
                              "/dev/shm when it exists, so disks add no noise)")

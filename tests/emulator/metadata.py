@@ -47,6 +47,10 @@ def file_entry(catalog_file):
         "size": str(catalog_file.size),
     }
     entry.update(catalog_file.listed_digests())
+    for name in catalog_file.spec.unlisted:
+        entry.pop(name, None)
+    if catalog_file.spec.private:
+        entry["private"] = "true"
     return entry
 
 
