@@ -94,40 +94,50 @@ def within_line_limit(data):
     return len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES
 
 
-#: Bad lines reported one by one; the rest are counted, and the count is
-#: told at the end (``report_bad_line_count``): a pretty-printed file of
-#: 100,000 jobs would otherwise print a message per physical line.
-REPORTED_BAD_LINES = 10
+#: Bad lines of one kind reported one by one; the rest are counted, and the
+#: count is told at the end (``report_bad_line_count``): a pretty-printed
+#: file of 100,000 jobs would otherwise print a message per physical line.
+REPORTED_PER_KIND = 10
+#: A problem's kind: its words before any detail, ``invalid JSON`` of
+#: ``invalid JSON (unexpected end of data)``.
+_KIND = re.compile(r"[^(:;]*")
 
 
 class _BadLines:
-    """The bad lines reported in this run of a command (one per process;
-    ``cli.run`` starts each count)."""
+    """The bad lines of this run of a command (one per process; ``cli.run``
+    starts each count)."""
 
-    count = 0
+    count = shown = 0
     source = "input"
+    kinds = {}  # kind -> messages shown
 
 
 def report_bad_line(line_number, problem, source="input"):
+    kind = _KIND.match(str(problem)).group(0).strip()
+    shown = _BadLines.kinds.get(kind, 0)
     _BadLines.count += 1
     _BadLines.source = source
-    if _BadLines.count <= REPORTED_BAD_LINES:
-        errors.error(f"{source} line {line_number}: {problem}; skipped")
-    if _BadLines.count == REPORTED_BAD_LINES:
-        errors.error(f"more bad {source} lines are skipped without a message each; "
-                     "their number is told at the end")
+    if shown >= REPORTED_PER_KIND:
+        return
+    _BadLines.kinds[kind] = shown + 1
+    _BadLines.shown += 1
+    errors.error(f"{source} line {line_number}: {problem}; skipped")
+    if shown + 1 == REPORTED_PER_KIND:
+        errors.error(f"more {source} lines with this problem ({kind}) are skipped without a "
+                     "message each; their number is told at the end")
 
 
 def start_bad_line_count():
-    _BadLines.count = 0
+    _BadLines.count = _BadLines.shown = 0
+    _BadLines.kinds = {}
 
 
 def report_bad_line_count():
     """At the end of a run: how many bad lines went unreported, if any."""
-    count = _BadLines.count
-    if count > REPORTED_BAD_LINES:
-        errors.error(f"{count} bad {_BadLines.source} lines skipped in all "
-                     f"({count - REPORTED_BAD_LINES} not shown)")
+    hidden = _BadLines.count - _BadLines.shown
+    if hidden:
+        errors.error(f"{_BadLines.count} bad {_BadLines.source} lines skipped in all "
+                     f"({hidden} not shown)")
 
 
 #: Comment lines that announce counts to the commands downstream, skipped

@@ -44,8 +44,8 @@ def test_bad_lines_are_reported_up_to_a_cap_then_counted(args, tmp_path):
     lines = error_lines(process)
     assert len(lines) == 12, lines
     assert lines[9].startswith(f"{args[0]}: error: input line 10: ")
-    assert lines[10] == (f"{args[0]}: error: more bad input lines are skipped without a "
-                         "message each; their number is told at the end")
+    assert lines[10] == (f"{args[0]}: error: more input lines with this problem (invalid JSON) "
+                         "are skipped without a message each; their number is told at the end")
     assert lines[11] == f"{args[0]}: error: 4000 bad input lines skipped in all (3990 not shown)"
     if args[0] != "ia-fetch":  # the good line still flows
         assert [job["id"] for job in parse_jsonl(process.stdout)] == ["good-one"]
