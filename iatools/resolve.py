@@ -7,7 +7,6 @@ retries the same cursor instead of raising and losing the enumeration.
 """
 
 import os
-import stat
 import sys
 import time
 
@@ -26,6 +25,7 @@ from an item list (--itemlist), or from a search (--search).  Each job is
 EPILOG = """\
 examples:
   ia-resolve --search 'collection:prelinger' > jobs.jsonl
+  ia-resolve --total --search 'collection:x' | ia-fetch   # a total at once
   ia-resolve --itemlist ids.txt --field batch=2026-11
   ia-resolve nasa gov.archives.arc.1 | ia-fetch
   ia-resolve --search 'collection:x' --shard 2/3   # this machine's third
@@ -55,10 +55,9 @@ def build_parser():
     parser.add_argument("--retries", type=int, default=8, metavar="N",
                         help="retries of one search page before giving up "
                              "(default: %(default)s)")
-    parser.add_argument("--no-total", action="store_true",
-                        help="do not announce a search's count in a '# total N' comment line "
-                             "(written unless stdout is a file; for readers of strict "
-                             "JSONL such as jq)")
+    parser.add_argument("--total", action="store_true",
+                        help="announce each search's count in a '# total N' comment line, "
+                             "for ia-fetch's progress (iatools skips comments; jq does not)")
     session.add_session_options(parser)
     return parser
 
@@ -74,7 +73,7 @@ def _resolve(args):
     if not (args.identifiers or args.itemlist or args.search):
         raise errors.UsageError("nothing to resolve: give identifiers, --itemlist or --search")
     itemlists = [_open_itemlist(path) for path in args.itemlist]
-    emitter = _Emitter(fields, args.shard, announce=not args.no_total and not _stdout_is_a_file())
+    emitter = _Emitter(fields, args.shard, announce=args.total)
     for position, identifier in enumerate(args.identifiers, 1):
         emitter.identifier(identifier, f"argument {position}")
     emitter.flush()
@@ -151,15 +150,6 @@ class _Emitter:
         """Announce a count downstream (``jsonl.count_line``), if asked to."""
         if self.announce and (count or kind == "total"):
             self.output.raw(jsonl.count_line(kind, count)[:-1])
-
-
-def _stdout_is_a_file():
-    """A file of jobs is read again later, often by strict JSON readers
-    (jq): it gets no count comments; a pipe or a terminal does."""
-    try:
-        return stat.S_ISREG(os.fstat(1).st_mode)
-    except OSError:
-        return False
 
 
 def _read_itemlist(path, fd, emitter):

@@ -66,7 +66,7 @@ def test_the_frame_fits_and_events_stay_on_screen(make_emulator, tmp_path, colum
     _, env = make_emulator(catalog_with_a_missing_item(), bandwidth=48 * 1024)
     rows = 300  # room for every event line, wrapped, and the summary
     shown = run_on_a_terminal(
-        f"ia-resolve --search 'collection:demo' | ia-fetch -j 2 -d {tmp_path}",
+        f"ia-resolve --total --search 'collection:demo' | ia-fetch -j 2 -d {tmp_path}",
         env, columns, rows)
 
     text = shown.decode()
@@ -96,7 +96,7 @@ def test_the_search_total_is_shown_from_the_first_frame(make_emulator, tmp_path)
     search's count, which ia-resolve announces in a comment line."""
     _, env = make_emulator(catalog_with_a_missing_item(), bandwidth=48 * 1024)
     shown = run_on_a_terminal(
-        f"ia-resolve --search 'collection:demo' | ia-fetch -j 1 -d {tmp_path}",
+        f"ia-resolve --total --search 'collection:demo' | ia-fetch -j 1 -d {tmp_path}",
         env, 100, 40).decode()
     headlines = re.findall(r"ia-fetch: (\d+)(/\d+)? jobs", shown)
     assert headlines, "no frame was drawn"
@@ -108,9 +108,9 @@ def test_the_frame_follows_a_resize(make_emulator, tmp_path):
     _, env = make_emulator(catalog_with_a_missing_item(), bandwidth=32 * 1024)
     controller, terminal = os.openpty()
     set_size(terminal, 120, 40)
-    process = subprocess.Popen(
-        ["bash", "-c", f"ia-resolve --search 'collection:demo' | ia-fetch -j 2 -d {tmp_path}"],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=terminal, env=env)
+    pipeline = f"ia-resolve --total --search 'collection:demo' | ia-fetch -j 2 -d {tmp_path}"
+    process = subprocess.Popen(["bash", "-c", pipeline], stdin=subprocess.DEVNULL,
+                               stdout=subprocess.DEVNULL, stderr=terminal, env=env)
     before = b""
     while b"ia-fetch: " not in before:  # the first frame, at 120 columns
         before += os.read(controller, 65536)
