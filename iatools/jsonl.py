@@ -19,7 +19,12 @@ MAX_LINE_BYTES = 1 << 20
 
 
 class BadLine(ValueError):
-    """A line that is not a usable record; the message says why."""
+    """A line that is not a usable record; the message says why, and
+    ``likely`` what the user probably meant (``hint_for``), if anything."""
+
+    def __init__(self, message, likely=""):
+        super().__init__(message + likely)
+        self.likely = likely
 
 
 class LineReader:
@@ -94,13 +99,13 @@ def within_line_limit(data):
     return len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES
 
 
-#: Bad lines of one kind reported one by one; the rest are counted, and the
-#: count is told at the end (``report_bad_line_count``): a pretty-printed
-#: file of 100,000 jobs would otherwise print a message per physical line.
-REPORTED_PER_KIND = 10
-#: A problem's kind: its words before any detail, ``invalid JSON`` of
-#: ``invalid JSON (unexpected end of data)``.
-_KIND = re.compile(r"[^(:;]*")
+#: Bad lines reported one by one: this many with one same problem (the lines
+#: of a pretty-printed file, most alike), and this many in all.  The rest are
+#: counted, and the count is told at the end (``report_bad_line_count``): a
+#: pretty-printed file of 100,000 jobs would otherwise print a message per
+#: physical line.
+REPORTED_PER_PROBLEM = 10
+REPORTED_IN_ALL = 100
 
 
 class _BadLines:
@@ -108,36 +113,43 @@ class _BadLines:
     starts each count)."""
 
     count = shown = 0
-    source = "input"
-    kinds = {}  # kind -> messages shown
+    problems = {}  # problem (or likely cause) -> messages shown
 
 
-def report_bad_line(line_number, problem, source="input"):
-    kind = _KIND.match(str(problem)).group(0).strip()
-    shown = _BadLines.kinds.get(kind, 0)
+def report_bad_line(line_number, problem):
+    report_bad(f"input line {line_number}", problem)
+
+
+def report_bad(where, problem):
+    """Report a bad input (``where``: ``input line 12``, ``search result
+    3``) and say it was skipped, within the caps above."""
+    # Lines with one likely cause are alike, whatever the parser said of each.
+    alike = getattr(problem, "likely", "") or str(problem)
+    shown = _BadLines.problems.get(alike, 0)
     _BadLines.count += 1
-    _BadLines.source = source
-    if shown >= REPORTED_PER_KIND:
+    if shown >= REPORTED_PER_PROBLEM or _BadLines.shown >= REPORTED_IN_ALL:
         return
-    _BadLines.kinds[kind] = shown + 1
+    _BadLines.problems[alike] = shown + 1
     _BadLines.shown += 1
-    errors.error(f"{source} line {line_number}: {problem}; skipped")
-    if shown + 1 == REPORTED_PER_KIND:
-        errors.error(f"more {source} lines with this problem ({kind}) are skipped without a "
-                     "message each; their number is told at the end")
+    errors.error(f"{where}: {problem}; skipped")
+    if shown + 1 == REPORTED_PER_PROBLEM:
+        errors.error("more lines with this same problem are skipped without a message each; "
+                     "their number is told at the end")
+    elif _BadLines.shown == REPORTED_IN_ALL:
+        errors.error("more bad lines are skipped without a message each; their number is "
+                     "told at the end")
 
 
 def start_bad_line_count():
     _BadLines.count = _BadLines.shown = 0
-    _BadLines.kinds = {}
+    _BadLines.problems = {}
 
 
 def report_bad_line_count():
     """At the end of a run: how many bad lines went unreported, if any."""
     hidden = _BadLines.count - _BadLines.shown
     if hidden:
-        errors.error(f"{_BadLines.count} bad {_BadLines.source} lines skipped in all "
-                     f"({hidden} not shown)")
+        errors.error(f"{_BadLines.count} bad lines skipped in all ({hidden} not shown)")
 
 
 #: Comment lines that announce counts to the commands downstream, skipped
@@ -179,9 +191,9 @@ def parse_object(line):
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise BadLine(f"invalid JSON ({_short_reason(exc)}){_hint(line)}") from None
+        raise BadLine(f"invalid JSON ({_short_reason(exc)})", hint_for(line)) from None
     if not isinstance(record, dict):
-        raise BadLine(f"not a JSON object (a {type(record).__name__}){_hint(line)}")
+        raise BadLine(f"not a JSON object (a {type(record).__name__})", hint_for(line))
     return record
 
 
@@ -195,8 +207,9 @@ def _short_reason(exc):
 _PRETTY_PRINTED = re.compile(rb'\s*(?:[{}\[\]],?|"[^"]*"\s*:.*)\s*')
 
 
-def _hint(line):
-    """What the user most likely meant by a line that is not an object."""
+def hint_for(line):
+    """What the user most likely meant by a line that is not a job, as the
+    end of a message ("; looks like ..."), or ""."""
     if _PRETTY_PRINTED.fullmatch(line):
         return "; looks like pretty-printed JSON: use jq -c (one object per line)"
     from iatools.jobs import identifier_problem  # jobs builds on this module

@@ -140,7 +140,7 @@ class _Emitter:
         self.written += 1
 
     def reject(self, where, problem):
-        errors.error(f"{where}: {problem}; skipped")
+        jsonl.report_bad(where, problem)
         self.bad += 1
 
     def flush(self):
@@ -168,6 +168,10 @@ def _read_itemlist(path, fd, emitter):
                 identifier = line.decode("utf-8").strip()
             except UnicodeDecodeError:
                 emitter.reject(where, "invalid UTF-8")
+                continue
+            problem = identifier_problem(identifier)
+            if problem:  # a line of pretty-printed jobs, perhaps: say so
+                emitter.reject(where, jsonl.BadLine(problem, jsonl.hint_for(line)))
                 continue
             emitter.identifier(identifier, where)
         emitter.flush()

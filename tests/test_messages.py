@@ -44,9 +44,9 @@ def test_bad_lines_are_reported_up_to_a_cap_then_counted(args, tmp_path):
     lines = error_lines(process)
     assert len(lines) == 12, lines
     assert lines[9].startswith(f"{args[0]}: error: input line 10: ")
-    assert lines[10] == (f"{args[0]}: error: more input lines with this problem (invalid JSON) "
-                         "are skipped without a message each; their number is told at the end")
-    assert lines[11] == f"{args[0]}: error: 4000 bad input lines skipped in all (3990 not shown)"
+    assert lines[10] == (f"{args[0]}: error: more lines with this same problem are skipped "
+                         "without a message each; their number is told at the end")
+    assert lines[11] == f"{args[0]}: error: 4000 bad lines skipped in all (3990 not shown)"
     if args[0] != "ia-fetch":  # the good line still flows
         assert [job["id"] for job in parse_jsonl(process.stdout)] == ["good-one"]
 
@@ -175,3 +175,12 @@ def test_the_search_count_is_announced_on_request(emulator, tmp_path):
     routed = run([command("ia-route"), "--no-disk-check", "-d", str(tmp_path)], announced.stdout)
     assert [line for line in routed.stdout.splitlines() if line.startswith(b"#")] == \
         [lines[0], lines[-1]]
+
+
+def test_an_item_list_of_pretty_printed_jobs_is_recognised():
+    process = run([command("ia-resolve"), "-i", "-"], PRETTY)
+    assert process.returncode == 1
+    lines = error_lines(process)
+    assert len(lines) == 4
+    assert all(line.startswith("ia-resolve: error: stdin line ") and
+               "looks like pretty-printed JSON: use jq -c" in line for line in lines)
