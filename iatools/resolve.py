@@ -187,7 +187,8 @@ def _search(search_session, query, args, emitter):
         page = _fetch_page(search_session, url, params, args, first=received == 0)
         if total is None:
             total = page.get("total")
-            emitter.count("total", total if isinstance(total, int) else 0)
+            if isinstance(total, int):
+                emitter.count("total", total)
         written = emitter.written
         for result in page.get("items") or []:
             received += 1
