@@ -165,10 +165,20 @@ class Connection:
         finally:
             _finish(response)
 
-    def _follow(self, url, headers, compressed):
+    def head(self, url):
+        """The response to HEAD ``url`` (redirects followed): its headers
+        and status, no body.  A FetchError for an error status."""
+        response = self._follow(url, {}, False, "HEAD")
+        _finish(response)
+        error = response_error(response)
+        if error:
+            raise error
+        return response
+
+    def _follow(self, url, headers, compressed, method="GET"):
         for _ in range(self.MAX_REDIRECTS + 1):
             self.gate.wait()
-            response = self._request(url, headers, compressed)
+            response = self._request(url, headers, compressed, method)
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:
                 return response
@@ -176,14 +186,14 @@ class Connection:
             url = urljoin(url, _location_url(location))
         raise FetchError(f"more than {self.MAX_REDIRECTS} redirects", True)
 
-    def _request(self, url, headers, compressed):
+    def _request(self, url, headers, compressed, method):
         sent = dict(self.client.headers)
         if _is_archive_host(url):
             sent.update(self.client.archive_headers)
         sent["Accept-Encoding"] = "gzip, deflate" if compressed else "identity"
         sent.update(headers)
         return self._manager(url).urlopen(
-            "GET", url, headers=sent, redirect=False, retries=False, preload_content=False,
+            method, url, headers=sent, redirect=False, retries=False, preload_content=False,
             decode_content=compressed, timeout=self._timeout)
 
     def _manager(self, url):

@@ -17,7 +17,8 @@ from iatools.jsonl import BadLine
 EVENT_FIELDS = frozenset({
     "event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
     "attempts", "error", "retryable", "http_status", "failed_file", "failed_files",
-    "files_unknown_size", "plan", "lock_owner", "reason",
+    "files_unknown_size", "plan", "lock_owner", "reason", "note", "removed", "deleted",
+    "missing", "wrong_size", "wrong_md5", "extra",
 })
 
 #: Letters, digits, ``_ - .``; at most 100 characters (archive.org's rule).

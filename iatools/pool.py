@@ -21,8 +21,9 @@ from iatools import errors
 from iatools.failures import Failures, explain_refusal
 from iatools.http import Cancelled, FetchError, RetryPolicy
 from iatools.jobs import make_event
+from iatools.localtree import delete_files, unlisted_files
 from iatools.locks import Locked
-from iatools.selection import fetch_metadata, plan_files
+from iatools.selection import fetch_metadata, listed_names, plan_files
 from iatools.sizes import free_bytes
 from iatools.transfer import NO_SPACE, Transfer, ensure_inside, is_present
 
@@ -46,6 +47,8 @@ class JobRun:
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
+    #: completed's "note", "removed", "deleted" (see iatools(7))
+    outcome: dict = field(default_factory=dict)
 
     def fail(self, error, file_name=None):
         """Record a failure of the job (``file_name`` None) or of one file;
@@ -204,6 +207,7 @@ class Pool:
             if run not in self.runs:
                 return
             self.runs.discard(run)
+        self._delete_removed(run)
         self.locks.release(run.lock)
         self._job_done(self._outcome_event(run))
 
@@ -269,10 +273,34 @@ class Pool:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
                                 False), name)
         run.failures.planned = len(plans) + len(unsafe)
+        _add_version(job, metadata)
         if not plans and not unsafe:
-            raise FetchError("no files match the filters", False)
+            # As ia download: an outcome, not a failure ("mirror only the
+            # PDFs" must not fail every item without one).
+            run.outcome["note"] = "no files match the filters"
         ensure_inside(destdir, {os.path.dirname(plan.path) for plan in plans})
+        self._find_removed(run, metadata)
         return plans
+
+    def _find_removed(self, run, metadata):
+        """Note the files in the item's directory that the item no longer
+        lists (not for file jobs, nor with --no-directories, where files of
+        several items share a directory)."""
+        job = run.job
+        item_dir = os.path.join(job["destdir"], job["id"])
+        if "file" in job or self.settings.flat or not os.path.isdir(item_dir):
+            return
+        ensure_inside(job["destdir"], {item_dir})
+        removed = unlisted_files(item_dir, listed_names(job["id"], metadata))
+        if removed:
+            run.outcome["removed"] = removed
+
+    def _delete_removed(self, run):
+        """--delete, once every file of the item is in place."""
+        removed = run.outcome.get("removed")
+        if removed and self.settings.delete and not run.failures and not run.interrupted:
+            item_dir = os.path.join(run.job["destdir"], run.job["id"])
+            run.outcome["deleted"] = delete_files(item_dir, removed)
 
     def _queue_files(self, run, plans):
         if not plans:
@@ -290,7 +318,7 @@ class Pool:
         except (FetchError, Cancelled) as error:
             run.fail(error if isinstance(error, FetchError) else FetchError("interrupted", True))
             plans = []
-        wanted = [p for p in plans if not is_present(p, self.settings.presence)]
+        wanted = [p for p in plans if not self._is_present(run, p)]
         details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                    "bytes": sum(p.size or 0 for p in wanted),
                    "plan": [{"name": p.name, "size": p.size} for p in wanted]}
@@ -298,6 +326,7 @@ class Pool:
         if unknown:  # their bytes are not in "bytes"; the plan shows them as null
             details["files_unknown_size"] = unknown
         details.update(run.failures.details())
+        details.update((k, v) for k, v in run.outcome.items() if k in ("note", "removed"))
         self._job_done(make_event("planned", run.job, **details))
 
     # -- one file ---------------------------------------------------------------
@@ -306,12 +335,27 @@ class Pool:
         self._claim(plan.path)
         if self.cancel.is_set():
             run.interrupted = True
-        elif is_present(plan, self.settings.presence):
+        elif self._is_present(run, plan):
             with self.condition:
                 run.skipped_files += 1
         elif self._download(run, plan):
             return  # the finisher ends it
         self._file_done(run, plan.path)
+
+    def _is_present(self, run, plan):
+        """``is_present``, its bodiless request (when it needs one) retried
+        as any other; a file it fails for is downloaded, and the download
+        reports the error."""
+        policy = RetryPolicy(self.settings.retries, self.gate)
+        connection = self.local.connection
+        try:
+            return is_present(plan, self.settings.presence,
+                              lambda: policy.run(lambda: connection.head(plan.url + "?cnt=0")))
+        except FetchError:
+            return False
+        finally:
+            with self.condition:
+                run.attempts += policy.attempts
 
     def _claim(self, path):
         """Wait until no other task of this run has the file at ``path`` in
@@ -421,10 +465,10 @@ class Pool:
         details = {"files": run.fetched_files, "files_skipped": run.skipped_files,
                    "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
                    "attempts": run.attempts}
-        if run.interrupted and not run.failures:
+        if run.interrupted:  # said even when some files failed before it
             run.fail(FetchError("interrupted before it finished; run again to resume", True))
         if not run.failures:
-            return make_event("completed", run.job, **details)
+            return make_event("completed", run.job, **details, **run.outcome)
         return make_event("failed", run.job, **details, **run.failures.details())
 
 
@@ -438,3 +482,14 @@ def _check_destdir(destdir):
     if not os.path.isdir(destdir):
         raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
                          True, local=True)
+
+
+def _add_version(job, metadata):
+    """Give a job without a version (an item list, plain ids) the one the
+    metadata states, so that its completion records what was fetched."""
+    updated = metadata.get("item_last_updated")
+    if "updated" not in job and isinstance(updated, int):
+        job["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated))
+    size = metadata.get("item_size")
+    if "size" not in job and "file" not in job and isinstance(size, int):
+        job["size"] = size

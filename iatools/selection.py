@@ -18,6 +18,32 @@ from iatools.http import FetchError, response_error
 from iatools.jobs import file_name_problem
 
 
+def add_selection_options(parser):
+    """ia download's file selection options (ia-fetch, ia-verify)."""
+    selection = parser.add_argument_group("file selection (as ia download)")
+    selection.add_argument("-g", "--glob", action="append", default=[], metavar="PATTERN",
+                           help="only files matching PATTERN; | separates alternatives "
+                                "(repeatable)")
+    selection.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
+                           help="skip files matching PATTERN (repeatable)")
+    selection.add_argument("-f", "--format", action="append", default=[], metavar="FORMAT",
+                           help="only files of this format, e.g. 'JPEG' (repeatable)")
+    selection.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                           help="only files from this source: original, derivative, "
+                                "metadata (repeatable)")
+    selection.add_argument("--exclude-source", action="append", default=[], metavar="SOURCE",
+                           help="skip files from this source (repeatable)")
+    selection.add_argument("--on-the-fly", action="store_true",
+                           help="also fetch on-the-fly derivatives (EPUB, MOBI, DAISY, MARCXML)")
+    selection.add_argument("--download-history", action="store_true",
+                           help="also fetch files under history/ (skipped by default)")
+
+
+def filters_from_args(args):
+    return Filters(args.format, args.glob, args.exclude, args.source, args.exclude_source,
+                   args.on_the_fly, args.download_history)
+
+
 @dataclass
 class Filters:
     formats: list
@@ -105,6 +131,13 @@ def plan_files(session, metadata, job, destdir, filters, flat):
             md5=entry.get("md5") or None, mtime=_mtime(entry.get("mtime")),
             private=_is_true(entry.get("private")), item_restricted=restricted))
     return plans, unsafe
+
+
+def listed_names(identifier, metadata):
+    """Every name a file of the item may have on disk: those listed (as
+    plan_files names them) and the on-the-fly derivatives."""
+    names = {f["name"].strip("/") for f in metadata["files"]}
+    return names.union(e["name"] for e in on_the_fly_entries(identifier))
 
 
 def select_entries(identifier, entries, file_name, filters):

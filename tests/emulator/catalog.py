@@ -66,6 +66,11 @@ class CatalogFile:
         self.content = FileContent(f"{identifier}/{spec.name}".encode(), spec.size)
 
     @property
+    def last_modified(self):
+        """The time the storage server's Last-Modified header says."""
+        return self.mtime + self.spec.skew
+
+    @property
     def is_files_xml(self):
         return self.name == f"{self.identifier}_files.xml"
 
@@ -100,20 +105,25 @@ class Item:
     restricted: bool = False
     missing: bool = False
     metadata_not_json: bool = False
+    #: item_last_updated; a day after ``created`` until changes.py changes it
+    updated: int = None
     on_the_fly: dict = field(default_factory=dict)  # name -> CatalogFile, made on request
     data_node: int = 0  # downloads redirect to servers[data_node]
     raw_utf8_location: bool = False  # the redirect's Location is not percent-encoded
+    data_domain: str = "archive.org"  # where its storage hosts are
     _hash: int = field(init=False, repr=False)
 
     def __post_init__(self):
+        if self.updated is None:
+            self.updated = self.created + 86400
         digest = hashlib.sha256(self.identifier.encode()).digest()
         self._hash = int.from_bytes(digest[:8], "big")
 
     @property
     def servers(self):
         """(d1, d2): the storage hosts holding the item."""
-        return (f"ia8{self._hash % 100000:05d}.us.archive.org",
-                f"ia6{self._hash // 100000 % 100000:05d}.us.archive.org")
+        return (f"ia8{self._hash % 100000:05d}.us.{self.data_domain}",
+                f"ia6{self._hash // 100000 % 100000:05d}.us.{self.data_domain}")
 
     @property
     def dir(self):

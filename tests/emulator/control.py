@@ -11,12 +11,14 @@ as ``http://emulator.invalid/_emu/...`` or directly at
                            all settings (400 and ``{"error"}`` if bad)
 ``POST /_emu/inject``      ``{"pattern": "...", "faults": ["503:2", ...]}``
 ``DELETE /_emu/inject``    forget all scripted faults not yet used
+``POST /_emu/change``      change the catalog (``changes.apply``)
 =========================  ================================================
 """
 
 import json
 import urllib.parse
 
+from tests.emulator import changes
 from tests.emulator.routes import json_reply
 
 
@@ -36,6 +38,9 @@ def control_reply(emu, request):
         if action == ("POST", "/_emu/inject"):
             document = _json_body(request)
             emu.inject(document["pattern"], document["faults"])
+            return json_reply({"ok": True})
+        if action == ("POST", "/_emu/change"):
+            changes.apply(emu.catalog, _json_body(request))
             return json_reply({"ok": True})
         if action == ("DELETE", "/_emu/inject"):
             emu.clear_injections()

@@ -20,7 +20,8 @@ from tests.emulator.scrape import scrape_page
 
 API_HOSTS = ("archive.org", "www.archive.org")
 SCRAPE_PATH = "/services/search/v1/scrape"
-_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.archive\.org")
+#: A name merely ending in archive.org too (an item's ``data_domain``).
+_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.[a-z.]*archive\.org")
 _DOWNLOAD_PATH = re.compile(r"/download/([^/]+)/(.+)", re.DOTALL)
 _STORAGE_PATH = re.compile(r"/\d+/items/([^/]+)/(.+)", re.DOTALL)
 
@@ -187,12 +188,14 @@ def _find_file(emu, request, identifier, name):
 
 
 def _file_reply(request, catalog_file):
+    """The file, a range of it (Range, If-Range), or 304 Not Modified
+    (If-Modified-Since); HEAD gets the same headers without the body."""
     size = catalog_file.size
     content_type = mimetypes.guess_type(catalog_file.name)[0] or "application/octet-stream"
     if catalog_file.mtime is None:  # made on request: no date, no ranges
         return Reply(200, [("Content-Type", content_type)],
                      FileBody(catalog_file.content, 0, size), _file_key(catalog_file))
-    mtime = catalog_file.mtime + catalog_file.spec.skew
+    mtime = catalog_file.last_modified
     etag = f'"{mtime:x}-{size:x}"'  # nginx's form: mtime-size in hex
     last_modified = email.utils.formatdate(mtime, usegmt=True)
     headers = [
@@ -200,6 +203,8 @@ def _file_reply(request, catalog_file):
         ("Last-Modified", last_modified), ("ETag", etag), ("Accept-Ranges", "bytes"),
     ]
     key = _file_key(catalog_file)
+    if _not_modified(request.headers.get("If-Modified-Since"), mtime):
+        return Reply(304, headers[1:], BytesBody(b""), key)
     try:
         span = requested_range(request.headers.get("Range"), request.headers.get("If-Range"),
                                size, etag, last_modified)
@@ -210,6 +215,18 @@ def _file_reply(request, catalog_file):
     start, end = span
     headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
     return Reply(206, headers, FileBody(catalog_file.content, start, end), key)
+
+
+def _not_modified(if_modified_since, last_modified):
+    """RFC 9110: not modified when Last-Modified is no later than the date
+    asked about (an unreadable date is ignored)."""
+    if not if_modified_since:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return last_modified <= since
 
 
 def _file_key(catalog_file):
