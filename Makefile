@@ -8,7 +8,7 @@ PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man
 BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
 ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
-COMMANDS := ia-resolve ia-joblog ia-route ia-fetch
+COMMANDS := $(notdir $(wildcard bin/ia-*))
 
 .PHONY: all demo test bench install install-completion uninstall clean
 

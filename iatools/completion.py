@@ -3,7 +3,7 @@ argument parsers, so that it cannot drift from --help (as the man pages are
 kept honest by tests/test_manpages.py).
 
     python -m iatools.completion bash ia-fetch   # one command's bash script
-    python -m iatools.completion zsh             # one zsh file for all four
+    python -m iatools.completion zsh             # one zsh file for them all
 
 ``make install`` writes them where bash-completion and zsh look.
 """
@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("ia-resolve", "ia-joblog", "ia-route", "ia-fetch")
+COMMANDS = ("ia-resolve", "ia-joblog", "ia-route", "ia-fetch", "ia-verify")
 #: Metavars whose values are paths: files, or directories only.
 _FILE_METAVARS = {"FILE", "LOG"}
 _DIR_METAVARS = {"DIR"}
