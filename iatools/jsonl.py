@@ -267,6 +267,7 @@ class Output:
 _TERMINAL_HINTS = {
     "jobs": ("JSON jobs", {"ia-fetch": "ia-resolve ID | ia-fetch",
                            "ia-route": "ia-resolve ID | ia-route -d DIR",
+                           "ia-verify": "ia-resolve ID | ia-verify -d DIR",
                            "ia-joblog": "ia-resolve ID | ia-joblog skip LOG"}),
     "events": ("JSON events", {"ia-joblog": "ia-fetch < jobs.jsonl | ia-joblog append LOG"}),
     "an item list": ("identifiers, one a line,",

@@ -53,9 +53,8 @@ def check_config_file(args):
 
 def build_session(args, pool_size=10):
     """An ArchiveSession from the options of ``add_session_options``."""
-    from internetarchive.config import get_config
-
     check_config_file(args)
+    from internetarchive.config import get_config
     from internetarchive.session import ArchiveSession
     from requests.adapters import HTTPAdapter
 

@@ -83,6 +83,9 @@ def test_identifier_arguments_point_to_ia_resolve():
     (["ia-route", "-d", "DIR", "--no-disk-check"],
      "reading jobs from the terminal; type JSON jobs and press Ctrl-D, or pipe jobs in "
      "(e.g. ia-resolve ID | ia-route -d DIR); see --help"),
+    (["ia-verify", "-d", "DIR"],
+     "reading jobs from the terminal; type JSON jobs and press Ctrl-D, or pipe jobs in "
+     "(e.g. ia-resolve ID | ia-verify -d DIR); see --help"),
 ], ids=lambda a: " ".join(a[:2]) if isinstance(a, list) else "")
 def test_stdin_on_a_terminal_gets_the_hint_of_its_command(args, hint, tmp_path):
     controller, terminal = os.openpty()
