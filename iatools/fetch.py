@@ -15,7 +15,8 @@ import threading
 from dataclasses import dataclass
 
 from iatools import cli, errors, jsonl, session, signals, sizes
-from iatools.http import Connection, PauseGate
+from iatools.hostpacing import HostPacing
+from iatools.http import Connection
 from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
 from iatools.locks import DEFAULT_TIMEOUT, ItemLocks
 from iatools.pool import Pool
@@ -153,8 +154,8 @@ class Settings:
         self.flat, self.fsync = a.no_directories, not a.no_fsync
         self.read_ahead = max(2 * a.jobs, 8)
 
-    def new_connection(self, gate):
-        return Connection(self.client, gate)
+    def new_connection(self, pacing):
+        return Connection(self.client, pacing)
 
 
 def _check_arguments(args):
@@ -197,8 +198,9 @@ class _Run:
         self.cancel = threading.Event()
         self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
         self.locks = ItemLocks(args.lock_timeout)
-        self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress,
-                         self.locks)
+        pacing = HostPacing(args.jobs, notify=self._slowed)
+        self.progress.slowdown = pacing.describe
+        self.pool = Pool(settings, self._emit, self.cancel, pacing, self.progress, self.locks)
         self.events = queue.SimpleQueue()
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
         self.bad_lines = self.failed = self.finished = 0
@@ -236,6 +238,12 @@ class _Run:
             errors.warning(f"{stop.signal_name}: stopping; in-flight jobs are recorded as "
                            "failed and resumable (signal again to quit at once)")
             self.pool.cancel_now()
+
+    def _slowed(self, message):
+        """-v: say when and why ia-fetch slowed down."""
+        if errors.verbosity() >= errors.VERBOSE:
+            self.progress.clear()
+            errors.debug(f"slowing down: {message}")
 
     def _status(self, stop):
         if self.broken_pipe:

@@ -7,22 +7,35 @@ which go to the shared ``files`` queue; workers take file tasks before new
 jobs, so a 200-file item is spread over all workers and the number of items
 in flight stays small.  New jobs wait in a short queue filled by the reader
 thread, whose blocking is the backpressure on the pipe.
+
+A request that failed and may be tried again does not hold its worker: its
+task waits in ``delayed`` until its time (the server's Retry-After, else a
+backoff), and the worker serves other tasks meanwhile.  Tasks are queued by
+the host their next request goes to, and a worker takes one only when
+``HostPacing`` lets a request go to that host: while a host is paused, the
+workers serve the others (other items' files, the metadata of new jobs).
 """
 
 import collections
+import dataclasses
+import heapq
+import itertools
 import os
 import queue
 import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 
 from iatools import errors
-from iatools.http import Cancelled, FetchError, RetryPolicy
+from iatools.hostpacing import HostPaused
+from iatools.http import ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as_fetch_error
 from iatools.jobs import make_event
 from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
 from iatools.sizes import free_bytes
+from iatools.storagenodes import file_url, node_base
 from iatools.transfer import NO_SPACE, Transfer, ensure_inside, is_present
 
 #: How many times a file that met a full disk is tried again, each time
@@ -46,28 +59,45 @@ class JobRun:
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
+    node_base: str = None  # its directory on its storage node (storagenodes)
 
     def fail(self, error, file_name=None):
         if self.error is None or (self.error.retryable and not error.retryable):
             self.error, self.failed_file = error, file_name
 
 
-@dataclass
+@dataclass(eq=False)
+class PlanTask:
+    """A job's metadata request; ``begun`` once its lock is taken."""
+
+    run: JobRun
+    failures: int = 0
+    begun: bool = False
+
+
+@dataclass(eq=False)
 class FileTask:
     run: JobRun
     plan: object
+    url: str  # where the next attempt asks: the storage node, else /download/
+    failures: int = 0
+    claimed: bool = False  # its path is this task's (Pool._claim)
 
 
 class Pool:
-    def __init__(self, settings, emit, cancel, gate, progress, locks):
+    def __init__(self, settings, emit, cancel, pacing, progress, locks):
         self.settings = settings
         self.locks = locks
         self.emit = emit
         self.cancel = cancel
-        self.gate = gate
+        self.pacing = pacing
+        self.policy = RetryPolicy(settings.retries, pacing)
         self.progress = progress
         self.condition = threading.Condition()
-        self.files = collections.deque()
+        self.ready = {}  # host -> deque of tasks whose next request goes there
+        self.delayed = []  # heap of (not before, sequence, task): retries waiting
+        self._sequence = itertools.count()
+        self.parked = {}  # path -> tasks waiting for another task of that path
         self.new_jobs = collections.deque()
         self.input_done = False
         self.stop_new = False
@@ -154,12 +184,16 @@ class Pool:
 
     def _work(self):
         try:
-            self.local.connection = self.settings.new_connection(self.gate)
-            while (task := self._next_task()) is not None:
-                if isinstance(task, FileTask):
-                    self._run_file(task)
-                else:
-                    self._run_job(task)
+            self.local.connection = self.settings.new_connection(self.pacing)
+            while (taken := self._next_task()) is not None:
+                task, host = taken
+                try:
+                    if isinstance(task, FileTask):
+                        self._run_file(task)
+                    else:
+                        self._run_plan(task)
+                finally:
+                    self._release(host)
         except Exception:  # a bug: stop the run rather than wait forever for its job
             errors.error(f"internal error in {threading.current_thread().name}, stopping:\n"
                          + traceback.format_exc().rstrip())
@@ -173,19 +207,88 @@ class Pool:
                 self.on_finished()
 
     def _next_task(self):
+        """(task, the host whose request count it holds, or None), or None
+        when the work is over.  Tasks of planned jobs come before new jobs."""
         with self.condition:
             while True:
-                if self.files:
-                    return self.files.popleft()
-                if self.new_jobs and not self._stopping():
+                self._release_due()
+                taken = self._ready_task()
+                if taken is not None:
+                    return taken
+                api_host = self._api_host()
+                if self.new_jobs and not self._stopping() and self._may_send(api_host):
                     self.active += 1
                     job = self.new_jobs.popleft()
                     self.condition.notify_all()
-                    return job
+                    return PlanTask(JobRun(job)), api_host
                 if self.active == 0 and (self.input_done or self._stopping()):
                     self.condition.notify_all()
                     return None
-                self.condition.wait()
+                self.condition.wait(self._until_next())
+
+    def _may_send(self, host):
+        """Count a request to ``host`` if the pacing allows one now.  Once
+        the run is cancelled tasks only end, sending nothing: any may go."""
+        return self.cancel.is_set() or self.pacing.try_acquire(host)
+
+    def _release(self, host):
+        with self.condition:
+            if host is not None and not self.cancel.is_set():
+                self.pacing.release(host)
+            self.condition.notify_all()
+
+    def _ready_task(self):
+        for host, tasks in self.ready.items():
+            if self._may_send(host):
+                task = tasks.popleft()
+                if not tasks:
+                    del self.ready[host]
+                return task, (None if self.cancel.is_set() else host)
+        return None
+
+    def _release_due(self):
+        """Queue the delayed tasks whose time has come (all, once cancelled)."""
+        now = time.monotonic()
+        while self.delayed and (self.delayed[0][0] <= now or self.cancel.is_set()):
+            self._enqueue(heapq.heappop(self.delayed)[2])
+
+    def _until_next(self):
+        """Seconds until a delayed task or a paused host's queue is due, or
+        None (a worker ending its task wakes the others)."""
+        now = time.monotonic()
+        moments = [self.pacing.ready_at(host) for host in self.ready]
+        if self.delayed:
+            moments.append(self.delayed[0][0])
+        if self.new_jobs:
+            moments.append(self.pacing.ready_at(self._api_host()))
+        future = [moment for moment in moments if moment > now]
+        return max(min(future) - now, 0.001) if future else None
+
+    def _enqueue(self, task):
+        """Queue ``task`` by the host of its next request (under the lock)."""
+        url = task.url if isinstance(task, FileTask) else None
+        host = urlsplit(url).hostname if url else self._api_host()
+        self.ready.setdefault(host, collections.deque()).append(task)
+
+    def _later(self, task, seconds):
+        """Send ``task``'s request again no sooner than ``seconds`` from now."""
+        with self.condition:
+            if seconds > 0:
+                entry = (time.monotonic() + seconds, next(self._sequence), task)
+                heapq.heappush(self.delayed, entry)
+            else:
+                self._enqueue(task)
+            self.condition.notify_all()
+        return True
+
+    def _api_host(self):
+        return urlsplit(self.settings.base_url).hostname
+
+    def _retry_delay(self, task, error):
+        """Seconds before ``task`` may try again after ``error``, or None
+        when it fails for good."""
+        task.failures += 1
+        return self.policy.delay(error, task.failures, self.local.connection.last_host)
 
     def _job_done(self, event):
         """End a job that never took its item's lock.  The event goes out
@@ -207,27 +310,56 @@ class Pool:
         self._job_done(self._outcome_event(run))
 
     # -- one job ----------------------------------------------------------------
-    def _run_job(self, job):
-        run = JobRun(job)
+    def _run_plan(self, task):
+        """A job's metadata request, then its files; a refused request
+        waits in ``delayed`` (the job keeps its lock meanwhile)."""
+        run = task.run
+        if not task.begun:
+            if not self._begin(run):
+                return
+            task.begun = True
+        plans = []
+        if self.cancel.is_set():
+            run.interrupted = True
+        else:
+            with self.condition:
+                run.attempts += 1
+            try:
+                plans = self._plan(run)
+            except Cancelled:
+                run.interrupted = True
+            except HostPaused as paused:
+                self._later(task, paused.until - time.monotonic())
+                return
+            except ATTEMPT_ERRORS as exc:
+                error = as_fetch_error(exc)
+                delay = self._retry_delay(task, error)
+                if delay is not None:
+                    self._later(task, delay)
+                    return
+                run.fail(error)
         if self.settings.dry_run:
-            return self._plan_only(run)
+            self._planned(run, plans)
+        else:
+            self._queue_files(run, plans)
+
+    def _begin(self, run):
+        """Lock the job's item and say it started (check the destination,
+        in a dry run); False when the job has ended already."""
+        if self.settings.dry_run:
+            try:
+                _check_destdir(run.job["destdir"])
+            except FetchError as error:
+                run.fail(error)
+                self._planned(run, [])
+                return False
+            return True
         if not self._lock(run):
-            return
+            return False
         with self.condition:
             self.runs.add(run)
-        self.emit(make_event("started", job))
-        policy = RetryPolicy(self.settings.retries, self.gate)
-        try:
-            plans = self._plan(run, policy)
-        except Cancelled:
-            run.interrupted = True
-            plans = []
-        except FetchError as error:
-            run.fail(error)
-            plans = []
-        finally:
-            run.attempts += policy.attempts
-        self._queue_files(run, plans)
+        self.emit(make_event("started", run.job))
+        return True
 
     def _lock(self, run):
         """Take the item's lock; else end the job (skipped or failed)."""
@@ -256,12 +388,11 @@ class Pool:
         return self._with_room(lambda: self.locks.acquire(job["destdir"], job["id"]),
                                job["destdir"])
 
-    def _plan(self, run, policy):
+    def _plan(self, run):
         job = run.job
         destdir = job["destdir"]
-        connection = self.local.connection
-        metadata = policy.run(lambda: fetch_metadata(connection, self.settings.base_url,
-                                                     job["id"]))
+        metadata = fetch_metadata(self.local.connection, self.settings.base_url, job["id"])
+        run.node_base = node_base(metadata, urlsplit(self.settings.base_url).scheme)
         plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
                                    self.settings.filters, self.settings.flat)
         for problem in unsafe:
@@ -277,17 +408,15 @@ class Pool:
             return self._end(run)
         with self.condition:
             run.outstanding = len(plans)
-            self.files.extend(FileTask(run, plan) for plan in plans)
+            for plan in plans:
+                url = file_url(run.node_base, plan.name) if run.node_base else plan.url
+                self._enqueue(FileTask(run, plan, url))
             self.condition.notify_all()
 
-    def _plan_only(self, run):
-        policy = RetryPolicy(self.settings.retries, self.gate)
-        try:
-            _check_destdir(run.job["destdir"])
-            plans = self._plan(run, policy)
-        except (FetchError, Cancelled) as error:
-            run.fail(error if isinstance(error, FetchError) else FetchError("interrupted", True))
-            plans = []
+    def _planned(self, run, plans):
+        """End a dry run's job with its planned event."""
+        if run.interrupted and run.error is None:
+            run.fail(FetchError("interrupted", True))
         wanted = [p for p in plans if not is_present(p, self.settings.presence)]
         details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                    "bytes": sum(p.size or 0 for p in wanted),
@@ -299,29 +428,39 @@ class Pool:
     # -- one file ---------------------------------------------------------------
     def _run_file(self, task):
         run, plan = task.run, task.plan
-        self._claim(plan.path)
+        if not task.claimed:
+            if not self._claim(task):
+                return
+            if not self.cancel.is_set() and is_present(plan, self.settings.presence):
+                with self.condition:
+                    run.skipped_files += 1
+                return self._file_done(run, plan.path)
         if self.cancel.is_set():
             run.interrupted = True
-        elif is_present(plan, self.settings.presence):
-            with self.condition:
-                run.skipped_files += 1
-        elif self._download(run, plan):
-            return  # the finisher ends it
+        elif self._download(task):
+            return  # the finisher ends it, or it waits to be tried again
         self._file_done(run, plan.path)
 
-    def _claim(self, path):
-        """Wait until no other task of this run has the file at ``path`` in
-        hand: the same item twice in the input (two lists concatenated) must
-        not have two workers writing one temporary.  The file is then
-        checked again, and usually found present."""
+    def _claim(self, task):
+        """Make the file at the task's path this task's; False when another
+        task of this run has it in hand: the same item twice in the input
+        (two lists concatenated) must not have two workers writing one
+        temporary.  The task waits, parked, until that one ends, and then
+        usually finds the file present."""
+        path = task.plan.path
         with self.condition:
-            while path in self.paths_busy and not self.cancel.is_set():
-                self.condition.wait()
+            if path in self.paths_busy:
+                self.parked.setdefault(path, []).append(task)
+                return False
             self.paths_busy.add(path)
+            task.claimed = True
+            return True
 
     def _file_done(self, run, path):
         with self.condition:
             self.paths_busy.discard(path)
+            for task in self.parked.pop(path, ()):
+                self._enqueue(task)
             self.condition.notify_all()
             run.outstanding -= 1
             done = run.outstanding == 0
@@ -344,39 +483,60 @@ class Pool:
                     run.fail(error, transfer.plan.name)
             self._file_done(run, transfer.plan.path)
 
-    def _download(self, run, plan):
-        policy = RetryPolicy(self.settings.retries, self.gate)
+    def _download(self, task):
+        """One attempt at the task's file; True when it went to the
+        finisher or waits to be tried again, False when the file is over."""
+        run, plan = task.run, task.plan
         slot = self.progress.begin(run.job["id"], plan.name, plan.size)
-        transfer = Transfer(self.local.connection, plan, self.cancel, slot.add,
-                            self.settings.presence, self.settings.fsync)
+        transfer = Transfer(self.local.connection, dataclasses.replace(plan, url=task.url),
+                            self.cancel, slot.add, self.settings.presence, self.settings.fsync)
         with self.condition:
             self.transfers.add(transfer)
+            run.attempts += 1
         try:
-            directory = os.path.dirname(plan.path)
-            if directory not in run.directories:
-                os.makedirs(directory, exist_ok=True)
-                run.directories.add(directory)
-            self._with_room(lambda: policy.run(transfer.attempt), directory,
-                            plan.size or 1, transfer)
+            directory = self._make_directory(run, plan)
+            self._with_room(transfer.attempt, directory, plan.size or 1, transfer)
             self.finishing.put((run, transfer))
             return True
         except Cancelled:
             run.interrupted = True
-        except FetchError as error:
-            with self.condition:
-                run.fail(error, plan.name)
-        except OSError as error:
-            with self.condition:
-                run.fail(FetchError(f"cannot create {os.path.dirname(plan.path)}: "
-                                    f"{error.strerror}", False, local=True), plan.name)
+        except HostPaused as paused:
+            return self._later(task, paused.until - time.monotonic())
+        except ATTEMPT_ERRORS as exc:
+            return self._file_failed(task, as_fetch_error(exc))
         finally:
             with self.condition:
                 self.transfers.discard(transfer)
                 self.condition.notify_all()  # for _room_again
                 run.bytes += transfer.fetched
-                run.attempts += policy.attempts
             self.progress.end(slot)
         return False
+
+    def _file_failed(self, task, error):
+        """Try the file again later, or fail it.  Any failure on the storage
+        node turns the task to /download/, which knows where the item is
+        now; a permanent one there (the item moved) is no failure yet."""
+        from_node = task.url != task.plan.url
+        task.url = task.plan.url
+        if from_node and not error.retryable and not error.local:
+            return self._later(task, 0)
+        delay = self._retry_delay(task, error)
+        if delay is not None:
+            return self._later(task, delay)
+        with self.condition:
+            task.run.fail(error, task.plan.name)
+        return False
+
+    def _make_directory(self, run, plan):
+        directory = os.path.dirname(plan.path)
+        if directory not in run.directories:
+            try:
+                os.makedirs(directory, exist_ok=True)
+            except OSError as error:
+                raise FetchError(f"cannot create {directory}: {error.strerror}", False,
+                                 local=True) from None
+            run.directories.add(directory)
+        return directory
 
     def _with_room(self, write, directory, needed=4096, transfer=None):
         """``write()``, which writes ``needed`` bytes in ``directory``.  When

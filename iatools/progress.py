@@ -44,6 +44,7 @@ class Progress:
         self.started = time.monotonic()
         self._drawn = 0
         self._rate = _Rate()
+        self.slowdown = None  # a callable: why the run is slowed now, or ""
 
     def begin(self, identifier, name, size):
         slot = Slot(identifier, name, size)
@@ -96,8 +97,9 @@ class Progress:
         if self.total and finished:
             elapsed = time.monotonic() - self.started
             eta = f", ETA {format_duration(elapsed / finished * (self.total - finished))}"
+        slowed = self.slowdown() if self.slowdown else ""
         return (f"ia-fetch: {finished}{total} jobs, {failed}, {len(self.slots)} transfers, "
-                f"{format_size(rate)}/s{eta}")
+                f"{format_size(rate)}/s{eta}" + (f"; {slowed}" if slowed else ""))
 
     def _slot_line(self, slot):
         elapsed = max(time.monotonic() - slot.started, 1e-3)
