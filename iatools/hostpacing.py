@@ -101,7 +101,7 @@ class HostPacing:
             burst = state.refusals > 0 and now < state.refused_until
             state.refusals += 1
             state.refused_until = max(state.refused_until, until)
-            state.calm_since = now
+            message = None
             if status == 429:
                 self._all_until = max(self._all_until, until)
                 message = (f"HTTP 429 from {host} (archive.org's rate limit counts the client): "
@@ -112,11 +112,12 @@ class HostPacing:
                 message = (f"{host} refused {state.refusals} requests in a row (HTTP {status}): "
                            f"paused for {seconds:.1f} s, then {state.limit} connection"
                            f"{'s' if state.limit > 1 else ''} to it")
-            else:
-                if burst:  # still in the burst's pause: it extends, it halves once
-                    state.paused_until = max(state.paused_until, until)
-                return
-        self._notify(message)
+            elif burst:  # still in the burst's pause: it extends, it halves once
+                state.paused_until = max(state.paused_until, until)
+            # A clean interval starts once the pause is over.
+            state.calm_since = max(now, state.paused_until)
+        if message:
+            self._notify(message)
 
     def describe(self):
         """A few words on what slows the run now, or "" (progress display)."""

@@ -30,7 +30,8 @@ from urllib.parse import urlsplit
 
 from iatools import errors
 from iatools.hostpacing import HostPaused
-from iatools.http import ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as_fetch_error
+from iatools.http import (ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as_fetch_error,
+                          is_refusal)
 from iatools.jobs import make_event
 from iatools.locks import Locked
 from iatools.selection import fetch_metadata, plan_files
@@ -513,11 +514,14 @@ class Pool:
         return False
 
     def _file_failed(self, task, error):
-        """Try the file again later, or fail it.  Any failure on the storage
+        """Try the file again later, or fail it.  A failure on the storage
         node turns the task to /download/, which knows where the item is
-        now; a permanent one there (the item moved) is no failure yet."""
+        now; a permanent one there (the item moved) is no failure yet.  A
+        refusal is no sign of a move: the node asked for that request again,
+        later, and its pacing stays the node's."""
         from_node = task.url != task.plan.url
-        task.url = task.plan.url
+        if not is_refusal(error.http_status):
+            task.url = task.plan.url
         if from_node and not error.retryable and not error.local:
             return self._later(task, 0)
         delay = self._retry_delay(task, error)

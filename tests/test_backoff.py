@@ -1,0 +1,151 @@
+"""ia-fetch under overload, judged by the emulator's request log: a refused
+request waits for its Retry-After while the others go on; a host in a burst
+is left alone for the announced time and approached with fewer connections;
+a 429 stops every request; files come straight from the storage node."""
+
+import urllib.parse
+
+import requests
+
+from tests.conftest import catalog_md5s, tree_md5s
+from tests.emulator import Catalog, FileSpec
+from tests.test_fetch import fetch, outcomes
+
+#: A request sent in the instant before ia-fetch reads a refusal is fair.
+GRACE = 0.05
+#: The log's ``end`` is taken just before a response's last write, so a
+#: client reads a refusal a hair after it; this much clock slack is allowed.
+SLACK = 0.01
+
+
+def jobs_of(catalog):
+    return [{"id": item.identifier} for item in catalog.sorted_items()]
+
+
+def node_of(emu, identifier):
+    return emu.catalog.items[identifier].servers[0]
+
+
+def test_a_refused_request_waits_for_its_retry_after_while_the_others_go_on(
+        make_emulator, tmp_path):
+    catalog = Catalog.generate(items=30, files_per_item=2, file_size=4 * 1024)
+    emu, env = make_emulator(catalog, latency=0.03)
+    emu.inject("*/items/demo-0003/demo-0003_01.bin", ["503:2"])
+    process, _ = fetch(env, jobs_of(catalog), "-j", "4", "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    log = emu.stats()["requests"]
+    refused = next(r for r in log if r["fault"] == "503:2")
+    again = [r for r in log if r["path"].endswith("/demo-0003/demo-0003_01.bin")
+             and r["start"] > refused["start"]]
+    assert again and min(r["start"] for r in again) >= refused["end"] + 2 - SLACK
+    during = [r for r in log if refused["end"] < r["start"] < refused["end"] + 2]
+    assert len(during) > 10, "the workers waited with the refused request"
+
+
+def test_a_host_in_a_burst_is_left_alone_while_the_others_are_served(make_emulator, tmp_path):
+    catalog = Catalog.generate(items=12, files_per_item=2, file_size=4 * 1024)
+    catalog.add_item("busy", [FileSpec(f"part{i:02d}.bin", 4 * 1024) for i in range(24)])
+    emu, env = make_emulator(catalog, latency=0.03)
+    node = node_of(emu, "busy")
+    emu.faults.bursts.start(node, seconds=1.5, retry_after=2)
+    process, _ = fetch(env, jobs_of(catalog), "-v", "-j", "4",
+                       "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    log = emu.stats()["requests"]
+    refusals = [r for r in log if r["host"] == node and r["status"] == 503]
+    assert len(refusals) >= 2
+    second = sorted(refusals, key=lambda r: r["end"])[1]
+    announced = second["end"] + 2
+    to_node = [r for r in log if r["host"] == node
+               and second["end"] + GRACE < r["start"] < announced - SLACK]
+    assert to_node == [], f"{len(to_node)} requests reached {node} during its pause"
+    elsewhere = [r for r in log if r["host"] != node and second["end"] < r["start"] < announced]
+    assert len(elsewhere) > 10, "the other hosts were not served during the pause"
+    stderr = process.stderr.decode()
+    assert f"slowing down: {node} refused" in stderr and "HTTP 503" in stderr, stderr
+
+
+def test_concurrency_to_a_refusing_host_halves_then_recovers(make_emulator, tmp_path):
+    catalog = Catalog()
+    catalog.add_item("wide", [FileSpec(f"part{i:02d}.bin", 48 * 1024) for i in range(64)])
+    emu, env = make_emulator(catalog, bandwidth=192 * 1024)  # 0.25 s a file
+    node = node_of(emu, "wide")
+    emu.faults.bursts.start(node, seconds=0.5, retry_after=1)
+    process, _ = fetch(env, [{"id": "wide"}], "-j", "4", "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    served = [r for r in emu.stats()["requests"] if r["host"] == node and r["status"] == 200]
+    first = min(r["start"] for r in served)
+    early = _peak_concurrency(served, first, first + 0.8)
+    late = _peak_concurrency(served, first + 2.5, max(r["end"] for r in served))
+    assert early <= 2, f"{early} transfers at once right after the burst"
+    assert late == 4, f"concurrency came back to {late}, not 4"
+
+
+def _peak_concurrency(requests, since, until):
+    """The most ``requests`` in flight at once between ``since`` and ``until``."""
+    moments = sorted({r["start"] for r in requests if since <= r["start"] <= until})
+    return max((sum(r["start"] <= t < r["end"] for r in requests) for t in moments), default=0)
+
+
+def test_a_429_stops_every_request_for_its_retry_after(make_emulator, tmp_path):
+    catalog = Catalog.generate(items=30, files_per_item=2, file_size=4 * 1024)
+    emu, env = make_emulator(catalog, latency=0.03)
+    emu.inject("/metadata/demo-0004", ["429:2"])
+    process, _ = fetch(env, jobs_of(catalog), "-v", "-j", "4", "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    log = emu.stats()["requests"]
+    refused = next(r for r in log if r["fault"] == "429:2")
+    during = [r for r in log if refused["end"] + GRACE < r["start"] < refused["end"] + 2 - SLACK]
+    assert during == [], f"{len(during)} requests during the 429's Retry-After"
+    assert "every host paused" in process.stderr.decode()
+
+
+def test_the_rate_limiter_is_obeyed_and_the_run_completes(make_emulator, tmp_path):
+    catalog = Catalog.generate(items=20, files_per_item=2, file_size=4 * 1024)
+    emu, env = make_emulator(catalog, rate_limit=40, rate_limit_retry_after=1)
+    process, _ = fetch(env, jobs_of(catalog), "-j", "4", "--retries", "10",
+                       "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    log = emu.stats()["requests"]
+    limited = [r for r in log if r["status"] == 429]
+    assert limited, "the limiter never answered 429: the test proves nothing"
+    for refused in limited:
+        during = [r for r in log if refused["end"] + GRACE < r["start"] < refused["end"] + 1 - SLACK]
+        assert during == [], f"{len(during)} requests during a 429's Retry-After"
+
+
+def test_files_come_straight_from_the_node_and_a_moved_item_is_still_found(
+        make_emulator, tmp_path):
+    catalog = Catalog.generate(items=6, files_per_item=3, file_size=4 * 1024)
+    emu, env = make_emulator(catalog, mode="https")
+    emu.inject("*/items/demo-0002/demo-0002_02.bin", ["404"])  # not where the metadata says
+    process, events = fetch(env, jobs_of(catalog), "-j", "4", "-d", str(tmp_path))
+    assert process.returncode == 0, process.stderr
+    assert tree_md5s(tmp_path) == catalog_md5s(catalog)
+    assert all(e["event"] == "completed" for e in outcomes(events).values())
+    stats = emu.stats()
+    redirects = [r["path"] for r in stats["requests"] if r["kind"] == "redirect"]
+    assert redirects == ["/download/demo-0002/demo-0002_02.bin"]
+    assert stats["requests_by_kind"]["storage"] == 6 * 3 + 1
+
+
+def test_the_metadata_names_the_node_and_directory_the_download_redirects_to(emulator):
+    emu, _ = emulator
+    item = emu.catalog.sorted_items()[0]
+    name = next(iter(item.files))
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {"http": emu.url}
+    metadata = session.get(f"http://archive.org/metadata/{item.identifier}", timeout=5).json()
+    assert metadata["d1"] in metadata["workable_servers"]
+    redirect = session.get(
+        f"http://archive.org/download/{item.identifier}/{urllib.parse.quote(name)}",
+        allow_redirects=False, timeout=5)
+    location = urllib.parse.urlsplit(redirect.headers["Location"])
+    assert location.hostname == metadata["d1"]
+    assert urllib.parse.unquote(location.path) == f"{metadata['dir']}/{name}"
