@@ -15,6 +15,7 @@ import threading
 from dataclasses import dataclass
 
 from iatools import cli, errors, jsonl, session, signals, sizes
+from iatools.bwlimit import bwlimit_argument
 from iatools.hostpacing import HostPacing
 from iatools.http import Connection
 from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
@@ -119,6 +120,10 @@ def build_parser():
     run = parser.add_argument_group("running")
     run.add_argument("--retries", type=int, default=5, metavar="N",
                      help="retries of each request on transient errors (default: %(default)s)")
+    run.add_argument("--bwlimit", type=bwlimit_argument, metavar="RATE",
+                     help="at most RATE bytes/s for all transfers together (K, M, G: "
+                          "binary multiples), or a daily timetable like rclone's: "
+                          "'08:00,512K 19:00,10M 23:00,off'")
     run.add_argument("--halt", type=halt_argument, default=Halt(), metavar="WHEN",
                      help="stop early on failures: never (default), now,fail=N, "
                           "soon,fail=N or soon,fail=N%%")
@@ -151,6 +156,7 @@ class Settings:
         self.base_url = session.base_url(self.session)
         self.client = session.client_settings(self.session, a.timeout)
         self.retries, self.dry_run = a.retries, a.dry_run
+        self.bwlimit = a.bwlimit  # a timetable (bwlimit.parse_timetable), or None
         self.flat, self.fsync = a.no_directories, not a.no_fsync
         self.read_ahead = max(2 * a.jobs, 8)
 

@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from iatools import errors
+from iatools.bwlimit import BandwidthLimit
 from iatools.hostpacing import HostPaused
 from iatools.http import (ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as_fetch_error,
                           is_refusal)
@@ -93,6 +94,7 @@ class Pool:
         self.cancel = cancel
         self.pacing = pacing
         self.policy = RetryPolicy(settings.retries, pacing)
+        self.bandwidth = BandwidthLimit(settings.bwlimit, cancel) if settings.bwlimit else None
         self.progress = progress
         self.condition = threading.Condition()
         self.ready = {}  # host -> deque of tasks whose next request goes there
@@ -490,7 +492,8 @@ class Pool:
         run, plan = task.run, task.plan
         slot = self.progress.begin(run.job["id"], plan.name, plan.size)
         transfer = Transfer(self.local.connection, dataclasses.replace(plan, url=task.url),
-                            self.cancel, slot.add, self.settings.presence, self.settings.fsync)
+                            self.cancel, self._byte_counter(slot), self.settings.presence,
+                            self.settings.fsync)
         with self.condition:
             self.transfers.add(transfer)
             run.attempts += 1
@@ -512,6 +515,17 @@ class Pool:
                 run.bytes += transfer.fetched
             self.progress.end(slot)
         return False
+
+    def _byte_counter(self, slot):
+        """What a transfer calls with each chunk's size: the progress, and
+        the --bwlimit, which may hold the worker back."""
+        if self.bandwidth is None:
+            return slot.add
+
+        def count(nbytes):
+            slot.add(nbytes)
+            self.bandwidth.take(nbytes)
+        return count
 
     def _file_failed(self, task, error):
         """Try the file again later, or fail it.  A failure on the storage

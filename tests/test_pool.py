@@ -14,6 +14,7 @@ class _BrokenSettings:
 
     read_ahead = 4
     retries = 0
+    bwlimit = None
 
     def new_connection(self, pacing):
         raise RuntimeError("no connection for you")
