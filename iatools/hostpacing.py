@@ -63,6 +63,12 @@ class HostPacing:
             state.active += 1
             return True
 
+    def busy(self, host):
+        """Has ``host`` a request in flight?"""
+        with self._lock:
+            state = self._hosts.get(host)
+            return state is not None and state.active > 0
+
     def release(self, host):
         with self._lock:
             self._host(host).active -= 1

@@ -113,6 +113,7 @@ class Pool:
         self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
         self.local = threading.local()
         self.working = 0  # workers not yet ended
+        self.workers = 0
         self.on_finished = None
         self.crashed = False  # a worker died of an unexpected error
 
@@ -174,7 +175,7 @@ class Pool:
     def start(self, count, on_finished):
         """Start ``count`` workers; the last one to finish calls ``on_finished()``."""
         self.on_finished = on_finished
-        self.working = count
+        self.working = self.workers = count
         for i in range(count):
             threading.Thread(target=self._work, name=f"worker-{i}", daemon=True).start()
         # A job stays active until its last file is finished, so the
@@ -211,23 +212,41 @@ class Pool:
 
     def _next_task(self):
         """(task, the host whose request count it holds, or None), or None
-        when the work is over.  Tasks of planned jobs come before new jobs."""
+        when the work is over.
+
+        A worker goes on with the host it just used (its connection is
+        open), else takes a host nobody is using, else starts a new job
+        while fewer jobs than workers are in flight, and only then joins
+        others on a host: a new connection costs a TLS handshake, but a big
+        item's files must still spread over every worker."""
         with self.condition:
             while True:
                 self._release_due()
-                taken = self._ready_task()
+                taken = self._ready_task(self._preferred_hosts())
+                if taken is None and self.active < self.workers:
+                    taken = self._new_job()
+                taken = taken or self._ready_task(list(self.ready)) or self._new_job()
                 if taken is not None:
+                    self.local.last_host = taken[1]
                     return taken
-                api_host = self._api_host()
-                if self.new_jobs and not self._stopping() and self._may_send(api_host):
-                    self.active += 1
-                    job = self.new_jobs.popleft()
-                    self.condition.notify_all()
-                    return PlanTask(JobRun(job)), api_host
                 if self.active == 0 and (self.input_done or self._stopping()):
                     self.condition.notify_all()
                     return None
                 self.condition.wait(self._until_next())
+
+    def _preferred_hosts(self):
+        own = getattr(self.local, "last_host", None)
+        hosts = [own] if own in self.ready else []
+        return hosts + [host for host in self.ready if not self.pacing.busy(host)]
+
+    def _new_job(self):
+        api_host = self._api_host()
+        if not self.new_jobs or self._stopping() or not self._may_send(api_host):
+            return None
+        self.active += 1
+        job = self.new_jobs.popleft()
+        self.condition.notify_all()
+        return PlanTask(JobRun(job)), api_host
 
     def _may_send(self, host):
         """Count a request to ``host`` if the pacing allows one now.  Once
@@ -235,13 +254,17 @@ class Pool:
         return self.cancel.is_set() or self.pacing.try_acquire(host)
 
     def _release(self, host):
+        """Give back the request count a task held: one waiting worker may
+        now take a task for that host (waking them all costs CPU for none)."""
         with self.condition:
             if host is not None and not self.cancel.is_set():
                 self.pacing.release(host)
-            self.condition.notify_all()
+            self.condition.notify()
 
-    def _ready_task(self):
-        for host, tasks in self.ready.items():
+    def _ready_task(self, hosts):
+        """The first task for one of ``hosts`` that may go now, or None."""
+        for host in hosts:
+            tasks = self.ready[host]
             if self._may_send(host):
                 task = tasks.popleft()
                 if not tasks:
@@ -462,9 +485,11 @@ class Pool:
     def _file_done(self, run, path):
         with self.condition:
             self.paths_busy.discard(path)
-            for task in self.parked.pop(path, ()):
+            parked = self.parked.pop(path, ())
+            for task in parked:
                 self._enqueue(task)
-            self.condition.notify_all()
+            if parked:
+                self.condition.notify_all()
             run.outstanding -= 1
             done = run.outstanding == 0
         if done:
