@@ -216,14 +216,17 @@ class Pool:
 
         A worker goes on with the host it just used (its connection is
         open), else takes a host nobody is using, else starts a new job
-        while fewer jobs than workers are in flight, and only then joins
-        others on a host: a new connection costs a TLS handshake, but a big
-        item's files must still spread over every worker."""
+        while fewer than twice as many jobs as workers are in flight, and
+        only then joins others on a host: a new connection costs a CONNECT
+        and a TLS handshake, but a big item's files must still spread over
+        every worker.  (Twice: jobs wait on metadata or on a retry as well;
+        with as many as workers, small items still took 1.7 connections
+        each, with twice 1.05.)"""
         with self.condition:
             while True:
                 self._release_due()
                 taken = self._ready_task(self._preferred_hosts())
-                if taken is None and self.active < self.workers:
+                if taken is None and self.active < 2 * self.workers:
                     taken = self._new_job()
                 taken = taken or self._ready_task(list(self.ready)) or self._new_job()
                 if taken is not None:
