@@ -4,11 +4,7 @@ import email.utils
 import random
 import time
 
-#: The first retry waits up to this long.  A reset or a corrupt body is no
-#: sign of overload (a refusal says how long to wait, in its Retry-After):
-#: a file hit twice must not wait seconds more (measured: W5's tail went from
-#: one to several seconds with a 1 s base, at 9 % of requests faulty).
-BASE_DELAY = 0.25
+BASE_DELAY = 1.0
 MAX_DELAY = 60.0
 #: HTTP statuses worth retrying: timeouts, overload, server trouble.
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
