@@ -9,6 +9,7 @@ import urllib.parse
 import requests
 
 from iatools.bwlimit import parse_timetable, rate_at
+from iatools.storagenodes import node_base
 from tests.conftest import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.test_fetch import fetch, outcomes
@@ -191,3 +192,19 @@ def test_a_bad_bwlimit_is_a_usage_error_before_any_request(emulator, tmp_path):
         assert process.returncode == 2, (bad, process.stderr)
         assert b"--bwlimit" in process.stderr
     assert emu.stats()["requests_total"] == 0
+
+
+def test_a_file_is_asked_from_its_node_only_when_the_metadata_names_one_safely():
+    good = {"d1": "ia801.us.archive.org", "d2": "ia601.us.archive.org",
+            "workable_servers": ["ia601.us.archive.org", "ia801.us.archive.org"],
+            "dir": "/7/items/x y"}
+    assert node_base(good, "https") == "https://ia801.us.archive.org/7/items/x%20y"
+    assert node_base({**good, "workable_servers": ["ia601.us.archive.org"]}, "http") == \
+        "http://ia601.us.archive.org/7/items/x%20y"  # d1 is not workable: d2
+    for field in ("workable_servers", "dir"):
+        assert node_base({k: v for k, v in good.items() if k != field}, "https") is None
+    assert node_base({**good, "workable_servers": []}, "https") is None
+    assert node_base({**good, "d1": "evil.example.com", "d2": None,
+                      "workable_servers": ["evil.example.com"]}, "https") is None
+    assert node_base({**good, "dir": "/7/items/../../etc"}, "https") is None
+    assert node_base({**good, "dir": "relative"}, "https") is None
