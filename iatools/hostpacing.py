@@ -71,12 +71,22 @@ class HostPacing:
 
     def release(self, host):
         with self._lock:
-            self._host(host).active -= 1
+            state = self._hosts[host]
+            state.active -= 1
+            self._forget_if_calm(host, state)
+
+    def _forget_if_calm(self, host, state):
+        """Drop what is known of a host that is as if never met: each item
+        has storage nodes of its own, and a long run meets millions."""
+        if state.active == 0 and state.limit == self.ceiling \
+                and time.monotonic() >= max(state.paused_until, state.refused_until):
+            del self._hosts[host]
 
     def ready_at(self, host):
         """When ``host``'s pause (or every host's) ends: time.monotonic()."""
         with self._lock:
-            return max(self._host(host).paused_until, self._all_until)
+            state = self._hosts.get(host)
+            return max(state.paused_until if state else 0.0, self._all_until)
 
     def check(self, host):
         """Raise HostPaused when no request may go to ``host`` now (a
@@ -90,12 +100,15 @@ class HostPacing:
         and a clean interval gives a connection back."""
         now = time.monotonic()
         with self._lock:
-            state = self._host(host)
+            state = self._hosts.get(host)
+            if state is None:
+                return
             state.refusals = 0
             if state.limit < self.ceiling and now - state.calm_since >= CLEAN_INTERVAL \
                     and now >= state.paused_until:
                 state.limit += 1
                 state.calm_since = now
+            self._forget_if_calm(host, state)
 
     def refused(self, host, status, seconds):
         """``host`` refused a request with HTTP ``status``, which may not be
@@ -131,8 +144,9 @@ class HostPacing:
         with self._lock:
             if now < self._all_until:
                 return f"all hosts paused {self._all_until - now:.0f} s (HTTP 429)"
-            paused = [h for h, s in self._hosts.items() if now < s.paused_until]
-            narrowed = [f"{h} {s.limit}/{self.ceiling}" for h, s in self._hosts.items()
-                        if s.limit < self.ceiling and h not in paused]
-        parts = [f"{h} paused (burst of refusals)" for h in paused] + narrowed
+            parts = [f"{host} paused {state.paused_until - now:.0f} s (a burst of refusals)"
+                     if now < state.paused_until else
+                     f"{host} at {state.limit}/{self.ceiling} connections"
+                     for host, state in self._hosts.items()
+                     if now < state.paused_until or state.limit < self.ceiling]
         return "slowed: " + ", ".join(parts) if parts else ""

@@ -51,7 +51,7 @@ def test_a_host_in_a_burst_is_left_alone_while_the_others_are_served(make_emulat
     catalog.add_item("busy", [FileSpec(f"part{i:02d}.bin", 4 * 1024) for i in range(24)])
     emu, env = make_emulator(catalog, latency=0.03)
     node = node_of(emu, "busy")
-    emu.faults.bursts.start(node, seconds=1.5, retry_after=2)
+    emu.faults.bursts.start(node, seconds=3, retry_after=2)  # longer than a loaded start-up
     process, _ = fetch(env, jobs_of(catalog), "-v", "-j", "4",
                        "-d", str(tmp_path))
     assert process.returncode == 0, process.stderr
@@ -75,7 +75,8 @@ def test_concurrency_to_a_refusing_host_halves_then_recovers(make_emulator, tmp_
     catalog.add_item("wide", [FileSpec(f"part{i:02d}.bin", 48 * 1024) for i in range(64)])
     emu, env = make_emulator(catalog, bandwidth=192 * 1024)  # 0.25 s a file
     node = node_of(emu, "wide")
-    emu.faults.bursts.start(node, seconds=0.5, retry_after=1)
+    # The first four requests, whenever ia-fetch has started: a short burst.
+    emu.inject("*/items/wide/*", ["503:1"] * 4)
     process, _ = fetch(env, [{"id": "wide"}], "-j", "4", "-d", str(tmp_path))
     assert process.returncode == 0, process.stderr
     assert tree_md5s(tmp_path) == catalog_md5s(catalog)
