@@ -22,7 +22,7 @@ from iatools.jobs import identifier_problem, job_from_record, make_event, valida
 from iatools.locks import DEFAULT_TIMEOUT, ItemLocks
 from iatools.pool import Pool
 from iatools.progress import Progress
-from iatools.selection import Filters
+from iatools.selection import Filters, add_selection_options, filters_from_args
 from iatools.status import ExitStatus
 from iatools.transfer import Presence
 
@@ -88,23 +88,7 @@ def build_parser():
     parser.add_argument("-d", "--destdir", metavar="DIR",
                         help="where item directories go when a job has no destdir "
                              "(default: the current directory)")
-    selection = parser.add_argument_group("file selection (as ia download)")
-    selection.add_argument("-g", "--glob", action="append", default=[], metavar="PATTERN",
-                           help="only files matching PATTERN; | separates alternatives "
-                                "(repeatable)")
-    selection.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
-                           help="skip files matching PATTERN (repeatable)")
-    selection.add_argument("-f", "--format", action="append", default=[], metavar="FORMAT",
-                           help="only files of this format, e.g. 'JPEG' (repeatable)")
-    selection.add_argument("--source", action="append", default=[], metavar="SOURCE",
-                           help="only files from this source: original, derivative, "
-                                "metadata (repeatable)")
-    selection.add_argument("--exclude-source", action="append", default=[], metavar="SOURCE",
-                           help="skip files from this source (repeatable)")
-    selection.add_argument("--on-the-fly", action="store_true",
-                           help="also fetch on-the-fly derivatives (EPUB, MOBI, DAISY, MARCXML)")
-    selection.add_argument("--download-history", action="store_true",
-                           help="also fetch files under history/ (skipped by default)")
+    add_selection_options(parser)
     disk = parser.add_argument_group("files on disk")
     disk.add_argument("--no-directories", action="store_true",
                       help="put files straight into DESTDIR, without item directories")
@@ -114,6 +98,9 @@ def build_parser():
                       help="keep any file already present, whatever its size or date")
     disk.add_argument("-C", "--checksum", action="store_true",
                       help="keep a file already present only if its md5 matches")
+    disk.add_argument("--delete", action="store_true",
+                      help="delete the files in an item's directory that the item no longer "
+                           "lists (kept and reported as \"removed\" by default)")
     disk.add_argument("--no-fsync", action="store_true",
                       help="do not fsync each file before renaming it into place "
                            "(faster; a power cut may then leave empty files)")
@@ -158,6 +145,7 @@ class Settings:
         self.retries, self.dry_run = a.retries, a.dry_run
         self.bwlimit = a.bwlimit  # a timetable (bwlimit.parse_timetable), or None
         self.flat, self.fsync = a.no_directories, not a.no_fsync
+        self.delete = a.delete
         self.read_ahead = max(2 * a.jobs, 8)
 
     def new_connection(self, pacing):
@@ -168,6 +156,9 @@ def _check_arguments(args):
     if args.stdout:
         raise errors.UsageError("--stdout is not supported: ia-fetch writes events to stdout; "
                                 "use ia download --stdout to stream a file's contents")
+    if args.delete and args.no_directories:
+        raise errors.UsageError("--delete needs item directories: it cannot tell an item's "
+                                "files apart with --no-directories")
     if args.jobs < 1:
         raise errors.UsageError("--jobs must be at least 1")
     if args.retries < 0:
@@ -181,8 +172,7 @@ def _check_arguments(args):
 
 def _settings(args):
     archive_session = session.build_session(args)  # a bad config fails here, before any job
-    filters = Filters(args.format, args.glob, args.exclude, args.source, args.exclude_source,
-                      args.on_the_fly, args.download_history)
+    filters = filters_from_args(args)
     presence = Presence(args.ignore_existing, args.checksum, not args.no_change_timestamp)
     return Settings(args, archive_session, filters, presence)
 
@@ -277,19 +267,9 @@ class _Run:
 
     def _job(self, line_number, line):
         try:
-            record = jsonl.parse_object(line)
+            return job_of_line(line_number, line, self.default_destdir, self._emit)
         except jsonl.BadLine as exc:
             return self._bad_line(line_number, exc)
-        job = job_from_record(record)
-        try:
-            validate_job(job)
-        except jsonl.BadLine as exc:
-            if identifier_problem(job.get("id")) is None:
-                self._emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
-                                      retryable=False))
-            return self._bad_line(line_number, exc)
-        job["destdir"] = job.get("destdir") or self.default_destdir
-        return job
 
     def _bad_line(self, line_number, problem):
         jsonl.report_bad_line(line_number, problem)
@@ -304,12 +284,7 @@ class _Run:
         output = jsonl.Output()
         while (event := self.events.get()) is not None:
             self._tally(event)
-            if self.broken_pipe:
-                continue
-            try:
-                output.record(event)
-                output.flush()
-            except BrokenPipeError:
+            if not self.broken_pipe and not output.event(event):
                 self.broken_pipe = True
                 self.pool.cancel_now()
 
@@ -337,6 +312,22 @@ class _Run:
             self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
+
+
+def job_of_line(line_number, line, default_destdir, emit):
+    """The job on input line ``line_number``, its destdir filled in; BadLine
+    for a bad line.  A bad job whose id is usable is also failed through
+    ``emit``, so that the log knows of it."""
+    job = job_from_record(jsonl.parse_object(line))
+    try:
+        validate_job(job)
+    except jsonl.BadLine as exc:
+        if identifier_problem(job.get("id")) is None:
+            emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
+                            retryable=False))
+        raise
+    job["destdir"] = job.get("destdir") or default_destdir
+    return job
 
 
 def _stderr_is_live(args):

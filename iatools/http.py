@@ -10,11 +10,13 @@ means for its host, or for every host, is ``hostpacing``'s.
 
 import contextlib
 import random
-from urllib.parse import urljoin, urlsplit
+import time
+from urllib.parse import quote, urljoin, urlsplit
 
 import urllib3
 
 from iatools.backoff import TRANSIENT_STATUSES, backoff_delay, retry_after_seconds
+from iatools.hostpacing import HostPaused
 
 
 class FetchError(Exception):
@@ -87,7 +89,7 @@ class Connection:
     spends about 1 ms of CPU per request on environment scans, cookie jars
     and redirect bookkeeping (measured: a quarter of a small file's cost),
     and ia-fetch makes seven requests per small item.  Redirects are
-    followed here, so that every hop waits at the shared gate and
+    followed here, so that every hop heeds the host pacing and
     credentials go to archive.org hosts only."""
 
     MAX_REDIRECTS = 5
@@ -110,28 +112,38 @@ class Connection:
         finally:
             _finish(response)
 
-    def _follow(self, url, headers, compressed):
+    def head(self, url):
+        """The response to HEAD ``url`` (redirects followed): its headers
+        and status, no body.  A FetchError for an error status."""
+        response = self._follow(url, {}, False, "HEAD")
+        _finish(response)
+        error = response_error(response)
+        if error:
+            raise error
+        return response
+
+    def _follow(self, url, headers, compressed, method="GET"):
         for _ in range(self.MAX_REDIRECTS + 1):
             self.last_host = urlsplit(url).hostname
             self.pacing.check(self.last_host)
-            response = self._request(url, headers, compressed)
+            response = self._request(url, headers, compressed, method)
             if not is_refusal(response.status):
                 self.pacing.answered(self.last_host)
             location = response.headers.get("Location")
             if response.status not in REDIRECT_STATUSES or not location:
                 return response
             _finish(response)
-            url = urljoin(url, location)
+            url = urljoin(url, _location_url(location))
         raise FetchError(f"more than {self.MAX_REDIRECTS} redirects", True)
 
-    def _request(self, url, headers, compressed):
+    def _request(self, url, headers, compressed, method):
         sent = dict(self.client.headers)
         if _is_archive_host(url):
             sent.update(self.client.archive_headers)
         sent["Accept-Encoding"] = "gzip, deflate" if compressed else "identity"
         sent.update(headers)
         return self._manager(url).urlopen(
-            "GET", url, headers=sent, redirect=False, retries=False, preload_content=False,
+            method, url, headers=sent, redirect=False, retries=False, preload_content=False,
             decode_content=compressed, timeout=self._timeout)
 
     def _manager(self, url):
@@ -143,6 +155,23 @@ class Connection:
         if proxy not in self._managers:
             self._managers[proxy] = self.client.pool_manager(proxy)
         return self._managers[proxy]
+
+
+def _location_url(location):
+    """A Location header as a URL to request.  Header values arrive decoded
+    as Latin-1; archive.org sometimes sends a file name in raw UTF-8 rather
+    than percent-encoded, which read as Latin-1 and encoded again names
+    another file.  So the bytes are read as UTF-8 and whatever is not
+    URL-safe is percent-encoded, once (what requests, and so ia, does)."""
+    try:
+        location = location.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        pass  # not UTF-8: leave it as it came
+    return quote(location, safe=_URL_SAFE)
+
+
+#: What may stand unquoted in a URL, the percent sign of escapes included.
+_URL_SAFE = "!#$%&'()*+,/:;=?@[]~"
 
 
 def _finish(response):
@@ -212,3 +241,22 @@ class RetryPolicy:
         if not error.retryable or error.local or failures > self.retries:
             return None
         return delay
+
+    def run(self, attempt_once, connection):
+        """Call ``attempt_once()``, a request on ``connection``, until it
+        returns or fails for good, sleeping in between: for a caller with
+        nothing else to do meanwhile (ia-verify's metadata requests)."""
+        failures = 0
+        while True:
+            try:
+                return attempt_once()
+            except HostPaused as paused:
+                time.sleep(max(paused.until - time.monotonic(), 0))
+                continue
+            except ATTEMPT_ERRORS as exc:
+                error = as_fetch_error(exc)
+            failures += 1
+            delay = self.delay(error, failures, connection.last_host)
+            if delay is None:
+                raise error
+            time.sleep(delay)

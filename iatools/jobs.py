@@ -16,8 +16,9 @@ from iatools.jsonl import BadLine
 #: Fields an event adds to its job; stripped when an event is read as a job.
 EVENT_FIELDS = frozenset({
     "event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
-    "attempts", "error", "retryable", "http_status", "failed_file", "plan",
-    "lock_owner", "reason",
+    "attempts", "error", "retryable", "http_status", "failed_file", "failed_files",
+    "files_unknown_size", "plan", "lock_owner", "reason", "note", "removed", "deleted",
+    "missing", "wrong_size", "wrong_md5", "extra",
 })
 
 #: Letters, digits, ``_ - .``; at most 100 characters (archive.org's rule).
@@ -74,12 +75,6 @@ def validate_job(record):
 
 def _is_text(value):
     return isinstance(value, str) and value != ""
-
-
-def job_key(job):
-    """``id`` for an item job, ``id/file`` for a file job (ids have no '/')."""
-    file = job.get("file")
-    return f"{job['id']}/{file}" if file is not None else job["id"]
 
 
 def job_from_record(record):

@@ -147,6 +147,17 @@ class Output:
     def flush(self):
         self._file.flush()
 
+    def event(self, record):
+        """Write and flush one event, so that a recorder downstream has it at
+        once; False when the reader has closed the pipe (nothing more can
+        be written then)."""
+        try:
+            self.record(record)
+            self.flush()
+            return True
+        except BrokenPipeError:
+            return False
+
 
 def warn_if_terminal(fd, what):
     """Say how to feed a command that is reading a terminal, not a pipe."""

@@ -30,12 +30,14 @@ from urllib.parse import urlsplit
 
 from iatools import errors
 from iatools.bwlimit import BandwidthLimit
+from iatools.failures import Failures, explain_refusal
 from iatools.hostpacing import HostPaused
 from iatools.http import (ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as_fetch_error,
                           is_refusal)
 from iatools.jobs import make_event
+from iatools.localtree import delete_files, unlisted_files
 from iatools.locks import Locked
-from iatools.selection import fetch_metadata, plan_files
+from iatools.selection import fetch_metadata, listed_names, plan_files
 from iatools.sizes import free_bytes
 from iatools.storagenodes import file_url, node_base
 from iatools.transfer import NO_SPACE, Transfer, ensure_inside, is_present
@@ -56,16 +58,18 @@ class JobRun:
     skipped_files: int = 0
     bytes: int = 0
     attempts: int = 0
-    error: FetchError = None
-    failed_file: str = None
+    failures: Failures = field(default_factory=Failures)
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
+    #: completed's "note", "removed", "deleted" (see iatools(7))
+    outcome: dict = field(default_factory=dict)
     node_base: str = None  # its directory on its storage node (storagenodes)
 
     def fail(self, error, file_name=None):
-        if self.error is None or (self.error.retryable and not error.retryable):
-            self.error, self.failed_file = error, file_name
+        """Record a failure of the job (``file_name`` None) or of one file;
+        every file's is reported, and the job's other files go on."""
+        self.failures.add(error, file_name)
 
 
 @dataclass(eq=False)
@@ -84,6 +88,8 @@ class FileTask:
     url: str  # where the next attempt asks: the storage node, else /download/
     failures: int = 0
     claimed: bool = False  # its path is this task's (Pool._claim)
+    checked: bool = False  # whether the file is in place already is known:
+    present: bool = False  # ... and this is the answer
 
 
 class Pool:
@@ -335,6 +341,7 @@ class Pool:
             if run not in self.runs:
                 return
             self.runs.discard(run)
+        self._delete_removed(run)
         self.locks.release(run.lock)
         self._job_done(self._outcome_event(run))
 
@@ -424,13 +431,38 @@ class Pool:
         run.node_base = node_base(metadata, urlsplit(self.settings.base_url).scheme)
         plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
                                    self.settings.filters, self.settings.flat)
-        for problem in unsafe:
+        for name, problem in unsafe:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
-                                False))
+                                False), name)
+        run.failures.planned = len(plans) + len(unsafe)
+        _add_version(job, metadata)
         if not plans and not unsafe:
-            raise FetchError("no files match the filters", False)
+            # As ia download: an outcome, not a failure ("mirror only the
+            # PDFs" must not fail every item without one).
+            run.outcome["note"] = "no files match the filters"
         ensure_inside(destdir, {os.path.dirname(plan.path) for plan in plans})
+        self._find_removed(run, metadata)
         return plans
+
+    def _find_removed(self, run, metadata):
+        """Note the files in the item's directory that the item no longer
+        lists (not for file jobs, nor with --no-directories, where files of
+        several items share a directory)."""
+        job = run.job
+        item_dir = os.path.join(job["destdir"], job["id"])
+        if "file" in job or self.settings.flat or not os.path.isdir(item_dir):
+            return
+        ensure_inside(job["destdir"], {item_dir})
+        removed = unlisted_files(item_dir, listed_names(job["id"], metadata))
+        if removed:
+            run.outcome["removed"] = removed
+
+    def _delete_removed(self, run):
+        """--delete, once every file of the item is in place."""
+        removed = run.outcome.get("removed")
+        if removed and self.settings.delete and not run.failures and not run.interrupted:
+            item_dir = os.path.join(run.job["destdir"], run.job["id"])
+            run.outcome["deleted"] = delete_files(item_dir, removed)
 
     def _queue_files(self, run, plans):
         if not plans:
@@ -444,31 +476,67 @@ class Pool:
 
     def _planned(self, run, plans):
         """End a dry run's job with its planned event."""
-        if run.interrupted and run.error is None:
+        if run.interrupted and not run.failures:
             run.fail(FetchError("interrupted", True))
-        wanted = [p for p in plans if not is_present(p, self.settings.presence)]
+        wanted = [p for p in plans if not self._present_now(run, p)]
         details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                    "bytes": sum(p.size or 0 for p in wanted),
                    "plan": [{"name": p.name, "size": p.size} for p in wanted]}
-        if run.error:
-            details.update(error=str(run.error), retryable=run.error.retryable)
+        unknown = sum(p.size is None for p in wanted)
+        if unknown:  # their bytes are not in "bytes"; the plan shows them as null
+            details["files_unknown_size"] = unknown
+        details.update(run.failures.details())
+        details.update((k, v) for k, v in run.outcome.items() if k in ("note", "removed"))
         self._job_done(make_event("planned", run.job, **details))
 
     # -- one file ---------------------------------------------------------------
     def _run_file(self, task):
         run, plan = task.run, task.plan
-        if not task.claimed:
-            if not self._claim(task):
-                return
-            if not self.cancel.is_set() and is_present(plan, self.settings.presence):
-                with self.condition:
-                    run.skipped_files += 1
-                return self._file_done(run, plan.path)
+        if not task.claimed and not self._claim(task):
+            return
         if self.cancel.is_set():
             run.interrupted = True
+        elif not task.checked and not self._check_presence(task):
+            return  # its HEAD was refused: it waits to ask again
+        elif task.present:
+            with self.condition:
+                run.skipped_files += 1
         elif self._download(task):
             return  # the finisher ends it, or it waits to be tried again
         self._file_done(run, plan.path)
+
+    def _check_presence(self, task):
+        """Decide whether the task's file is in place already (``present``);
+        False when the HEAD this needed failed and waits to be tried again.
+        A file the HEAD fails for for good is downloaded, and the download
+        reports the error."""
+        try:
+            task.present = is_present(task.plan, self.settings.presence,
+                                      lambda: self._head(task.run, task.plan))
+        except HostPaused as paused:
+            self._later(task, paused.until - time.monotonic())
+            return False
+        except ATTEMPT_ERRORS as exc:
+            delay = self._retry_delay(task, as_fetch_error(exc))
+            if delay is not None:
+                self._later(task, delay)
+                return False
+            task.present = False
+        task.checked = True
+        return True
+
+    def _present_now(self, run, plan):
+        """``is_present`` for a dry run: a HEAD that fails counts the file
+        as wanted."""
+        try:
+            return is_present(plan, self.settings.presence, lambda: self._head(run, plan))
+        except (HostPaused, *ATTEMPT_ERRORS):
+            return False
+
+    def _head(self, run, plan):
+        with self.condition:
+            run.attempts += 1
+        return self.local.connection.head(plan.url + "?cnt=0")
 
     def _claim(self, task):
         """Make the file at the task's path this task's; False when another
@@ -573,7 +641,7 @@ class Pool:
         if delay is not None:
             return self._later(task, delay)
         with self.condition:
-            task.run.fail(error, task.plan.name)
+            task.run.fail(explain_refusal(error, task.plan), task.plan.name)
         return False
 
     def _make_directory(self, run, plan):
@@ -626,17 +694,11 @@ class Pool:
         details = {"files": run.fetched_files, "files_skipped": run.skipped_files,
                    "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
                    "attempts": run.attempts}
-        if run.interrupted and run.error is None:
+        if run.interrupted:  # said even when some files failed before it
             run.fail(FetchError("interrupted before it finished; run again to resume", True))
-        if run.error is None:
-            return make_event("completed", run.job, **details)
-        details["error"] = str(run.error)
-        details["retryable"] = run.error.retryable
-        if run.error.http_status:
-            details["http_status"] = run.error.http_status
-        if run.failed_file:
-            details["failed_file"] = run.failed_file
-        return make_event("failed", run.job, **details)
+        if not run.failures:
+            return make_event("completed", run.job, **details, **run.outcome)
+        return make_event("failed", run.job, **details, **run.failures.details())
 
 
 def _no_space(error):
@@ -649,3 +711,14 @@ def _check_destdir(destdir):
     if not os.path.isdir(destdir):
         raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
                          True, local=True)
+
+
+def _add_version(job, metadata):
+    """Give a job without a version (an item list, plain ids) the one the
+    metadata states, so that its completion records what was fetched."""
+    updated = metadata.get("item_last_updated")
+    if "updated" not in job and isinstance(updated, int):
+        job["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated))
+    size = metadata.get("item_size")
+    if "size" not in job and "file" not in job and isinstance(size, int):
+        job["size"] = size

@@ -20,7 +20,8 @@ PROG = "ia-resolve"
 DESCRIPTION = """\
 Turn archive.org identifiers into JSONL jobs, one per item: from arguments,
 from an item list (--itemlist), or from a search (--search).  Each job is
-{"id": IDENTIFIER}, with "size" when the search reports item_size."""
+{"id": IDENTIFIER}, with "size" and "updated" when the search reports the
+item's size and update date (its version: see iatools(7))."""
 EPILOG = """\
 examples:
   ia-resolve --search 'collection:prelinger' > jobs.jsonl
@@ -30,7 +31,10 @@ examples:
 
 An item list holds one identifier per line, or JSONL jobs; blank lines and
 lines starting with # are ignored.  See ia-resolve(1) and iatools(7)."""
-RESERVED_FIELDS = frozenset({"id", "file", "size"}) | EVENT_FIELDS
+RESERVED_FIELDS = frozenset({"id", "file", "size", "updated"}) | EVENT_FIELDS
+#: The search field holding the item's update dates (a list of ISO 8601
+#: dates; the last is the metadata's item_last_updated: see iatools(7)).
+UPDATE_DATES = "oai_updatedate"
 
 
 def build_parser():
@@ -115,13 +119,15 @@ class _Emitter:
         self.output = jsonl.Output()
         self.bad = self.written = self.other_shards = 0
 
-    def identifier(self, identifier, where, size=None):
+    def identifier(self, identifier, where, size=None, updated=None):
         problem = identifier_problem(identifier)
         if problem:
             return self.reject(where, problem)
         job = {"id": identifier}
         if isinstance(size, int) and size >= 0:
             job["size"] = size
+        if updated:
+            job["updated"] = updated
         self.job(job)
 
     def job(self, job):
@@ -163,7 +169,7 @@ def _read_itemlist(path, fd, emitter):
 
 def _search(search_session, query, args, emitter):
     url = session.base_url(search_session) + "/services/search/v1/scrape"
-    params = {"q": query, "fields": "identifier,item_size",
+    params = {"q": query, "fields": f"identifier,item_size,{UPDATE_DATES}",
               "count": max(100, min(args.page_size, 10000))}
     received = 0
     total = None
@@ -173,7 +179,8 @@ def _search(search_session, query, args, emitter):
         for result in page.get("items") or []:
             received += 1
             emitter.identifier(result.get("identifier"), f"search result {received}",
-                               size=_as_int(result.get("item_size")))
+                               size=_as_int(result.get("item_size")),
+                               updated=_latest_date(result.get(UPDATE_DATES)))
         emitter.flush()
         if not page.get("cursor"):
             break
@@ -188,6 +195,16 @@ def _as_int(value):
         return int(value)
     except (TypeError, ValueError):
         return None
+
+
+def _latest_date(dates):
+    """The latest of the ISO 8601 dates archive.org gives (a list, or one
+    date), which sort as text; None without any."""
+    if isinstance(dates, str):
+        dates = [dates]
+    if not isinstance(dates, list):
+        return None
+    return max((d for d in dates if isinstance(d, str) and d), default=None)
 
 
 class _PageProblem(Exception):

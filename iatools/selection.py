@@ -1,11 +1,14 @@
 """Which files of an item a job downloads, and where each one goes.
 
-The item and file model and the selection by format, glob and source are
-the internetarchive library's (so a job selects exactly what ``ia download``
-would); only the metadata request is ours, to retry it like any other.
+The rules of the selection by format, glob and source are ``ia download``'s
+(so a job selects what it would), applied to the raw metadata: the library
+turns a missing size into 0 and scans the whole file list once per selected
+file.  The metadata request is ours too, to retry it like any other.
 """
 
+import fnmatch
 import os
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -13,6 +16,32 @@ import orjson
 
 from iatools.http import FetchError, response_error
 from iatools.jobs import file_name_problem
+
+
+def add_selection_options(parser):
+    """ia download's file selection options (ia-fetch, ia-verify)."""
+    selection = parser.add_argument_group("file selection (as ia download)")
+    selection.add_argument("-g", "--glob", action="append", default=[], metavar="PATTERN",
+                           help="only files matching PATTERN; | separates alternatives "
+                                "(repeatable)")
+    selection.add_argument("-e", "--exclude", action="append", default=[], metavar="PATTERN",
+                           help="skip files matching PATTERN (repeatable)")
+    selection.add_argument("-f", "--format", action="append", default=[], metavar="FORMAT",
+                           help="only files of this format, e.g. 'JPEG' (repeatable)")
+    selection.add_argument("--source", action="append", default=[], metavar="SOURCE",
+                           help="only files from this source: original, derivative, "
+                                "metadata (repeatable)")
+    selection.add_argument("--exclude-source", action="append", default=[], metavar="SOURCE",
+                           help="skip files from this source (repeatable)")
+    selection.add_argument("--on-the-fly", action="store_true",
+                           help="also fetch on-the-fly derivatives (EPUB, MOBI, DAISY, MARCXML)")
+    selection.add_argument("--download-history", action="store_true",
+                           help="also fetch files under history/ (skipped by default)")
+
+
+def filters_from_args(args):
+    return Filters(args.format, args.glob, args.exclude, args.source, args.exclude_source,
+                   args.on_the_fly, args.download_history)
 
 
 @dataclass
@@ -37,6 +66,8 @@ class FilePlan:
     size: object  # int, or None when the metadata has no size (on-the-fly files)
     md5: object
     mtime: object
+    private: bool = False  # "private": "true": only its uploader may fetch it
+    item_restricted: bool = False  # the item is access-restricted
 
     @property
     def is_files_xml(self):
@@ -46,7 +77,11 @@ class FilePlan:
 
     @property
     def checksum_trusted(self):
-        return self.md5 is not None and not self.is_files_xml
+        # The torrent is regenerated as the item changes too, and the md5
+        # listed for it is often stale (a known archive.org defect): a
+        # mismatch would fail the item on every run.
+        return (self.md5 is not None and not self.is_files_xml
+                and self.name != f"{self.identifier}_archive.torrent")
 
 
 def fetch_metadata(connection, base_url, identifier):
@@ -74,54 +109,119 @@ def fetch_metadata(connection, base_url, identifier):
 
 
 def plan_files(session, metadata, job, destdir, filters, flat):
-    """FilePlans for a job, and problems with unsafe names in the metadata.
+    """FilePlans for a job, and problems with unsafe names in the metadata
+    (``(name, problem)`` pairs: the other files are still planned).
 
     ``flat`` puts files straight into ``destdir`` (--no-directories)."""
-    from internetarchive.item import Item
-
     identifier = job["id"]
-    item = Item(session, identifier, item_metadata=metadata)
-    files = _select(item, job.get("file"), filters)
+    about = metadata.get("metadata")
+    restricted = isinstance(about, dict) and _is_true(about.get("access-restricted-item"))
     base = destdir if flat else os.path.join(destdir, identifier)
     plans, unsafe = [], []
-    for f in files:
-        problem = file_name_problem(f.name)
+    for entry in select_entries(identifier, metadata["files"], job.get("file"), filters):
+        name = entry["name"].strip("/")  # as the library does: "/a" is fetched as "a"
+        problem = file_name_problem(name)
         if problem:
-            unsafe.append(problem)
+            unsafe.append((name, problem))
             continue
         plans.append(FilePlan(
-            identifier=identifier, name=f.name,
-            url=f"{session.protocol}//{session.host}/download/{identifier}/{quote(f.name)}",
-            path=os.path.join(base, f.name), size=_int_or_none(f.size),
-            md5=f.md5 or None, mtime=f.mtime or None))
+            identifier=identifier, name=name,
+            url=f"{session.protocol}//{session.host}/download/{identifier}/{quote(name)}",
+            path=os.path.join(base, name), size=_whole_number(entry.get("size")),
+            md5=entry.get("md5") or None, mtime=_mtime(entry.get("mtime")),
+            private=_is_true(entry.get("private")), item_restricted=restricted))
     return plans, unsafe
 
 
-def _select(item, file_name, filters):
+def listed_names(identifier, metadata):
+    """Every name a file of the item may have on disk: those listed (as
+    plan_files names them) and the on-the-fly derivatives."""
+    names = {f["name"].strip("/") for f in metadata["files"]}
+    return names.union(e["name"] for e in on_the_fly_entries(identifier))
+
+
+def select_entries(identifier, entries, file_name, filters):
+    """The raw file entries a job wants, in listing order, each once.
+
+    The rules are ``ia download``'s (``Item.download``): a glob replaces
+    the format filter, history/ and the sources filter what is left.  Two
+    differences, both documented in ia-fetch(1): --exclude applies without
+    --glob too, and a file two patterns match is fetched once.  One pass
+    over the list: the library looks each selected name up again in the
+    whole list (``get_file``), quadratic in the item's size."""
     if file_name is not None:
-        matches = [f for f in item.get_files() if f.name == file_name]
+        matches = [e for e in entries if e["name"] == file_name]
         if not matches:
-            raise FetchError(f"item {item.identifier} has no file {file_name!r}", False)
-        return matches
-    files = item.get_files(on_the_fly=filters.on_the_fly)
+            raise FetchError(f"item {identifier} has no file {file_name!r}", False)
+        return matches[:1]
+    if filters.on_the_fly:
+        entries = entries + on_the_fly_entries(identifier)
+    wanted = _name_test(filters)
+    selected, seen = [], set()
+    for entry in entries:
+        name = entry["name"]
+        if name not in seen and wanted(name, entry) and _wanted_source(entry, filters):
+            seen.add(name)
+            selected.append(entry)
+    return selected
+
+
+def on_the_fly_entries(identifier):
+    """The derivatives archive.org makes on request, never listed (the
+    library's list: Item.get_files)."""
+    return [{"name": name, "format": format_name} for format_name, name in (
+        ("EPUB", f"{identifier}.epub"), ("MOBI", f"{identifier}.mobi"),
+        ("DAISY", f"{identifier}_daisy.zip"), ("MARCXML", f"{identifier}_archive_marc.xml"))]
+
+
+def _name_test(filters):
+    """``wanted(name, entry)`` for the glob, format and exclude filters."""
+    excluded = _matcher(filters.excludes)
+    if filters.globs:
+        included = _matcher(filters.globs)
+        return lambda name, entry: included(name) and not excluded(name)
     if filters.formats:
-        files = item.get_files(formats=filters.formats, on_the_fly=filters.on_the_fly)
-    if filters.globs or filters.excludes:
-        files = item.get_files(glob_pattern=filters.globs or ["*"],
-                               exclude_pattern=filters.excludes, on_the_fly=filters.on_the_fly)
-    return [f for f in files if _wanted(f, filters)]
+        formats = set(filters.formats)
+        return lambda name, entry: entry.get("format") in formats and not excluded(name)
+    return lambda name, entry: not excluded(name)
 
 
-def _wanted(f, filters):
-    if not filters.download_history and f.name.startswith("history/"):
+def _matcher(patterns):
+    """A test for names matching any of ``patterns`` (``|`` separates
+    alternatives), as the library's fnmatch does: case-sensitive here,
+    ``*`` matching ``/`` too."""
+    alternatives = [p for pattern in patterns for p in pattern.split("|")]
+    if not alternatives:
+        return lambda name: False
+    regex = re.compile("|".join(f"(?:{fnmatch.translate(p)})" for p in alternatives))
+    return lambda name: regex.match(name) is not None
+
+
+def _wanted_source(entry, filters):
+    if not filters.download_history and entry["name"].startswith("history/"):
         return False
-    if filters.sources and f.source not in filters.sources:
+    source = entry.get("source")
+    if filters.sources and source not in filters.sources:
         return False
-    return not (filters.exclude_sources and f.source in filters.exclude_sources)
+    return not (filters.exclude_sources and source in filters.exclude_sources)
 
 
-def _int_or_none(value):
+def _whole_number(value):
+    """A size as archive.org lists it ("5009"); None when it lists none:
+    unknown is not 0 (on-the-fly derivatives have no size)."""
     try:
-        return int(value)
+        number = int(value)
     except (TypeError, ValueError):
         return None
+    return number if number >= 0 else None
+
+
+def _mtime(value):
+    try:
+        return float(value) or None
+    except (TypeError, ValueError):
+        return None
+
+
+def _is_true(value):
+    return value is True or value == "true"

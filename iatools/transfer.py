@@ -50,20 +50,44 @@ def temp_path(path):
     return os.path.join(directory, temp)
 
 
-def is_present(plan, presence):
-    """True when the file at ``plan.path`` can be kept as it is."""
+def is_present(plan, presence, head):
+    """True when the file at ``plan.path`` can be kept as it is.
+
+    ``ia download``'s rule: the size the metadata lists and a modification
+    time equal to the server's Last-Modified (which ia-fetch and ia both
+    give the files they write).  The metadata's mtime usually is that date
+    and then decides alone; where it cannot (``_files.xml``, whose listing
+    is stale, a file without an mtime or whose Last-Modified differs from
+    it by seconds) ``head()`` asks the server: one bodiless request.  A HEAD,
+    not a conditional GET: a 304 says only "not newer than", and a 200 would
+    bring the body along before we know we want it."""
     try:
         st = os.stat(plan.path)
     except OSError:
         return False
     if presence.ignore_existing:
         return True
-    if presence.checksum:
-        return plan.md5 is not None and _md5_of_file(plan.path) == plan.md5
-    size_ok = plan.size is None or st.st_size == plan.size or plan.is_files_xml
+    size_listed = plan.size is not None and not plan.is_files_xml
+    if size_listed and st.st_size != plan.size:
+        return False
+    if presence.checksum and plan.checksum_trusted:
+        return _md5_of_file(plan.path) == plan.md5
+    if size_listed and not presence.change_timestamp:
+        return True  # the local date is the download's: the size alone decides
+    if size_listed and plan.mtime is not None and int(st.st_mtime) == int(plan.mtime):
+        return True
+    return _server_agrees(st, plan, presence, head())
+
+
+def _server_agrees(st, plan, presence, response):
+    """Whether a HEAD ``response`` matches the file's size and date."""
+    length = response.headers.get("Content-Length")
+    if length is not None and length.isdigit() and int(length) != st.st_size:
+        return False
     if not presence.change_timestamp:
-        return size_ok and plan.size is not None
-    return size_ok and plan.mtime is not None and int(st.st_mtime) == int(plan.mtime)
+        return True
+    last_modified = _last_modified(response)
+    return last_modified is not None and int(st.st_mtime) == int(last_modified)
 
 
 def _md5_of_file(path, md5=None):

@@ -2,32 +2,17 @@
 --help and --version on stdout with status 0, usage errors as
 "NAME: error: ..." with status 2, and never a Python traceback."""
 
-import subprocess
-import sys
 
 import pytest
 
 from iatools import __version__
-from tests.helpers import BIN, REPO, command, run
+from tests.helpers import BIN, command, run
 
 COMMANDS = sorted(path.name for path in BIN.iterdir() if path.name.startswith("ia-"))
 
 
-def module_of(name):
-    return "iatools." + name.removeprefix("ia-")
-
-
-def require_module(name):
-    """Skip a command whose module has not been written yet."""
-    probe = subprocess.run([sys.executable, "-c", f"import {module_of(name)}"],
-                           cwd=REPO, capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip(f"{module_of(name)} does not import (not written yet?)")
-
-
 @pytest.fixture(params=COMMANDS)
 def name(request):
-    require_module(request.param)
     return request.param
 
 

@@ -12,7 +12,7 @@ from tests.emulator import Catalog
 from tests.helpers import PYTHON, command, jsonl_bytes, parse_jsonl, run
 from tests.torture import (
     Pipeline, assert_no_traceback, assert_status_matches_log, file_key, full_pipeline, locks,
-    log_events, require_route, storage_requests, temporaries, tmpfs, tree)
+    log_events, storage_requests, temporaries, tmpfs, tree)
 
 WRITERS, PER_WRITER = 4, 50_000
 
@@ -60,7 +60,6 @@ def test_two_full_pipelines_over_the_same_items_and_disks(make_emulator, tmp_pat
     """Per-item locks keep the second pipeline off items the first is
     fetching: it reports them skipped (locked) and they stay pending in its
     log.  Two disks that fill as the runs go make ia-route's choices change."""
-    require_route()
     catalog = Catalog.generate(items=12, files_per_item=2, file_size=96 * 1024)
     emu, env = make_emulator(catalog, bandwidth=1 << 20)
     expected = catalog_md5s(catalog)

@@ -11,7 +11,7 @@ from tests.conftest import catalog_md5s
 from tests.emulator import Catalog
 from tests.torture import (
     STAGES, FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, file_key,
-    final_files, full_pipeline, locks, partial_final_files, require_route, storage_requests,
+    final_files, full_pipeline, locks, partial_final_files, storage_requests,
     temporaries, tree, wait_for)
 
 TRIALS = 20
@@ -41,7 +41,6 @@ def catalog():
 
 @pytest.mark.parametrize("seed, stage", trial_ids())
 def test_sigkill_one_stage_then_rerun(make_emulator, catalog, tmp_path, seed, stage):
-    require_route()
     rng = random.Random(seed)
     emu, env = make_emulator(catalog, bandwidth=BANDWIDTH)
     expected = catalog_md5s(catalog)

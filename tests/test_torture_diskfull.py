@@ -12,7 +12,7 @@ from tests.emulator import Catalog, FileSpec
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
 from tests.torture import (
     FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, final_files,
-    locks, log_events, require_route, temporaries, tmpfs, tree)
+    locks, log_events, temporaries, tmpfs, tree)
 
 SMALL_DISK = 384 * 1024
 BIG_DISK = 4 << 20
@@ -65,7 +65,6 @@ def test_a_disk_too_small_fails_the_item_with_enospc_and_the_rest_goes_on(
 
 
 def test_routed_over_two_disks_the_retry_completes_on_the_other_disk(make_emulator, tmp_path):
-    require_route()
     catalog = catalog_with_a_big_item()
     emu, env = make_emulator(catalog)
     expected = catalog_md5s(catalog)

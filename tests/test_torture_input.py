@@ -13,7 +13,7 @@ import pytest
 
 from tests.emulator import Catalog
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
-from tests.torture import require_route, snapshot
+from tests.torture import snapshot
 
 FAILED = 1  # iatools(7), every man page: some lines or jobs failed
 EVIL = f"/tmp/iatools-torture-evil-{os.getpid()}"
@@ -129,7 +129,6 @@ def test_joblog_append(places):
 
 
 def test_route(places):
-    require_route()
     dest, work = places
     data, bad_at, good = stream(BAD_JOB_LINES, b'{"id": "demo-0001", "size": 10}')
     result = run([command("ia-route"), "-d", str(dest)], input=data, cwd=work, timeout=120)
@@ -208,8 +207,6 @@ def test_fetch_with_hostile_lines_metadata_and_a_symlink_out(make_emulator, plac
     ["ia-fetch", "-q"], ["ia-route", "-d", "."], ["ia-resolve", "--itemlist", "-"],
 ], ids=["fetch", "route", "resolve"])
 def test_an_empty_stream_is_nothing_to_do(places, argv, make_emulator):
-    if argv[0] == "ia-route":
-        require_route()
     dest, work = places
     emu, env = make_emulator()
     result = run([command(argv[0]), *argv[1:]], input=b"", env=env, cwd=dest)

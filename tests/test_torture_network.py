@@ -10,7 +10,7 @@ from tests.conftest import catalog_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.torture import (
     FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, full_pipeline,
-    locks, log_events, require_route, tree)
+    locks, log_events, tree)
 
 SEED = 5
 #: What a job's error says after each kind of fault.
@@ -49,7 +49,6 @@ def catalog_with_doomed_items():
 
 def test_faults_end_in_correct_files_or_truthful_failures_and_polite_backoff(
         make_emulator, tmp_path):
-    require_route()
     catalog = catalog_with_doomed_items()
     emu, env = make_emulator(
         catalog, status_rate=0.04, status=503, reset_rate=0.04, corrupt_rate=0.04,

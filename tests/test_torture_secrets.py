@@ -9,7 +9,7 @@ import pytest
 
 from tests.emulator import ACCESS_KEY, SECRET_KEY, Catalog
 from tests.helpers import command, run
-from tests.torture import Pipeline, full_pipeline, require_route
+from tests.torture import Pipeline, full_pipeline
 
 SECRETS = (ACCESS_KEY.encode(), SECRET_KEY.encode())
 
@@ -48,7 +48,6 @@ class Terminal:
 
 
 def test_no_output_of_a_troubled_pipeline_shows_the_keys(make_emulator, tmp_path):
-    require_route()
     catalog = Catalog.generate(items=6, files_per_item=2, file_size=256 * 1024)
     catalog.add_special_items(collection="demo")
     emu, env = make_emulator(catalog, bandwidth=2 << 20, status_rate=0.1, status=503,

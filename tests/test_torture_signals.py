@@ -13,7 +13,7 @@ from tests.emulator import Catalog
 from tests.helpers import parse_jsonl
 from tests.torture import (
     STAGES, FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, file_key,
-    full_pipeline, locks, log_events, require_route, storage_requests, temporaries, tree,
+    full_pipeline, locks, log_events, storage_requests, temporaries, tree,
     wait_for)
 
 INTERRUPTED = 130
@@ -69,7 +69,6 @@ def rerun_completes(catalog, emu, env, disks, log, stages, workdir):
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_a_stop_signal_to_the_group_records_every_finished_job_and_resumes(
         make_emulator, tmp_path, signum):
-    require_route()
     catalog, emu, env, disks, log, stages = setup(make_emulator, tmp_path, bandwidth=1 << 20)
     expected = catalog_md5s(catalog)
     with FinalNameWatch(disks, expected) as watch:
@@ -96,7 +95,6 @@ def test_a_stop_signal_to_the_group_records_every_finished_job_and_resumes(
 
 
 def test_a_second_sigint_ends_the_pipeline_within_a_second(make_emulator, tmp_path):
-    require_route()
     catalog, emu, env, disks, log, stages = setup(make_emulator, tmp_path, bandwidth=1 << 20,
                                                   stall_seconds=60)
     # Later items' metadata and files go silent: a graceful stop has
@@ -124,7 +122,6 @@ def test_a_second_sigint_ends_the_pipeline_within_a_second(make_emulator, tmp_pa
 def test_one_sigint_cuts_a_stalled_metadata_request(make_emulator, tmp_path):
     """The first SIGINT must not wait out --timeout on a silent metadata
     request (transfers are cut at once; see test_fetch)."""
-    require_route()
     catalog, emu, env, disks, log, stages = setup(make_emulator, tmp_path, items=4,
                                                   timeout=8, stall_seconds=60)
     first, *others = catalog.sorted_items()

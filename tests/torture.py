@@ -14,17 +14,12 @@ from pathlib import Path
 
 import pytest
 
+from iatools.locks import LOCK_SUFFIX
+from iatools.transfer import TEMP_SUFFIX
 from tests.helpers import command, parse_jsonl, run
 
-TEMP_SUFFIX = ".iatools-part"
-LOCK_SUFFIX = ".iatools-lock"
 #: The stages of the full pipeline, in order.
 STAGES = ("resolve", "skip", "route", "fetch", "append")
-
-
-def require_route():
-    """Skip (with the reason) until ia-route exists."""
-    pytest.importorskip("iatools.route", reason="ia-route (iatools/route.py) not written yet")
 
 
 def full_pipeline(log, disks, source, fetch_args=(), append="append"):

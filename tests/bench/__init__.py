@@ -14,6 +14,9 @@ with the workload's latency, bandwidth cap and faults:
 - B1 bursts: W1's items while archive.org and two storage nodes each refuse
   everything for a few seconds; time, and requests sent to a paused host.
 
+V1 (``audit``): ia-verify over W2's tree against ``md5sum`` under ``xargs -P
+2`` of the same files, same run: MiB/s and CPU s/GiB.
+
 Contenders (``contenders``): iatools (``ia-resolve | ia-fetch``), ``ia
 download`` sequential, ``ia download`` under GNU parallel, ``curl
 --parallel``, and in https mode rclone's internetarchive backend (installed
@@ -23,7 +26,8 @@ catalogue md5 (``verify``).  Log workloads (``logs``): J1 status/skip/pending
 on a 10-million-job log, first readings and then (median of three) readings
 from their checkpoints after 20,000 more jobs were logged; grep -c and a
 bare Python line loop over the same log are its anchors.  P1 jobs/s through
-ia-joblog skip and ia-route; S start-up times.  Measurements (``measure``):
+ia-joblog skip and ia-route; S start-up times; F1 the CPU of planning one
+item of 20,000 and of 100,000 files (``plan``).  Measurements (``measure``):
 wall, CPU and peak RSS from ``os.wait4``.  Results: a Markdown table on
-stdout, JSONL in bench-results/.
+stdout, JSONL in tests/bench/results/.
 """

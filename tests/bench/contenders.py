@@ -13,6 +13,7 @@ import shutil
 import subprocess
 
 from tests.bench.server import VENV_BIN
+from tests.helpers import command
 
 #: Row names; the table's header says what each runs.
 IATOOLS = "iatools"
@@ -38,6 +39,20 @@ def iatools(ids_file, dest, jobs, events="/dev/null", log=None):
         f"> {shlex.quote(str(events))}"
     return (f"{_bin('ia-resolve')} --itemlist {shlex.quote(str(ids_file))} "
             f"| {_bin('ia-fetch')} -q -j {jobs} -d {shlex.quote(str(dest))} {tail}")
+
+
+def ia_verify(ids_file, tree, jobs, events):
+    """ia-resolve | ia-verify: the audit of a tree, events to ``events``.
+    The checkout's launchers (bin/), whatever .venv's editable install points
+    at: start-up does not count next to reading a tree."""
+    return (f"{shlex.quote(command('ia-resolve'))} --itemlist {shlex.quote(str(ids_file))} "
+            f"| {shlex.quote(command('ia-verify'))} -q -j {jobs} -d {shlex.quote(str(tree))} "
+            f"> {shlex.quote(str(events))}")
+
+
+def md5sum_parallel(files_list, jobs):
+    """md5sum of the NUL-separated paths in ``files_list``, ``jobs`` at once."""
+    return f"xargs -0 -P {jobs} -n 1 md5sum < {shlex.quote(str(files_list))} > /dev/null"
 
 
 def iatools_retry_failed(log, dest, jobs):

@@ -2,7 +2,7 @@
 start-up times of the commands.
 
 The data are generated here, deterministically, and cached under
-bench-results/cache/ (git-ignored): a log as the real pipeline writes it
+tests/bench/results/cache/ (git-ignored): a log as the real pipeline writes it
 (``queued`` from ia-joblog skip, ``started`` and ``completed``/``failed``
 from ia-fetch, with ia-resolve's ``size`` and ia-route's ``destdir``), and
 the matching job stream.  Every output is checked: a fast wrong count fails.
@@ -22,7 +22,7 @@ from tests.bench.report import Row
 from tests.bench.server import VENV_BIN
 from tests.helpers import REPO, base_env
 
-CACHE = REPO / "bench-results" / "cache"
+CACHE = REPO / "tests" / "bench" / "results" / "cache"
 #: 2026-11-01T00:00:00Z; events are 20 ms apart from there.
 EPOCH = 1_793_491_200
 _WORDS = ("prelinger", "gov.archives.arc", "nasa_images", "bostonpubliclibrary", "librivox",

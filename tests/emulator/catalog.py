@@ -35,13 +35,21 @@ ODD_NAMES = (
 
 @dataclass(frozen=True)
 class FileSpec:
-    """A file to put in an item; ``format`` and ``mtime`` default sensibly."""
+    """A file to put in an item; ``format`` and ``mtime`` default sensibly.
+    The rest shape it as archive.org does some files: ``unlisted`` fields
+    ("size", "mtime", "md5") the metadata leaves out; ``private`` files
+    answer 403 but to the emulator's keys; a ``gone`` file is listed but
+    answers 404; ``skew`` seconds are added to its Last-Modified."""
 
     name: str
     size: int
     source: str = "original"
     format: str = None
     mtime: int = None
+    unlisted: tuple = ()
+    private: bool = False
+    gone: bool = False
+    skew: int = 0
 
 
 class CatalogFile:
@@ -54,11 +62,23 @@ class CatalogFile:
         self.source = spec.source
         self.format = spec.format or FORMATS.get(os.path.splitext(spec.name)[1], "Unknown")
         self.mtime = default_mtime if spec.mtime is None else spec.mtime
+        self.spec = spec
         self.content = FileContent(f"{identifier}/{spec.name}".encode(), spec.size)
+
+    @property
+    def last_modified(self):
+        """The time the storage server's Last-Modified header says."""
+        return self.mtime + self.spec.skew
 
     @property
     def is_files_xml(self):
         return self.name == f"{self.identifier}_files.xml"
+
+    @property
+    def is_regenerated(self):
+        """_files.xml and the torrent: rewritten as the item changes, so the
+        md5 listed for them is stale (reported on archive.org)."""
+        return self.is_files_xml or self.name == f"{self.identifier}_archive.torrent"
 
     def md5(self):
         """The md5 of the bytes served."""
@@ -66,9 +86,9 @@ class CatalogFile:
 
     def listed_digests(self):
         """The checksums the metadata lists."""
-        if self.is_files_xml:
-            # archive.org rewrites _files.xml as the item changes, so the md5
-            # it lists never matches the served file; downloaders must cope.
+        if self.is_regenerated:
+            # archive.org rewrites these as the item changes, so the md5 it
+            # lists never matches the served file; downloaders must cope.
             return {"md5": hashlib.md5(b"stale " + self.content.key).hexdigest()}
         return self.content.digests()
 
@@ -85,17 +105,25 @@ class Item:
     restricted: bool = False
     missing: bool = False
     metadata_not_json: bool = False
+    #: item_last_updated; a day after ``created`` until changes.py changes it
+    updated: int = None
+    on_the_fly: dict = field(default_factory=dict)  # name -> CatalogFile, made on request
+    data_node: int = 0  # downloads redirect to servers[data_node]
+    raw_utf8_location: bool = False  # the redirect's Location is not percent-encoded
+    data_domain: str = "archive.org"  # where its storage hosts are
     _hash: int = field(init=False, repr=False)
 
     def __post_init__(self):
+        if self.updated is None:
+            self.updated = self.created + 86400
         digest = hashlib.sha256(self.identifier.encode()).digest()
         self._hash = int.from_bytes(digest[:8], "big")
 
     @property
     def servers(self):
         """(d1, d2): the storage hosts holding the item."""
-        return (f"ia8{self._hash % 100000:05d}.us.archive.org",
-                f"ia6{self._hash // 100000 % 100000:05d}.us.archive.org")
+        return (f"ia8{self._hash % 100000:05d}.us.{self.data_domain}",
+                f"ia6{self._hash // 100000 % 100000:05d}.us.{self.data_domain}")
 
     @property
     def dir(self):
@@ -122,6 +150,7 @@ class Catalog:
 
     def __init__(self):
         self.items = {}
+        self.repeated_in_search = None  # an identifier search results list twice
         self._sorted = None
 
     @classmethod
@@ -132,7 +161,9 @@ class Catalog:
         exactly ``file_size`` bytes.  ``mix="realistic"``: per original
         (``files_per_item`` of them, sizes 0.5–1.5 × ``file_size``) an .ogv
         derivative, plus a thumbnail, _meta.xml, _files.xml and
-        ``extras/notes — café ünï.txt``."""
+        ``extras/notes — café ünï.txt``; but items 3, 5, 7 ... are in turn a
+        film, a scanned book and a software item (``realistic.KINDS``)."""
+        from tests.emulator.realistic import add_on_the_fly, realistic_item  # needs FileSpec
         if mix not in ("plain", "realistic"):
             raise ValueError(f"mix must be 'plain' or 'realistic', not {mix!r}")
         catalog = cls()
@@ -141,11 +172,15 @@ class Catalog:
         for index in range(1, items + 1):
             identifier = f"{prefix}{index:0{width}d}"
             rng = random.Random(f"{seed}/{identifier}")
-            specs = (_plain_files(identifier, files_per_item, file_size) if mix == "plain"
-                     else _realistic_files(identifier, files_per_item, file_size, rng))
-            catalog.add_item(identifier, specs, collection=collection,
-                             mediatype="movies" if mix == "realistic" else "data",
-                             created=EPOCH + index * 3600)
+            if mix == "plain":
+                mediatype, specs = "data", _plain_files(identifier, files_per_item, file_size)
+            else:
+                mediatype, specs = realistic_item(index, identifier, files_per_item,
+                                                  file_size, rng)
+            item = catalog.add_item(identifier, specs, collection=collection,
+                                    mediatype=mediatype, created=EPOCH + index * 3600)
+            if mediatype == "texts":
+                add_on_the_fly(item)
         return catalog
 
     def add_item(self, identifier, files, *, collection="demo", mediatype="data", title=None,
@@ -230,7 +265,7 @@ def _plain_files(identifier, count, size):
     return [FileSpec(f"{identifier}_{k:02d}.bin", size) for k in range(1, count + 1)]
 
 
-def _realistic_files(identifier, originals, file_size, rng):
+def video_files(identifier, originals, file_size, rng):
     specs = []
     for k in range(1, max(1, originals) + 1):
         stem = identifier if k == 1 else f"{identifier}_part{k:02d}"

@@ -13,12 +13,14 @@ as ``http://emulator.invalid/_emu/...`` or directly at
 ``DELETE /_emu/inject``    forget all scripted faults not yet used
 ``POST /_emu/burst``       ``{"host": "...", "seconds": S, "retry_after": R}``:
                            the host refuses everything for S seconds
+``POST /_emu/change``      change the catalog (``changes.apply``)
 =========================  ================================================
 """
 
 import json
 import urllib.parse
 
+from tests.emulator import changes
 from tests.emulator.routes import json_reply
 
 
@@ -43,6 +45,9 @@ def control_reply(emu, request):
             document = _json_body(request)
             emu.faults.bursts.start(document["host"], float(document["seconds"]),
                                     document.get("retry_after"))
+            return json_reply({"ok": True})
+        if action == ("POST", "/_emu/change"):
+            changes.apply(emu.catalog, _json_body(request))
             return json_reply({"ok": True})
         if action == ("DELETE", "/_emu/inject"):
             emu.clear_injections()

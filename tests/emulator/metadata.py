@@ -34,7 +34,7 @@ def item_document(item):
     return {
         "created": item.created, "d1": d1, "d2": d2, "dir": item.dir,
         "files": files, "files_count": len(files),
-        "item_last_updated": item.created + 86400, "item_size": item.item_size,
+        "item_last_updated": item.updated, "item_size": item.item_size,
         "metadata": metadata, "server": d1, "uniq": item.uniq,
         "workable_servers": [d1, d2],
     }
@@ -47,6 +47,10 @@ def file_entry(catalog_file):
         "size": str(catalog_file.size),
     }
     entry.update(catalog_file.listed_digests())
+    for name in catalog_file.spec.unlisted:
+        entry.pop(name, None)
+    if catalog_file.spec.private:
+        entry["private"] = "true"
     return entry
 
 

@@ -20,7 +20,8 @@ from tests.emulator.scrape import scrape_page
 
 API_HOSTS = ("archive.org", "www.archive.org")
 SCRAPE_PATH = "/services/search/v1/scrape"
-_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.archive\.org")
+#: A name merely ending in archive.org too (an item's ``data_domain``).
+_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.[a-z.]*archive\.org")
 _DOWNLOAD_PATH = re.compile(r"/download/([^/]+)/(.+)", re.DOTALL)
 _STORAGE_PATH = re.compile(r"/\d+/items/([^/]+)/(.+)", re.DOTALL)
 
@@ -114,6 +115,9 @@ def _scrape(emu, request, fault):
     if fault is not None and fault.name == "error":
         return json_reply({"error": "emulated search backend error"})
     document = scrape_page(emu.catalog, params, emu.settings.scrape_min_count)
+    repeated = emu.catalog.repeated_in_search
+    if repeated and any(r.get("identifier") == repeated for r in document.get("items", ())):
+        document["items"].append({"identifier": repeated})  # as the real index sometimes does
     if fault is not None and fault.name == "total_null" and "total" in document:
         document["total"] = None
     return json_reply(document)
@@ -133,9 +137,11 @@ def _redirect(emu, request):
     if not isinstance(found, tuple):
         return found or text_reply(404, "not found")
     item, catalog_file = found
+    if catalog_file.name in item.on_the_fly:  # made here, on request
+        return _file_reply(request, catalog_file)
     scheme = "https" if request.tls else "http"
-    location = (f"{scheme}://{item.servers[0]}{item.dir}/"
-                f"{urllib.parse.quote(catalog_file.name, safe='/')}")
+    location = (f"{scheme}://{item.servers[item.data_node]}{item.dir}/"
+                f"{_location_path(catalog_file.name, item.raw_utf8_location)}")
     if request.query:
         location += f"?{request.query}"
     return text_reply(302, "Found", [("Location", location)])
@@ -149,7 +155,18 @@ def _storage(emu, request):
     item, catalog_file = found
     if request.host not in item.servers or not request.path.startswith(item.dir + "/"):
         return text_reply(404, f"{item.identifier} is not on {request.host} at that path")
+    if catalog_file.spec.gone or catalog_file.name in item.on_the_fly:
+        return text_reply(404, f"{catalog_file.name} is not on {request.host}")
     return _file_reply(request, catalog_file)
+
+
+def _location_path(name, raw_utf8):
+    """The file's part of a Location: percent-encoded, or with its
+    non-ASCII letters as raw UTF-8 bytes (headers go out as Latin-1)."""
+    if not raw_utf8:
+        return urllib.parse.quote(name, safe="/")
+    quoted = "".join(c if ord(c) > 127 else urllib.parse.quote(c, safe="/") for c in name)
+    return quoted.encode("utf-8").decode("latin-1")
 
 
 def _find_file(emu, request, identifier, name):
@@ -159,22 +176,35 @@ def _find_file(emu, request, identifier, name):
         return text_reply(404, f"item {identifier} not found")
     if item.dark:
         return text_reply(403, f"item {identifier} is dark")
-    if name not in item.files:
+    catalog_file = item.files.get(name) or item.on_the_fly.get(name)
+    if catalog_file is None:
         return text_reply(404, f"no file {name!r} in {identifier}")
-    if item.restricted and not emu.authorized(request.headers.get("Authorization")):
+    authorized = emu.authorized(request.headers.get("Authorization"))
+    if item.restricted and not authorized:
         return text_reply(403, f"item {identifier} is access-restricted; log in")
-    return item, item.files[name]
+    if catalog_file.spec.private and not authorized:
+        return text_reply(403, f"{name} is private")
+    return item, catalog_file
 
 
 def _file_reply(request, catalog_file):
+    """The file, a range of it (Range, If-Range), or 304 Not Modified
+    (If-Modified-Since); HEAD gets the same headers without the body."""
     size = catalog_file.size
-    etag = f'"{catalog_file.mtime:x}-{size:x}"'  # nginx's form: mtime-size in hex
-    last_modified = email.utils.formatdate(catalog_file.mtime, usegmt=True)
+    content_type = mimetypes.guess_type(catalog_file.name)[0] or "application/octet-stream"
+    if catalog_file.mtime is None:  # made on request: no date, no ranges
+        return Reply(200, [("Content-Type", content_type)],
+                     FileBody(catalog_file.content, 0, size), _file_key(catalog_file))
+    mtime = catalog_file.last_modified
+    etag = f'"{mtime:x}-{size:x}"'  # nginx's form: mtime-size in hex
+    last_modified = email.utils.formatdate(mtime, usegmt=True)
     headers = [
-        ("Content-Type", mimetypes.guess_type(catalog_file.name)[0] or "application/octet-stream"),
+        ("Content-Type", content_type),
         ("Last-Modified", last_modified), ("ETag", etag), ("Accept-Ranges", "bytes"),
     ]
-    key = f"{catalog_file.identifier}/{catalog_file.name}"
+    key = _file_key(catalog_file)
+    if _not_modified(request.headers.get("If-Modified-Since"), mtime):
+        return Reply(304, headers[1:], BytesBody(b""), key)
     try:
         span = requested_range(request.headers.get("Range"), request.headers.get("If-Range"),
                                size, etag, last_modified)
@@ -185,3 +215,19 @@ def _file_reply(request, catalog_file):
     start, end = span
     headers.append(("Content-Range", f"bytes {start}-{end - 1}/{size}"))
     return Reply(206, headers, FileBody(catalog_file.content, start, end), key)
+
+
+def _not_modified(if_modified_since, last_modified):
+    """RFC 9110: not modified when Last-Modified is no later than the date
+    asked about (an unreadable date is ignored)."""
+    if not if_modified_since:
+        return False
+    try:
+        since = email.utils.parsedate_to_datetime(if_modified_since).timestamp()
+    except (TypeError, ValueError):
+        return False
+    return last_modified <= since
+
+
+def _file_key(catalog_file):
+    return f"{catalog_file.identifier}/{catalog_file.name}"

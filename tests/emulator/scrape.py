@@ -6,11 +6,14 @@ wildcards) or ``*:*``.  Anything else gets ``{"error": ...}`` with HTTP 200,
 as archive.org answers.  Results are sorted by identifier; a ``sorts``
 parameter is accepted only when identifier is its last key.
 ``total_only=true`` (what ``len(search)`` sends) gets just ``{"total": N}``.
+``oai_updatedate`` is a list of ISO dates, as archive.org sends it (seen in
+jjjake/internetarchive#423): the last is the item's ``item_last_updated``.
 """
 
 import base64
 import fnmatch
 import json
+import time
 
 QUERY_FIELDS = ("collection", "identifier", "mediatype")
 DEFAULT_COUNT = 5000
@@ -108,5 +111,10 @@ def _result(item, fields):
         "identifier": item.identifier, "title": item.title, "mediatype": item.mediatype,
         "collection": [item.collection], "item_size": item.item_size,
         "files_count": len(item.files),
+        "oai_updatedate": [_iso(item.created), _iso(item.created), _iso(item.updated)],
     }
     return {name: values[name] for name in fields if name in values}
+
+
+def _iso(timestamp):
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
