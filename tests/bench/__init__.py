@@ -12,7 +12,8 @@ with the workload's latency, bandwidth cap and faults:
 - W5 faults: W1 at 300 items with 5% 503 + Retry-After, 2% bodies cut, 2%
   corrupt, until the tree is correct (``ia-joblog failed | ia-fetch``), https;
 - B1 bursts: W1's items while archive.org and two storage nodes each refuse
-  everything for a few seconds; time, and requests sent to a paused host.
+  everything for a few seconds; time, and requests sent to a paused host;
+- L1 --bwlimit: 128 × 2 MiB at --bwlimit 8M, the rate over some 30 s.
 
 V1 (``audit``): ia-verify over W2's tree against ``md5sum`` under ``xargs -P
 2`` of the same files, same run: MiB/s and CPU s/GiB.

@@ -16,7 +16,7 @@ from tests.helpers import REPO
 
 WORKLOADS = {
     "W1": downloads.w1, "W2": downloads.w2, "W3": downloads.w3, "W4": downloads.w4,
-    "W5": downloads.w5, "B1": downloads.b1, "V1": audit.v1, "J1": logs.j1, "P1": logs.p1,
+    "W5": downloads.w5, "B1": downloads.b1, "L1": downloads.l1, "V1": audit.v1, "J1": logs.j1, "P1": logs.p1,
     "S": logs.startup, "F1": plan.f1,
 }
 
@@ -25,7 +25,7 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.split("\n\n")[0],
         epilog="Workloads: W1 many small items, W2 fat items under a per-connection cap, "
-               "W3 uncapped, W4 one big item, W5 faults, B1 bursts, V1 ia-verify against "
+               "W3 uncapped, W4 one big item, W5 faults, B1 bursts, L1 --bwlimit, V1 ia-verify against "
                "md5sum, J1 a 10-million-job log, P1 pipe overhead, S start-up times, "
                "F1 planning a 100,000-file item.  See tests/bench/__init__.py.")
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD",

@@ -568,3 +568,37 @@ def _union_length(spans):
         total += max(0.0, end - max(start, reach))
         reach = max(reach, end)
     return total
+
+
+def l1(workdir, quick):
+    """--bwlimit over 30 s: one item of 128 × 2 MiB, uncapped server, N = 8,
+    --bwlimit 8M; the rate is read off the request log as in the test suite."""
+    count, size, rate, jobs = (24, MIB // 2, 2 * MIB, 4) if quick else (128, 2 * MIB, 8 * MIB, 8)
+    shape = Shape(1, count, size, jobs=jobs, timeout=120)
+    with EmulatorProcess(workdir / "emulator", items=1, files_per_item=count,
+                         file_size=size) as emulator:
+        session = DownloadSession("L1", emulator, workdir, shape, "MiB/s")
+        ids_file, ids = session.ids_file()
+        starts = []
+        limited = session.measure(Contender(
+            f"iatools --bwlimit {rate // MIB}M", ids, execute=lambda dest: _bwlimited(
+                session, ids_file, dest, rate, starts)))[0]
+    # Request N + k starts once file k is paid for, whether the files go
+    # in step (sharing the rate fairly) or staggered.
+    window = starts[count - jobs] - starts[jobs]
+    achieved = (count - 2 * jobs) * size / window
+    limited.extra.update(bwlimit_mib_per_s=rate / MIB, window_seconds=round(window, 1),
+                         achieved_mib_per_s=round(achieved / MIB, 3))
+    _judge(limited, f"within ±5% of {rate // MIB} MiB/s over {window:.0f} s "
+                    f"(got {achieved / MIB:.2f})",
+           [0.95 * rate <= achieved <= 1.05 * rate])
+    return session.rows
+
+
+def _bwlimited(session, ids_file, dest, rate, starts):
+    command = contenders.iatools(ids_file, dest, session.shape.jobs, events_path(dest))
+    command = command.replace(" -q ", f" -q --bwlimit {rate} ")
+    result = measure.run(command, session.env, timeout=session.shape.timeout)
+    starts += sorted(r["start"] for r in session.emulator.stats()["requests"]
+                     if r["kind"] == "storage")
+    return result
