@@ -3,9 +3,9 @@
 The library's retry adapter covers only archive.org itself, not the storage
 servers a download is redirected to, and sleeps a fixed time in the worker;
 so ia-fetch decides here, for every host, when a refused request may go
-again (its Retry-After, else backoff with jitter), and the pool holds it
-back meanwhile while the worker serves other requests.  What a refusal
-means for its host, or for every host, is ``hostpacing``'s.
+again (its Retry-After, else backoff with jitter); the pool holds it back
+until then, and its worker serves other requests.  What a refusal means for
+its host, or for every host, is ``hostpacing``'s.
 """
 
 import contextlib
@@ -88,7 +88,7 @@ class Connection:
     """A worker's own keep-alive HTTP client, on urllib3 directly: requests
     spends about 1 ms of CPU per request on environment scans, cookie jars
     and redirect bookkeeping (measured: a quarter of a small file's cost),
-    and ia-fetch makes seven requests per small item.  Redirects are
+    and ia-fetch makes four requests per small item.  Redirects are
     followed here, so that every hop heeds the host pacing and
     credentials go to archive.org hosts only."""
 
