@@ -210,3 +210,28 @@ def test_a_file_is_asked_from_its_node_only_when_the_metadata_names_one_safely()
                       "workable_servers": ["evil.example.com"]}, "https") is None
     assert node_base({**good, "dir": "/7/items/../../etc"}, "https") is None
     assert node_base({**good, "dir": "relative"}, "https") is None
+
+
+def test_the_emulator_bursts_per_host_and_limits_each_client(make_emulator):
+    emu, _ = make_emulator(latency=0)
+    item = emu.catalog.sorted_items()[0]
+    name = next(iter(item.files))
+    session = requests.Session()
+    session.trust_env = False
+    session.proxies = {"http": emu.url}
+    node_url = f"http://{item.servers[0]}{item.dir}/{urllib.parse.quote(name)}"
+    metadata_url = f"http://archive.org/metadata/{item.identifier}"
+    control = f"{emu.url}/_emu/burst"
+    assert session.post(control, json={"host": item.servers[0], "seconds": 0.5},
+                         timeout=5).json() == {"ok": True}
+    refused = session.get(node_url, timeout=5)
+    assert refused.status_code == 503 and refused.headers["Retry-After"] == "1"
+    assert session.get(metadata_url, timeout=5).status_code == 200  # other hosts serve
+    time.sleep(0.6)
+    assert session.get(node_url, timeout=5).status_code == 200  # recovered
+    emu.configure(rate_limit=5, rate_limit_retry_after=3)
+    statuses = [session.get(metadata_url, timeout=5).status_code for _ in range(8)]
+    assert statuses[:5] == [200] * 5 and set(statuses[5:]) == {429}
+    log = emu.stats()["requests"]
+    assert all(r["host"] and r["start"] <= r["end"] for r in log)
+    assert [r["fault"] for r in log if r["status"] == 429] == ["429:3"] * 3
