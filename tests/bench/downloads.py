@@ -439,11 +439,11 @@ def w5(workdir, quick):
             session.skipped(name, reason)
     ratio = faulty.wall / clean.wall if not clean.failed else None
     faulty.extra["time_ratio_to_fault_free"] = ratio and round(ratio, 3)
-    rclone = _find(session.rows, RCLONE)
+    # rclone's time counts even when it left files wrong: it stopped there.
+    rclone = next((r for r in session.rows if r.contender == RCLONE and r.wall), None)
     _judge(faulty, "every file correct in <= 2× the fault-free time"
            + (f" (got {ratio:.2f}×)" if ratio else "") + "; faster than rclone",
-           [ratio <= 2 if ratio else None,
-            faulty.wall < rclone.wall if rclone and not rclone.failed else None])
+           [ratio <= 2 if ratio else None, faulty.wall < rclone.wall if rclone else None])
     return session.rows
 
 
