@@ -322,11 +322,20 @@ class Pool:
     def _api_host(self):
         return urlsplit(self.settings.base_url).hostname
 
-    def _retry_delay(self, task, error):
-        """Seconds before ``task`` may try again after ``error``, or None
-        when it fails for good."""
+    def _wait_again(self, task, exc):
+        """Hold ``task`` back after ``exc``, a paused host or a failed
+        attempt: None when it waits to be tried again, else the FetchError
+        it failed with for good."""
+        if isinstance(exc, HostPaused):
+            self._later(task, exc.until - time.monotonic())
+            return None
+        error = as_fetch_error(exc)
         task.failures += 1
-        return self.policy.delay(error, task.failures, self.local.connection.last_host)
+        delay = self.policy.delay(error, task.failures, self.local.connection.last_host)
+        if delay is None:
+            return error
+        self._later(task, delay)
+        return None
 
     def _job_done(self, event):
         """End a job that never took its item's lock.  The event goes out
@@ -367,14 +376,9 @@ class Pool:
                 plans = self._plan(run)
             except Cancelled:
                 run.interrupted = True
-            except HostPaused as paused:
-                self._later(task, paused.until - time.monotonic())
-                return
-            except ATTEMPT_ERRORS as exc:
-                error = as_fetch_error(exc)
-                delay = self._retry_delay(task, error)
-                if delay is not None:
-                    self._later(task, delay)
+            except (HostPaused, *ATTEMPT_ERRORS) as exc:
+                error = self._wait_again(task, exc)
+                if error is None:
                     return
                 run.fail(error)
         if self.settings.dry_run:
@@ -516,13 +520,8 @@ class Pool:
         try:
             task.present = is_present(task.plan, self.settings.presence,
                                       lambda: self._head(task.run, task.plan))
-        except HostPaused as paused:
-            self._later(task, paused.until - time.monotonic())
-            return False
-        except ATTEMPT_ERRORS as exc:
-            delay = self._retry_delay(task, as_fetch_error(exc))
-            if delay is not None:
-                self._later(task, delay)
+        except (HostPaused, *ATTEMPT_ERRORS) as exc:
+            if self._wait_again(task, exc) is None:
                 return False
             task.present = False
         task.checked = True
@@ -603,10 +602,8 @@ class Pool:
             return True
         except Cancelled:
             run.interrupted = True
-        except HostPaused as paused:
-            return self._later(task, paused.until - time.monotonic())
-        except ATTEMPT_ERRORS as exc:
-            return self._file_failed(task, as_fetch_error(exc))
+        except (HostPaused, *ATTEMPT_ERRORS) as exc:
+            return self._file_failed(task, exc)
         finally:
             with self.condition:
                 self.transfers.discard(transfer)
@@ -629,20 +626,22 @@ class Pool:
             self.bandwidth.take(nbytes)
         return count
 
-    def _file_failed(self, task, error):
+    def _file_failed(self, task, exc):
         """Try the file again later, or fail it.  A failure on the storage
         node turns the task to /download/, which knows where the item is
         now; a permanent one there (the item moved) is no failure yet.  A
         refusal is no sign of a move: the node asked for that request again,
         later, and its pacing stays the node's."""
-        from_node = task.url != task.plan.url
-        if not is_refusal(error.http_status):
-            task.url = task.plan.url
-        if from_node and not error.retryable and not error.local:
-            return self._later(task, 0)
-        delay = self._retry_delay(task, error)
-        if delay is not None:
-            return self._later(task, delay)
+        if not isinstance(exc, HostPaused):
+            error = as_fetch_error(exc)
+            from_node = task.url != task.plan.url
+            if not is_refusal(error.http_status):
+                task.url = task.plan.url
+            if from_node and not error.retryable and not error.local:
+                return self._later(task, 0)
+        error = self._wait_again(task, exc)
+        if error is None:
+            return True
         with self.condition:
             task.run.fail(explain_refusal(error, task.plan), task.plan.name)
         return False
