@@ -9,6 +9,7 @@ import urllib.parse
 import requests
 
 from iatools.bwlimit import parse_timetable, rate_at
+from iatools.hostpacing import HostPacing
 from iatools.storagenodes import node_base
 from tests.conftest import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec
@@ -235,3 +236,18 @@ def test_the_emulator_bursts_per_host_and_limits_each_client(make_emulator):
     log = emu.stats()["requests"]
     assert all(r["host"] and r["start"] <= r["end"] for r in log)
     assert [r["fault"] for r in log if r["status"] == 429] == ["429:3"] * 3
+
+
+def test_pauses_that_overlap_extend_and_never_add_up():
+    pacing = HostPacing(8)
+    started = time.monotonic()
+    pacing.refused("archive.org", 429, 2)
+    pacing.refused("ia801.us.archive.org", 429, 1)  # inside the first: changes nothing
+    assert started + 2 <= pacing.ready_at("any.host") < started + 2.1
+    pacing.refused("archive.org", 429, 3)  # beyond it: the pause ends later, not 5 s on
+    assert started + 3 <= pacing.ready_at("any.host") < started + 3.1
+    node, burst = "ia802.us.archive.org", HostPacing(8)
+    for seconds in (2, 2, 1, 2):  # refused again and again within the pause
+        burst.refused(node, 503, seconds)
+    assert time.monotonic() + 1.9 < burst.ready_at(node) < time.monotonic() + 2.1
+    assert burst.try_acquire(node) is False and burst.try_acquire("archive.org") is True
