@@ -13,7 +13,7 @@ import shutil
 import subprocess
 
 from tests.bench.server import VENV_BIN
-from tests.helpers import command
+from tests.helpers import REPO, command
 
 #: Row names; the table's header says what each runs.
 IATOOLS = "iatools"
@@ -53,6 +53,17 @@ def ia_verify(ids_file, tree, jobs, events):
 def md5sum_parallel(files_list, jobs):
     """md5sum of the NUL-separated paths in ``files_list``, ``jobs`` at once."""
     return f"xargs -0 -P {jobs} -n 1 md5sum < {shlex.quote(str(files_list))} > /dev/null"
+
+
+def iatools_elsewhere(env):
+    """Where the iatools the contenders run lives, when it is not this
+    checkout (a worktree sharing another checkout's .venv benches that
+    checkout's code; PYTHONPATH=<this checkout> benches this one), or None."""
+    found = subprocess.run([str(VENV_BIN / "python"), "-c",
+                            "import iatools, os; print(os.path.dirname(iatools.__file__))"],
+                           env=env, capture_output=True, text=True, cwd="/")
+    where = found.stdout.strip()
+    return None if where == str(REPO / "iatools") else where or found.stderr.strip()[-200:]
 
 
 def iatools_retry_failed(log, dest, jobs):

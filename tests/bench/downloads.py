@@ -149,7 +149,12 @@ class DownloadSession:
     def iatools(self, name=IATOOLS, anchor=False):
         ids_file, ids = self.ids_file()
         return Contender(name, ids, lambda dest: contenders.iatools(
-            ids_file, dest, self.shape.jobs, events_path(dest)), anchor=anchor)
+            ids_file, dest, self.shape.jobs, events_path(dest)), anchor=anchor,
+            note=self.iatools_note())
+
+    def iatools_note(self):
+        elsewhere = contenders.iatools_elsewhere(self.env)
+        return f"the iatools of {elsewhere}, not of this checkout" if elsewhere else ""
 
     def ia_sequential(self, note=""):
         ids_file, ids = self.ids_file(self.shape.ia_sequential_items)
@@ -430,7 +435,7 @@ def w5(workdir, quick):
         ids_file, ids = session.ids_file()
         rounds_used = []
         faulty = session.measure(Contender(IATOOLS, ids, execute=lambda dest: _until_correct(
-            session, ids_file, dest, rounds_used)))[0]
+            session, ids_file, dest, rounds_used), note=session.iatools_note()))[0]
         faulty.extra["rounds"] = rounds_used[-1]
         faulty.add_note(f"{rounds_used[-1]} round(s)")
         lineup, skipped = session.anchors(ia_note="one pass")
@@ -495,7 +500,7 @@ def b1(workdir, quick):
         impolite = []
         bursty = session.measure(Contender(IATOOLS, ids, execute=lambda dest: _during_bursts(
             session, bursts, contenders.iatools(ids_file, dest, shape.jobs, events_path(dest)),
-            impolite)))[0]
+            impolite), note=session.iatools_note()))[0]
     down = _union_length([(start, start + length) for _, start, length in bursts])
     allowed = 1.3 * (clean.wall + down)
     bursty.extra.update(down_seconds=round(down, 2), impolite_requests=impolite[-1])
@@ -582,7 +587,7 @@ def l1(workdir, quick):
         starts = []
         limited = session.measure(Contender(
             f"iatools --bwlimit {rate // MIB}M", ids, execute=lambda dest: _bwlimited(
-                session, ids_file, dest, rate, starts)))[0]
+                session, ids_file, dest, rate, starts), note=session.iatools_note()))[0]
     # Request N + k starts once file k is paid for, whether the files go
     # in step (sharing the rate fairly) or staggered.
     window = starts[count - jobs] - starts[jobs]
