@@ -18,8 +18,6 @@ workers serve the others (other items' files, the metadata of new jobs).
 
 import collections
 import dataclasses
-import heapq
-import itertools
 import os
 import queue
 import threading
@@ -40,6 +38,7 @@ from iatools.locks import Locked
 from iatools.selection import fetch_metadata, listed_names, plan_files
 from iatools.sizes import free_bytes
 from iatools.storagenodes import file_url, node_base
+from iatools.taskqueue import TaskQueue
 from iatools.transfer import NO_SPACE, Transfer, ensure_inside, is_present
 
 #: How many times a file that met a full disk is tried again, each time
@@ -103,9 +102,7 @@ class Pool:
         self.bandwidth = BandwidthLimit(settings.bwlimit, cancel) if settings.bwlimit else None
         self.progress = progress
         self.condition = threading.Condition()
-        self.ready = {}  # host -> deque of tasks whose next request goes there
-        self.delayed = []  # heap of (not before, sequence, task): retries waiting
-        self._sequence = itertools.count()
+        self.queue = TaskQueue(pacing, self._host_of)
         self.parked = {}  # path -> tasks waiting for another task of that path
         self.new_jobs = collections.deque()
         self.input_done = False
@@ -230,23 +227,26 @@ class Pool:
         each, with twice 1.05.)"""
         with self.condition:
             while True:
-                self._release_due()
-                taken = self._ready_task(self._preferred_hosts())
+                self.queue.release_due(everything=self.cancel.is_set())
+                own = getattr(self.local, "last_host", None)
+                taken = self.queue.take(self.queue.preferred_hosts(own), self._may_send)
                 if taken is None and self.active < 2 * self.workers:
                     taken = self._new_job()
-                taken = taken or self._ready_task(list(self.ready)) or self._new_job()
+                taken = taken or self.queue.take(self.queue.hosts(), self._may_send) \
+                    or self._new_job()
                 if taken is not None:
-                    self.local.last_host = taken[1]
-                    return taken
+                    task, self.local.last_host = taken
+                    # Once cancelled, tasks only end: they hold no request count.
+                    return task, (None if self.cancel.is_set() else self.local.last_host)
                 if self.active == 0 and (self.input_done or self._stopping()):
                     self.condition.notify_all()
                     return None
                 self.condition.wait(self._until_next())
 
-    def _preferred_hosts(self):
-        own = getattr(self.local, "last_host", None)
-        hosts = [own] if own in self.ready else []
-        return hosts + [host for host in self.ready if not self.pacing.busy(host)]
+    def _until_next(self):
+        """Seconds until a delayed task or a paused host is due, or None."""
+        moment = self.queue.next_moment([self._api_host()] if self.new_jobs else ())
+        return None if moment is None else max(moment - time.monotonic(), 0.001)
 
     def _new_job(self):
         api_host = self._api_host()
@@ -270,52 +270,18 @@ class Pool:
             if host is None or self.cancel.is_set():
                 return
             self.pacing.release(host)
-            if host in self.ready or (self.new_jobs and host == self._api_host()):
+            if self.queue.waiting_for(host) or (self.new_jobs and host == self._api_host()):
                 self.condition.notify_all()
 
-    def _ready_task(self, hosts):
-        """The first task for one of ``hosts`` that may go now, or None."""
-        for host in hosts:
-            tasks = self.ready[host]
-            if self._may_send(host):
-                task = tasks.popleft()
-                if not tasks:
-                    del self.ready[host]
-                return task, (None if self.cancel.is_set() else host)
-        return None
-
-    def _release_due(self):
-        """Queue the delayed tasks whose time has come (all, once cancelled)."""
-        now = time.monotonic()
-        while self.delayed and (self.delayed[0][0] <= now or self.cancel.is_set()):
-            self._enqueue(heapq.heappop(self.delayed)[2])
-
-    def _until_next(self):
-        """Seconds until a delayed task or a paused host's queue is due, or
-        None (a worker ending its task wakes the others)."""
-        now = time.monotonic()
-        moments = [self.pacing.ready_at(host) for host in self.ready]
-        if self.delayed:
-            moments.append(self.delayed[0][0])
-        if self.new_jobs:
-            moments.append(self.pacing.ready_at(self._api_host()))
-        future = [moment for moment in moments if moment > now]
-        return max(min(future) - now, 0.001) if future else None
-
-    def _enqueue(self, task):
-        """Queue ``task`` by the host of its next request (under the lock)."""
+    def _host_of(self, task):
+        """The host of a task's next request."""
         url = task.url if isinstance(task, FileTask) else None
-        host = urlsplit(url).hostname if url else self._api_host()
-        self.ready.setdefault(host, collections.deque()).append(task)
+        return urlsplit(url).hostname if url else self._api_host()
 
     def _later(self, task, seconds):
         """Send ``task``'s request again no sooner than ``seconds`` from now."""
         with self.condition:
-            if seconds > 0:
-                entry = (time.monotonic() + seconds, next(self._sequence), task)
-                heapq.heappush(self.delayed, entry)
-            else:
-                self._enqueue(task)
+            self.queue.later(task, seconds)
             self.condition.notify_all()
         return True
 
@@ -478,7 +444,7 @@ class Pool:
             run.outstanding = len(plans)
             for plan in plans:
                 url = file_url(run.node_base, plan.name) if run.node_base else plan.url
-                self._enqueue(FileTask(run, plan, url))
+                self.queue.add(FileTask(run, plan, url))
             self.condition.notify_all()
 
     def _planned(self, run, plans):
@@ -560,7 +526,7 @@ class Pool:
             self.paths_busy.discard(path)
             parked = self.parked.pop(path, ())
             for task in parked:
-                self._enqueue(task)
+                self.queue.add(task)
             if parked:
                 self.condition.notify_all()
             run.outstanding -= 1
