@@ -218,15 +218,21 @@ def skip(args):
     log = _open_log(args.log)
     output = jsonl.Output()
     judge = _SkipJudge(state, args.retry_permanent)
+    counting = False  # a total was announced upstream: announce what is dropped
     try:
         for first, lines, data in jsonl.whole_lines(0):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
+            counts = jsonl.count_lines(data)
+            counting = counting or bool(counts)
+            dropped_before = judge.dropped()
             queued, passing = judge.plain_chunk(lines, data) or judge.lines(first, data)
             # Log first: a job must never run downstream without its queued
             # event on record.
             _write_log(log, queued)
-            output.lines(passing)
+            if counting and judge.dropped() > dropped_before:
+                counts.append(jsonl.count_line("skipped", judge.dropped() - dropped_before))
+            output.lines(counts + passing)
             output.flush()
     finally:
         log.close()
@@ -263,6 +269,10 @@ class _SkipJudge:
         self.permanent = set() if retry_permanent else state.permanent
         self.tally = Counter()
         self.bad_lines = 0
+
+    def dropped(self):
+        """Jobs not passed on so far: done, or failed for good."""
+        return self.tally[_DONE] + self.tally[_PERMANENT]
 
     def plain_chunk(self, lines, data):
         """(queued events, jobs to pass on) for a chunk whose every line is a

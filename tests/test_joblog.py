@@ -1188,3 +1188,16 @@ def test_compact_lines_over_the_limit_are_rejected_on_either_side(tmp_path):
     assert "line 1: line too long" in stderr and "input line 3: line too long" in stderr, stderr
     assert result.returncode == 1
     assert parse_jsonl(result.stdout) == [{"id": "long"}, {"id": "ok"}]
+
+
+def test_skip_passes_an_announced_total_on_and_announces_what_it_drops(tmp_path):
+    """ia-fetch shows a total from the start when ia-resolve --total
+    announces one; skip passes it on and says how many of those jobs it
+    kept back, so the total stays true (iatools(7), COUNTS ANNOUNCED)."""
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(1))])
+    announced = joblog("skip", log, input=b'# total 3\n{"id":"a"}\n{"id":"b"}\n{"id":"c"}\n')
+    assert announced.returncode == 0, stderr_text(announced)
+    assert announced.stdout.splitlines() == [b"# total 3", b"# skipped 1",
+                                             b'{"id":"b"}', b'{"id":"c"}']
+    plain = joblog("skip", log, input=b'{"id":"a"}\n{"id":"d"}\n')
+    assert plain.stdout == b'{"id":"d"}\n'  # nothing announced upstream: no count lines

@@ -59,7 +59,7 @@ def test_no_output_of_a_troubled_pipeline_shows_the_keys(make_emulator, tmp_path
         disk.mkdir()
     log = tmp_path / "s.jsonl"
     stages = full_pipeline(log, disks, ["--search", "collection:demo", "-v"],
-                           fetch_args=["-v", "-j", "4", "--retries", "1", "--timeout", "2"],
+                           fetch_args=["-v", "-j", "4", "--retries", "3", "--timeout", "2"],
                            append="tee")
     terminal = Terminal()
     with open(tmp_path / "tee.out", "wb") as events:
