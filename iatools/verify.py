@@ -22,8 +22,8 @@ from iatools.fetch import job_of_line
 from iatools.http import Connection, FetchError, PauseGate, RetryPolicy
 from iatools.jobs import make_event
 from iatools.localtree import unlisted_files
-from iatools.selection import (add_selection_options, fetch_metadata, filters_from_args,
-                               listed_names, plan_files)
+from iatools.selection import (add_selection_options, add_version, fetch_metadata,
+                               filters_from_args, listed_names, plan_files)
 from iatools.sizes import format_size
 from iatools.status import ExitStatus
 
@@ -193,6 +193,7 @@ class _Audit:
         connection = self.local.connection
         metadata = RetryPolicy(self.args.retries, self.gate).run(
             lambda: fetch_metadata(connection, self.base_url, job["id"]))
+        add_version(job, metadata)
         # Unsafe names are ia-fetch's to refuse: there is nothing of them to check.
         plans, _unsafe = plan_files(self.session, metadata, job, job["destdir"], self.filters,
                                     flat=False)

@@ -197,6 +197,9 @@ def test_verify_finds_missing_wrong_size_wrong_md5_and_extra_files(make_emulator
     assert (damaged["missing"], damaged["wrong_size"], damaged["wrong_md5"], damaged["extra"]) \
         == (["demo-0002.ogv"], ["demo-0002_thumb.jpg"], ["demo-0002.mp4"], ["stray.txt"])
     assert events["demo-0001"]["event"] == "verified"
+    # a job without a version gets the metadata's, as from ia-fetch
+    assert (events["demo-0001"]["size"], events["demo-0001"]["updated"]) \
+        == (emu.catalog.items["demo-0001"].item_size, iso(emu.catalog.items["demo-0001"].updated))
     assert events["no-such-item"]["event"] == "failed"
     assert events["no-such-item"]["retryable"] is False
     assert b"demo-0002: damaged" in process.stderr
