@@ -48,10 +48,10 @@ class Failures:
 
     @property
     def retryable(self):
-        """A later run can do better when any failure may pass: it fetches
-        the files that failed for a passing reason, and names the rest
-        again."""
-        return any(error.retryable for _, error in self._all())
+        """Whether the job as a whole may pass: not when any failure is
+        permanent, which a later run would meet again (each file's own
+        ``retryable`` says which could pass)."""
+        return all(error.retryable for _, error in self._all())
 
     def details(self):
         """The fields of the job's ``failed`` event (none if all went well)."""

@@ -465,7 +465,7 @@ class Pool:
         details = {"files": run.fetched_files, "files_skipped": run.skipped_files,
                    "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
                    "attempts": run.attempts}
-        if run.interrupted and not run.failures:
+        if run.interrupted:  # said even when some files failed before it
             run.fail(FetchError("interrupted before it finished; run again to resume", True))
         if not run.failures:
             return make_event("completed", run.job, **details, **run.outcome)

@@ -4,6 +4,7 @@ the same options.  Where ia is wrong ia-fetch differs on purpose, and the
 test says how; ia-fetch(1) lists each place under "WHERE IA DOWNLOAD IS
 WRONG".  Then the defects real metadata showed, each fixed."""
 
+import email.utils
 import hashlib
 import os
 import subprocess
@@ -12,6 +13,7 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from tests.emulator import Catalog, Emulator
 from tests.emulator.realistic import add_realism_items
@@ -134,6 +136,43 @@ def test_on_the_fly_fetches_what_ia_does_and_dates_it_truthfully(emu, tmp_path):
     assert all(ours[p][2] >= started for p in made)
 
 
+def test_the_keys_go_to_archive_org_hosts_only(emu, tmp_path):
+    """ia keeps the S3 keys on a redirect to any host whose name ends in
+    archive.org; ia-fetch sends them to archive.org and its subdomains."""
+
+    def keys_sent_to_storage():
+        storage = [r for r in emu.stats()["requests"] if r["kind"] == "storage"]
+        emu.reset_stats()
+        assert storage and all(r["host"].endswith(".notarchive.org") for r in storage)
+        return {r["auth"] for r in storage}
+
+    emu.reset_stats()
+    theirs = ia_download(emu.env, tmp_path / "ia", ["real-elsewhere"], [])
+    assert theirs.returncode == 0, theirs.stderr.decode()[-2000:]
+    assert keys_sent_to_storage() == {True}
+    ours, _ = ia_fetch(emu.env, tmp_path / "ours", ["real-elsewhere"], [])
+    assert ours.returncode == 0, ours.stderr.decode()
+    assert keys_sent_to_storage() == {False}
+    assert tree(tmp_path / "ours") == tree(tmp_path / "ia")
+
+
+def test_a_refusal_is_not_retried(emu, tmp_path):
+    """ia retries an HTTP 403 as if it might pass (--retries times, 3 s
+    apart); ia-fetch asks once."""
+
+    def asked():
+        paths = [r["path"] for r in emu.stats()["requests"] if r["kind"] == "redirect"]
+        emu.reset_stats()
+        return paths.count(f"/download/{PRIVATE}/secret.pdf")
+
+    emu.reset_stats()
+    ia_download(emu.anonymous, tmp_path / "ia", [PRIVATE], ["--glob", "secret.pdf", "-R", "1"])
+    assert asked() == 2
+    ia_fetch(emu.anonymous, tmp_path / "ours", [PRIVATE], ["--glob", "secret.pdf",
+                                                            "--retries", "1"])
+    assert asked() == 1
+
+
 def test_exclude_without_glob_narrows_format_where_ia_ignores_it(emu, tmp_path):
     """ia applies --exclude only with --glob (its help says so); ia-fetch
     applies it to the --format selection and to the whole item too."""
@@ -198,6 +237,20 @@ def test_every_failed_file_is_named_and_the_rest_fetched(emu, tmp_path):
     assert "secret.pdf" in stderr and "lost.bin" in stderr and "private file" in stderr
 
 
+def test_a_job_with_a_permanent_failure_is_permanent_each_file_says_its_own(emu, tmp_path):
+    emu.inject(f"/download/{PRIVATE}/public.txt", ["503"])
+    try:
+        result, events = ia_fetch(emu.anonymous, tmp_path / "ours", [PRIVATE],
+                                  ["--retries", "0"])
+    finally:
+        emu.clear_injections()
+    failed = events[-1]
+    retryable = {f["name"]: f["retryable"] for f in failed["failed_files"]}
+    assert retryable == {"public.txt": True, "secret.pdf": False, "lost.bin": False}
+    assert failed["retryable"] is False and failed["failed_file"] in ("secret.pdf", "lost.bin")
+    assert "public.txt: HTTP 503" in failed["error"]
+
+
 def test_a_restricted_item_and_a_dark_item_say_so(emu, tmp_path):
     result, events = ia_fetch(emu.anonymous, tmp_path / "ours",
                               ["special-restricted", "special-dark"], [])
@@ -240,3 +293,36 @@ def test_an_identifier_the_search_lists_twice_is_fetched_right(emu, tmp_path):
     assert {e["id"] for e in events if e["event"] == "completed"} == {
         f"parity-{n:04d}" for n in range(1, 6)}
     assert {p.split("/", 1)[0] for p in tree(dest)} == {f"parity-{n:04d}" for n in range(1, 6)}
+
+
+def test_the_emulator_serves_what_real_metadata_holds(emu):
+    """The shapes the tests above rely on, as a plain HTTP client sees them."""
+    session = requests.Session()
+    session.proxies = {"http": emu.url}
+
+    def get(path, **kwargs):
+        return session.get(f"http://archive.org{path}", timeout=10, **kwargs)
+
+    files = {f["name"]: f for f in get(f"/metadata/{ODD}").json()["files"]}
+    assert files["empty.dat"]["size"] == "0" and files["empty.dat"]["mtime"].isdigit()
+    assert "size" not in files["no size.bin"] and "md5" not in files["no md5.bin"]
+    assert "mtime" not in files["no mtime.bin"]
+    assert set(files[f"{ODD}_files.xml"]) == {"name", "source", "format"}
+    assert {"café.txt", "cafe\u0301.txt", "Readme.txt", "README.txt"} <= set(files)
+    assert max(len(n.encode()) for n in files) == 250
+    skewed = get(f"/download/{ODD}/skewed.bin")
+    listed = int(files["skewed.bin"]["mtime"])
+    assert email.utils.parsedate_to_datetime(skewed.headers["Last-Modified"]).timestamp() == \
+        listed + 3
+    hop = get("/download/real-odd/" + requests.utils.quote("sub/Ünïcödé ファイル.txt"),
+              allow_redirects=False)
+    location = hop.headers["Location"].encode("latin-1")
+    assert "Ünïcödé".encode() in location and emu.catalog.items[ODD].servers[1].encode() in location
+    private = {f["name"]: f for f in get(f"/metadata/{PRIVATE}").json()["files"]}
+    assert private["secret.pdf"]["private"] == "true"
+    assert get(f"/download/{PRIVATE}/secret.pdf").status_code == 403
+    assert get(f"/download/{PRIVATE}/lost.bin").status_code == 404
+    epub = get(f"/download/{REAL_BOOK}/{REAL_BOOK}.epub")
+    assert epub.status_code == 200 and "Last-Modified" not in epub.headers
+    assert f"{REAL_BOOK}.epub" not in {f["name"] for f in
+                                       get(f"/metadata/{REAL_BOOK}").json()["files"]}

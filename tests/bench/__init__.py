@@ -22,7 +22,8 @@ catalogue md5 (``verify``).  Log workloads (``logs``): J1 status/skip/pending
 on a 10-million-job log, first readings and then (median of three) readings
 from their checkpoints after 20,000 more jobs were logged; grep -c and a
 bare Python line loop over the same log are its anchors.  P1 jobs/s through
-ia-joblog skip and ia-route; S start-up times.  Measurements (``measure``):
+ia-joblog skip and ia-route; S start-up times; F1 the CPU of planning one
+item of 20,000 and of 100,000 files (``plan``).  Measurements (``measure``):
 wall, CPU and peak RSS from ``os.wait4``.  Results: a Markdown table on
 stdout, JSONL in tests/bench/results/.
 """

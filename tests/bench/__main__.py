@@ -11,12 +11,13 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import audit, downloads, logs, report
+from tests.bench import audit, downloads, logs, plan, report
 from tests.helpers import REPO
 
 WORKLOADS = {
     "W1": downloads.w1, "W2": downloads.w2, "W3": downloads.w3, "W4": downloads.w4,
     "W5": downloads.w5, "V1": audit.v1, "J1": logs.j1, "P1": logs.p1, "S": logs.startup,
+    "F1": plan.f1,
 }
 
 
@@ -24,8 +25,9 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.split("\n\n")[0],
         epilog="Workloads: W1 many small items, W2 fat items under a per-connection cap, "
-               "W3 uncapped, W4 one big item, W5 faults, V1 ia-verify against md5sum, J1 a 10-million-job log, "
-               "P1 pipe overhead, S start-up times.  See tests/bench/__init__.py.")
+               "W3 uncapped, W4 one big item, W5 faults, V1 ia-verify against md5sum, "
+               "J1 a 10-million-job log, P1 pipe overhead, S start-up times, "
+               "F1 planning a 100,000-file item.  See tests/bench/__init__.py.")
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD",
                         help=f"which to run: {' '.join(WORKLOADS)} (default: all)")
     parser.add_argument("--quick", action="store_true",

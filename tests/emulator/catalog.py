@@ -110,6 +110,7 @@ class Item:
     on_the_fly: dict = field(default_factory=dict)  # name -> CatalogFile, made on request
     data_node: int = 0  # downloads redirect to servers[data_node]
     raw_utf8_location: bool = False  # the redirect's Location is not percent-encoded
+    data_domain: str = "archive.org"  # where its storage hosts are
     _hash: int = field(init=False, repr=False)
 
     def __post_init__(self):
@@ -121,8 +122,8 @@ class Item:
     @property
     def servers(self):
         """(d1, d2): the storage hosts holding the item."""
-        return (f"ia8{self._hash % 100000:05d}.us.archive.org",
-                f"ia6{self._hash // 100000 % 100000:05d}.us.archive.org")
+        return (f"ia8{self._hash % 100000:05d}.us.{self.data_domain}",
+                f"ia6{self._hash // 100000 % 100000:05d}.us.{self.data_domain}")
 
     @property
     def dir(self):

@@ -127,8 +127,9 @@ ODD_NAMES = (
 
 def add_realism_items(catalog, collection="realism"):
     """``real-odd`` (every healthy oddity above), ``real-private`` (one
-    private file, one gone, two good) and ``real-book`` (a book, with its
-    on-the-fly derivatives), all in ``collection``; returns their ids."""
+    private file, one gone, two good), ``real-book`` (a book, with its
+    on-the-fly derivatives) and ``real-elsewhere`` (stored on hosts of
+    notarchive.org), all in ``collection``; returns their ids."""
     rng = random.Random("realism")
     identifier = "real-odd"
     odd = [FileSpec(name, rng.randint(100, 3000)) for name in ODD_NAMES]
@@ -149,10 +150,13 @@ def add_realism_items(catalog, collection="realism"):
         FileSpec("public.txt", 1000), FileSpec("also public.txt", 2000),
         FileSpec("secret.pdf", 3000, private=True), FileSpec("lost.bin", 4000, gone=True),
     ], collection=collection)
+    elsewhere = catalog.add_item("real-elsewhere", [FileSpec("data.bin", 5000)],
+                                 collection=collection)
+    elsewhere.data_domain = "notarchive.org"
     book = catalog.add_item("real-book", book_files("real-book", 10_000, rng),
                             collection=collection, mediatype="texts")
     add_on_the_fly(book)
-    return ["real-book", "real-odd", "real-private"]
+    return ["real-book", "real-elsewhere", "real-odd", "real-private"]
 
 
 def add_big_item(catalog, identifier="real-big", files=20_000):

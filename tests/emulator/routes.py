@@ -20,7 +20,8 @@ from tests.emulator.scrape import scrape_page
 
 API_HOSTS = ("archive.org", "www.archive.org")
 SCRAPE_PATH = "/services/search/v1/scrape"
-_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.archive\.org")
+#: A name merely ending in archive.org too (an item's ``data_domain``).
+_STORAGE_HOST = re.compile(r"ia\d{6}\.us\.[a-z.]*archive\.org")
 _DOWNLOAD_PATH = re.compile(r"/download/([^/]+)/(.+)", re.DOTALL)
 _STORAGE_PATH = re.compile(r"/\d+/items/([^/]+)/(.+)", re.DOTALL)
 
