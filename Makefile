@@ -6,8 +6,11 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PREFIX ?= /usr/local
 MANDIR ?= $(PREFIX)/share/man
+BASHCOMPDIR ?= $(PREFIX)/share/bash-completion/completions
+ZSHCOMPDIR ?= $(PREFIX)/share/zsh/site-functions
+COMMANDS := $(notdir $(wildcard bin/ia-*))
 
-.PHONY: all demo test bench install uninstall clean
+.PHONY: all demo test bench install install-completion uninstall clean
 
 all: $(VENV)/.installed
 
@@ -35,11 +38,25 @@ install:
 	install -d $(DESTDIR)$(MANDIR)/man1 $(DESTDIR)$(MANDIR)/man7
 	install -m 644 man/*.1 $(DESTDIR)$(MANDIR)/man1/
 	install -m 644 man/*.7 $(DESTDIR)$(MANDIR)/man7/
+	$(MAKE) install-completion
+
+# Generated from the parsers of this checkout: bash-completion loads a
+# command's file when the command is first completed; zsh reads _iatools
+# from its fpath (site-functions is on it by default).
+install-completion:
+	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
+	for command in $(COMMANDS); do \
+	  PYTHONPATH=. $(PYTHON) -m iatools.completion bash $$command \
+	    > $(DESTDIR)$(BASHCOMPDIR)/$$command || exit 1; \
+	done
+	PYTHONPATH=. $(PYTHON) -m iatools.completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_iatools
 
 uninstall:
 	$(PYTHON) -m pip uninstall -y iatools
 	cd $(DESTDIR)$(MANDIR) && rm -f $(patsubst man/%,man1/%,$(wildcard man/*.1)) \
 	  $(patsubst man/%,man7/%,$(wildcard man/*.7))
+	cd $(DESTDIR)$(BASHCOMPDIR) && rm -f $(COMMANDS)
+	rm -f $(DESTDIR)$(ZSHCOMPDIR)/_iatools
 
 clean:
 	rm -rf $(VENV) demo build *.egg-info

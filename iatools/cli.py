@@ -5,7 +5,7 @@ import argparse
 import os
 import sys
 
-from iatools import __version__, errors
+from iatools import __version__, errors, jsonl
 from iatools.status import ExitStatus
 
 
@@ -50,13 +50,17 @@ def add_verbosity(parser, subcommand=False):
 def run(parser, body, argv=None):
     """Parse ``argv``, run ``body(args)`` and turn its outcome into a status."""
     errors.configure(parser.prog)
+    jsonl.start_bad_line_count()
     try:
         args = parser.parse_args(argv)
         errors.configure(parser.prog, _verbosity(args))
-        return int(body(args))
+        status = int(body(args))
+        jsonl.report_bad_line_count()
+        return status
     except _Exit as exc:
         return exc.status
     except errors.IatoolsError as exc:
+        jsonl.report_bad_line_count()
         errors.error(str(exc))
         return exc.status
     except KeyboardInterrupt:

@@ -11,6 +11,9 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 
 _prog = "iatools"
 _verbosity = NORMAL
+#: A live display (ia-fetch's progress) that writes messages above its
+#: frame, so that a warning from a worker never lands inside it.
+_display = None
 
 
 def configure(prog, verbosity=NORMAL):
@@ -27,8 +30,18 @@ def verbosity():
     return _verbosity
 
 
+def set_display(display):
+    """Send every message through ``display.message(text)`` from now on;
+    None writes them straight to stderr again."""
+    global _display
+    _display = display
+
+
 def _say(kind, message):
     prefix = f"{_prog}: {kind}: " if kind else f"{_prog}: "
+    if _display is not None:
+        _display.message(prefix + message + "\n")
+        return
     try:
         sys.stderr.write(prefix + message + "\n")
         sys.stderr.flush()

@@ -80,6 +80,8 @@ def halt_argument(text):
 
 def build_parser():
     parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
+    # Not an option: caught to point the `ia download ID` habit to ia-resolve.
+    parser.add_argument("identifiers", nargs="*", help=argparse.SUPPRESS)
     parser.add_argument("-j", "--jobs", type=int, default=4, metavar="N",
                         help="concurrent connections to archive.org (default: %(default)s; "
                              f"more than {POLITE_CONNECTIONS} is allowed with a warning)")
@@ -146,6 +148,11 @@ class Settings:
 
 
 def _check_arguments(args):
+    if args.identifiers:
+        raise errors.UsageError(
+            f"jobs come as JSONL on stdin, not as arguments; make them with "
+            f"ia-resolve {' '.join(args.identifiers[:3])}{' ...' * (len(args.identifiers) > 3)}"
+            f" | ia-fetch")
     if args.stdout:
         raise errors.UsageError("--stdout is not supported: ia-fetch writes events to stdout; "
                                 "use ia download --stdout to stream a file's contents")
@@ -186,6 +193,9 @@ class _Run:
         self.args = args
         self.cancel = threading.Event()
         self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
+        # Events on the terminal the frame is drawn on go above it, as messages do.
+        self.events_above = self.progress.live and os.isatty(1)
+        self.count_lock = threading.Lock()
         self.locks = ItemLocks(args.lock_timeout)
         self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress,
                          self.locks)
@@ -198,6 +208,8 @@ class _Run:
     def execute(self, stop):
         writer = threading.Thread(target=self._write_events, name="writer", daemon=True)
         reader = threading.Thread(target=self._read_jobs, name="reader", daemon=True)
+        if self.progress.live:
+            errors.set_display(self.progress)
         writer.start()
         self.pool.start(self.args.jobs, on_finished=stop.wake)
         reader.start()
@@ -214,15 +226,12 @@ class _Run:
             self.locks.refresh()
         self.events.put(None)
         writer.join()
-        # The final counts, which the writer has just tallied: the loop
-        # ends with the workers, before the last events are counted.
-        self.progress.render()
-        self.progress.clear()
+        self.progress.finish()
+        errors.set_display(None)
         return self._status(stop)
 
     def _interrupt(self, stop):
         if not self.cancel.is_set():
-            self.progress.clear()
             errors.warning(f"{stop.signal_name}: stopping; in-flight jobs are recorded as "
                            "failed and resumable (signal again to quit at once)")
             self.pool.cancel_now()
@@ -241,57 +250,83 @@ class _Run:
         try:
             for batch in jsonl.LineReader(0).all_lines():
                 for line_number, line in batch:
-                    job = None if jsonl.is_blank_or_comment(line) else self._job(line_number, line)
-                    if job is not None and not self.pool.offer(job):
+                    if jsonl.is_blank_or_comment(line):
+                        self._announced(line)
+                        continue
+                    job = self._job(line_number, line)
+                    if job is None:
+                        continue
+                    if not self.pool.offer(job):
                         return
-            self.progress.total = self.finished + self.pool_backlog()
+                    self.progress.read += 1
+            self.progress.tally.total = self.progress.read
         finally:
             self.pool.close_input()
 
-    def pool_backlog(self):
-        return len(self.pool.new_jobs) + self.pool.active
+    def _announced(self, line):
+        """A count announced upstream (``# total N``): the total shown
+        before the input ends."""
+        count = jsonl.announced_count(line)
+        if count is not None:
+            self.progress.tally.announce(*count)
 
     def _job(self, line_number, line):
         try:
-            return job_of_line(line_number, line, self.default_destdir, self._emit)
+            return job_of_line(line_number, line, self.default_destdir, self._failed_input)
         except jsonl.BadLine as exc:
             return self._bad_line(line_number, exc)
+
+    def _failed_input(self, event):
+        """A bad job that is a job all the same: it counts in the total."""
+        self.progress.read += 1
+        self._emit(event)
 
     def _bad_line(self, line_number, problem):
         jsonl.report_bad_line(line_number, problem)
         self.bad_lines += 1
         return None
 
-    # -- writer thread ------------------------------------------------------
+    # -- events: counted where they are made, written by the writer thread --
     def _emit(self, event):
+        """Queue an event for the writer.  An outcome is counted here, in
+        the thread that ends the job and before its worker takes another:
+        once --halt now is reached, nothing more starts."""
         self.events.put(event)
+        if event["event"] == "started":
+            return
+        with self.count_lock:
+            self.finished += 1
+            if event["event"] != "failed":
+                return
+            self.failed += 1
+            halt = self.args.halt
+            if self.halted or not halt.reached(self.failed, self.finished):
+                return
+            self.halted = True
+        self._halt(halt)
 
     def _write_events(self):
         output = jsonl.Output()
         while (event := self.events.get()) is not None:
             self._tally(event)
-            if not self.broken_pipe and not output.event(event):
+            if self.broken_pipe:
+                continue
+            if self.events_above:  # the frame's terminal: the event goes above it
+                written = self.progress.above(lambda: output.event(event))
+            else:
+                written = output.event(event)
+            if not written:
                 self.broken_pipe = True
                 self.pool.cancel_now()
 
     def _tally(self, event):
-        kind = event["event"]
-        if kind == "started":
+        if event["event"] == "started":
             return
-        self.finished += 1
         self.progress.finished(event)
-        if kind != "failed":
-            return
-        self.failed += 1
-        if event.get("error"):
-            self.progress.clear()
+        if event["event"] == "failed" and event.get("error"):
             errors.error(f"{event['id']}: {event['error']}")
-        halt = self.args.halt
-        if not self.halted and halt.reached(self.failed, self.finished):
-            self._halt(halt)
 
     def _halt(self, halt):
-        self.halted = True
         errors.warning(f"--halt {halt.when},fail={halt.threshold}{'%' if halt.percent else ''} "
                        f"reached after {self.failed} failed jobs; stopping")
         if halt.when == "now":

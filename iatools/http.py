@@ -8,6 +8,7 @@ hammering), through one shared ``PauseGate``.
 """
 
 import contextlib
+import re
 import threading
 import time
 from urllib.parse import quote, urljoin, urlsplit
@@ -84,12 +85,21 @@ def response_error(response):
 
 
 def describe_exception(exc):
-    """A short, truthful description of a urllib3 or OS error."""
+    """A short, truthful description of a urllib3 or OS error, naming the
+    host where the error knows it."""
+    host = _host_of(exc)
+    if isinstance(exc, urllib3.exceptions.NameResolutionError):
+        return f"cannot resolve {host}: {_errno_text(exc)}"
+    if isinstance(exc, urllib3.exceptions.NewConnectionError):  # before its base class
+        return f"cannot connect to {host}: {_errno_text(exc)}"
     if isinstance(exc, urllib3.exceptions.ConnectTimeoutError):
-        return "connect timed out"
+        return f"connecting to {host} timed out"
     if isinstance(exc, (urllib3.exceptions.ReadTimeoutError, TimeoutError)):
         return "read timed out (the server sent nothing for too long)"
     if isinstance(exc, urllib3.exceptions.ProxyError):
+        original = getattr(exc, "original_error", None)
+        if isinstance(original, (urllib3.exceptions.HTTPError, OSError)):
+            return f"proxy error: {describe_exception(original)}"
         return f"proxy error: {_innermost(exc)}"
     if isinstance(exc, urllib3.exceptions.SSLError):
         return f"TLS error: {_innermost(exc)}"
@@ -98,6 +108,25 @@ def describe_exception(exc):
     if isinstance(exc, (urllib3.exceptions.HTTPError, OSError)):
         return f"connection error: {_innermost(exc)}"
     return f"{type(exc).__name__}: {exc}"
+
+
+def _host_of(exc):
+    """The host a urllib3 error was met with ("the server" if unknown)."""
+    # A failed connection keeps it as ``conn``; a timeout after it, its
+    # pool as the first argument.
+    holder = getattr(exc, "conn", None) or (exc.args[0] if exc.args else None)
+    host = getattr(holder, "host", None)
+    return host if isinstance(host, str) else "the server"
+
+
+_ERRNO_TEXT = re.compile(r"\[Errno -?\d+\] ([^)\]]+)")
+
+
+def _errno_text(exc):
+    """The system's words for a failed connection (``Connection refused``),
+    without urllib3's repr of the connection object around them."""
+    match = _ERRNO_TEXT.search(str(exc))
+    return match.group(1).strip() if match else str(exc).rpartition(": ")[2][:120]
 
 
 def _innermost(exc):

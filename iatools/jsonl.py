@@ -7,6 +7,7 @@ is left to the caller's loop, which knows the line number to report.
 """
 
 import os
+import re
 
 import orjson
 
@@ -18,7 +19,12 @@ MAX_LINE_BYTES = 1 << 20
 
 
 class BadLine(ValueError):
-    """A line that is not a usable record; the message says why."""
+    """A line that is not a usable record; the message says why, and
+    ``likely`` what the user probably meant (``hint_for``), if anything."""
+
+    def __init__(self, message, likely=""):
+        super().__init__(message + likely)
+        self.likely = likely
 
 
 class LineReader:
@@ -93,8 +99,84 @@ def within_line_limit(data):
     return len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES
 
 
-def report_bad_line(line_number, problem, source="input"):
-    errors.error(f"{source} line {line_number}: {problem}; skipped")
+#: Bad lines reported one by one: this many with one same problem (the lines
+#: of a pretty-printed file, most alike), and this many in all.  The rest are
+#: counted, and the count is told at the end (``report_bad_line_count``): a
+#: pretty-printed file of 100,000 jobs would otherwise print a message per
+#: physical line.
+REPORTED_PER_PROBLEM = 10
+REPORTED_IN_ALL = 100
+
+
+class _BadLines:
+    """The bad lines of this run of a command (one per process; ``cli.run``
+    starts each count)."""
+
+    count = shown = 0
+    problems = {}  # problem (or likely cause) -> messages shown
+
+
+def report_bad_line(line_number, problem):
+    report_bad(f"input line {line_number}", problem)
+
+
+def report_bad(where, problem):
+    """Report a bad input (``where``: ``input line 12``, ``search result
+    3``) and say it was skipped, within the caps above."""
+    # Lines with one likely cause are alike, whatever the parser said of each.
+    alike = getattr(problem, "likely", "") or str(problem)
+    shown = _BadLines.problems.get(alike, 0)
+    _BadLines.count += 1
+    if shown >= REPORTED_PER_PROBLEM or _BadLines.shown >= REPORTED_IN_ALL:
+        return
+    _BadLines.problems[alike] = shown + 1
+    _BadLines.shown += 1
+    errors.error(f"{where}: {problem}; skipped")
+    if shown + 1 == REPORTED_PER_PROBLEM:
+        errors.error("more lines with this same problem are skipped without a message each; "
+                     "their number is told at the end")
+    elif _BadLines.shown == REPORTED_IN_ALL:
+        errors.error("more bad lines are skipped without a message each; their number is "
+                     "told at the end")
+
+
+def start_bad_line_count():
+    _BadLines.count = _BadLines.shown = 0
+    _BadLines.problems = {}
+
+
+def report_bad_line_count():
+    """At the end of a run: how many bad lines went unreported, if any."""
+    hidden = _BadLines.count - _BadLines.shown
+    if hidden:
+        errors.error(f"{_BadLines.count} bad lines skipped in all ({hidden} not shown)")
+
+
+#: Comment lines that announce counts to the commands downstream, skipped
+#: like any comment by every reader: ``# total N``, N jobs follow (a
+#: search's count, from its first page), and ``# skipped N``, N of the jobs
+#: announced were dropped on the way (another shard's, done already).
+#: ia-fetch's progress takes its total from them; see iatools(7).
+_COUNT_LINE = re.compile(rb"# (total|skipped) (\d+)[ \t\r]*")
+_COUNT_LINES = re.compile(rb"^# (?:total|skipped) \d+[ \t\r]*$", re.MULTILINE)
+
+
+def count_line(kind, count):
+    """The comment line announcing ``count`` jobs of ``kind`` (total, skipped)."""
+    return f"# {kind} {count}\n".encode()
+
+
+def announced_count(line):
+    """``(kind, count)`` for a count comment line, else None."""
+    match = _COUNT_LINE.fullmatch(line)
+    return (match.group(1).decode(), int(match.group(2))) if match else None
+
+
+def count_lines(data):
+    """The count comment lines in ``data`` (whole lines), to pass them on."""
+    if b"# " not in data:
+        return []
+    return [match.group(0).rstrip() + b"\n" for match in _COUNT_LINES.finditer(data)]
 
 
 def is_blank_or_comment(line):
@@ -109,15 +191,37 @@ def parse_object(line):
     try:
         record = orjson.loads(line)
     except orjson.JSONDecodeError as exc:
-        raise BadLine(f"invalid JSON ({_short_reason(exc)})") from None
+        raise BadLine(f"invalid JSON ({_short_reason(exc)})", hint_for(line)) from None
     if not isinstance(record, dict):
-        raise BadLine(f"not a JSON object (a {type(record).__name__})")
+        raise BadLine(f"not a JSON object (a {type(record).__name__})", hint_for(line))
     return record
 
 
 def _short_reason(exc):
     reason = str(exc)
     return "invalid UTF-8" if "utf-8" in reason.lower() else reason.split(":")[0]
+
+
+#: A line of an object that ``jq`` (without -c) or ``json.dumps(indent=)``
+#: spread over several lines: a brace alone, or a ``"name": value`` member.
+_PRETTY_PRINTED = re.compile(rb'\s*(?:[{}\[\]],?|"[^"]*"\s*:.*)\s*')
+
+
+def hint_for(line):
+    """What the user most likely meant by a line that is not a job, as the
+    end of a message ("; looks like ..."), or ""."""
+    if _PRETTY_PRINTED.fullmatch(line):
+        return "; looks like pretty-printed JSON: use jq -c (one object per line)"
+    from iatools.jobs import identifier_problem  # jobs builds on this module
+
+    try:
+        text = line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return ""
+    if text and identifier_problem(text) is None:
+        return ("; looks like a plain identifier: make jobs of a list of identifiers "
+                "with ia-resolve -i FILE (or -i - for stdin)")
+    return ""
 
 
 def dumps(record):
@@ -159,10 +263,23 @@ class Output:
             return False
 
 
+#: How each kind of input is typed on a terminal, and piped in.
+_TERMINAL_HINTS = {
+    "jobs": ("JSON jobs", {"ia-fetch": "ia-resolve ID | ia-fetch",
+                           "ia-route": "ia-resolve ID | ia-route -d DIR",
+                           "ia-verify": "ia-resolve ID | ia-verify -d DIR",
+                           "ia-joblog": "ia-resolve ID | ia-joblog skip LOG"}),
+    "events": ("JSON events", {"ia-joblog": "ia-fetch < jobs.jsonl | ia-joblog append LOG"}),
+    "an item list": ("identifiers, one a line,",
+                     {"ia-resolve": "ia-resolve -i - < ids.txt"}),
+}
+
+
 def warn_if_terminal(fd, what):
     """Say how to feed a command that is reading a terminal, not a pipe."""
     if os.isatty(fd):
-        errors.warning(
-            f"reading {what} from the terminal; type JSON lines and press Ctrl-D, "
-            f"or pipe them in (e.g. ia-resolve ID | {errors.prog()}); see --help"
-        )
+        typed, pipes = _TERMINAL_HINTS[what]
+        example = pipes.get(errors.prog())
+        piped = f"pipe {what} in (e.g. {example})" if example else f"pipe {what} in"
+        errors.warning(f"reading {what} from the terminal; type {typed} and press Ctrl-D, "
+                       f"or {piped}; see --help")

@@ -12,6 +12,7 @@ import time
 
 from iatools import cli, errors, jsonl, session, signals
 from iatools.backoff import TRANSIENT_STATUSES, backoff_delay, retry_after_seconds
+from iatools.http import describe_exception
 from iatools.jobs import EVENT_FIELDS, identifier_problem, job_from_record, validate_job
 from iatools.shard import shard_argument
 from iatools.status import ExitStatus
@@ -25,6 +26,7 @@ item's size and update date (its version: see iatools(7))."""
 EPILOG = """\
 examples:
   ia-resolve --search 'collection:prelinger' > jobs.jsonl
+  ia-resolve --total --search 'collection:x' | ia-fetch   # a total at once
   ia-resolve --itemlist ids.txt --field batch=2026-11
   ia-resolve nasa gov.archives.arc.1 | ia-fetch
   ia-resolve --search 'collection:x' --shard 2/3   # this machine's third
@@ -57,6 +59,9 @@ def build_parser():
     parser.add_argument("--retries", type=int, default=8, metavar="N",
                         help="retries of one search page before giving up "
                              "(default: %(default)s)")
+    parser.add_argument("--total", action="store_true",
+                        help="announce each search's count in a '# total N' comment line, "
+                             "for ia-fetch's progress (iatools skips comments; jq does not)")
     session.add_session_options(parser)
     return parser
 
@@ -67,11 +72,12 @@ def main(argv=None):
 
 def _resolve(args):
     signals.interrupt_on_stop_signals()
+    session.check_config_file(args)
     fields = _parse_fields(args.field)
     if not (args.identifiers or args.itemlist or args.search):
         raise errors.UsageError("nothing to resolve: give identifiers, --itemlist or --search")
     itemlists = [_open_itemlist(path) for path in args.itemlist]
-    emitter = _Emitter(fields, args.shard)
+    emitter = _Emitter(fields, args.shard, announce=args.total)
     for position, identifier in enumerate(args.identifiers, 1):
         emitter.identifier(identifier, f"argument {position}")
     emitter.flush()
@@ -113,9 +119,10 @@ class _Emitter:
     """Writes the jobs of its shard to stdout, counting the bad inputs it
     is told about."""
 
-    def __init__(self, fields, shard=None):
+    def __init__(self, fields, shard=None, announce=False):
         self.fields = fields
         self.shard = shard
+        self.announce = announce
         self.output = jsonl.Output()
         self.bad = self.written = self.other_shards = 0
 
@@ -139,11 +146,16 @@ class _Emitter:
         self.written += 1
 
     def reject(self, where, problem):
-        errors.error(f"{where}: {problem}; skipped")
+        jsonl.report_bad(where, problem)
         self.bad += 1
 
     def flush(self):
         self.output.flush()
+
+    def count(self, kind, count):
+        """Announce a count downstream (``jsonl.count_line``), if asked to."""
+        if self.announce and (count or kind == "total"):
+            self.output.raw(jsonl.count_line(kind, count)[:-1])
 
 
 def _read_itemlist(path, fd, emitter):
@@ -163,6 +175,10 @@ def _read_itemlist(path, fd, emitter):
             except UnicodeDecodeError:
                 emitter.reject(where, "invalid UTF-8")
                 continue
+            problem = identifier_problem(identifier)
+            if problem:  # a line of pretty-printed jobs, perhaps: say so
+                emitter.reject(where, jsonl.BadLine(problem, jsonl.hint_for(line)))
+                continue
             emitter.identifier(identifier, where)
         emitter.flush()
 
@@ -175,19 +191,36 @@ def _search(search_session, query, args, emitter):
     total = None
     while True:
         page = _fetch_page(search_session, url, params, args, first=received == 0)
-        total = total if total is not None else page.get("total")
+        if total is None:
+            total = page.get("total")
+            if isinstance(total, int):
+                emitter.count("total", total)
+        written = emitter.written
         for result in page.get("items") or []:
             received += 1
             emitter.identifier(result.get("identifier"), f"search result {received}",
                                size=_as_int(result.get("item_size")),
                                updated=_latest_date(result.get(UPDATE_DATES)))
+        # Another shard's results and bad ones were announced in the total.
+        emitter.count("skipped", len(page.get("items") or []) - (emitter.written - written))
         emitter.flush()
         if not page.get("cursor"):
             break
         params["cursor"] = page["cursor"]
+    errors.debug(f"search {query!r}: {received} results")
     if isinstance(total, int) and total != received:
         errors.warning(f"search {query!r}: archive.org announced {total} results "
                        f"but sent {received} (the index changed during the search?)")
+
+
+def _urllib3_reason(exc):
+    """The urllib3 error inside a requests one (whose own text holds the
+    repr of a connection object), or None."""
+    import urllib3
+
+    reason = exc.args[0] if exc.args else None
+    reason = getattr(reason, "reason", reason)  # inside urllib3's MaxRetryError
+    return reason if isinstance(reason, (urllib3.exceptions.HTTPError, OSError)) else None
 
 
 def _as_int(value):
@@ -232,12 +265,21 @@ def _fetch_page(search_session, url, params, args, first):
 
 def _request_page(search_session, url, params, first):
     import requests
+    import urllib3
 
     try:
         response = search_session.get(url, params=params, auth=session.s3_auth(search_session),
                                       timeout=search_session.timeout)
     except requests.RequestException as exc:
-        raise _PageProblem(f"{type(exc).__name__}: {exc}") from None
+        reason = _urllib3_reason(exc)
+        problem = describe_exception(reason) if reason else f"{type(exc).__name__}: {exc}"[:200]
+        if first and isinstance(getattr(reason, "original_error", reason),
+                                urllib3.exceptions.ConnectTimeoutError):
+            # No connection at the start (the base of refused, unresolved
+            # and timed out): the network, a proxy or the host in the config
+            # file, which minutes of retries would not mend.
+            raise errors.IatoolsError(f"search {params['q']!r} failed: {problem}") from None
+        raise _PageProblem(problem) from None
     if response.status_code in TRANSIENT_STATUSES:
         raise _PageProblem(f"HTTP {response.status_code}", retry_after_seconds(response))
     if response.status_code != 200:

@@ -185,14 +185,21 @@ class _Run:
         self.output = jsonl.Output()
         self.pending = []  # routed lines not yet written
         self.bad_lines = 0
+        self.counting = False  # counts were announced upstream
         router.before_wait = self.write_pending
 
     def execute(self):
         for first, count, data in jsonl.whole_lines(0):
             if not count:  # the last line, without its newline
                 data, count = data + b"\n", 1
+            skipped = self.router.skipped
+            counts = jsonl.count_lines(data)  # announced upstream: passed on
+            self.counting = self.counting or bool(counts)
+            self.pending.extend(counts)
             if not self._plain_lines(count, data):
                 self._line_by_line(first, data)
+            if self.counting and self.router.skipped > skipped:  # a total to correct
+                self.pending.append(jsonl.count_line("skipped", self.router.skipped - skipped))
             self.write_pending()
         for disk in self.router.disks:
             errors.debug(f"{disk.jobs} jobs routed to {disk.path}")

@@ -32,8 +32,28 @@ def add_session_options(parser):
                         help="connect and read timeout per request (default: %(default)s)")
 
 
+def check_config_file(args):
+    """The config file named by -c or IA_CONFIG_FILE must be one that can be
+    read: the library would quietly fall back to its defaults, sending the
+    run to the real archive.org without the user's keys (``ia`` refuses a
+    missing file too)."""
+    path = args.config_file or os.environ.get("IA_CONFIG_FILE")
+    if not path:
+        return
+    named = "-c" if args.config_file else "IA_CONFIG_FILE"
+    if os.path.isdir(path):
+        raise errors.UsageError(f"config file {path} (from {named}) is a directory")
+    try:
+        with open(path, "rb"):
+            pass
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read config file {path} (from {named}): "
+                                f"{exc.strerror}") from None
+
+
 def build_session(args, pool_size=10):
     """An ArchiveSession from the options of ``add_session_options``."""
+    check_config_file(args)
     from internetarchive.config import get_config
     from internetarchive.session import ArchiveSession
     from requests.adapters import HTTPAdapter

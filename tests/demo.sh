@@ -21,7 +21,7 @@ cd "$demo"
 # ia-route will not count twice: --no-disk-check spreads items over them by
 # identifier instead.  On real disks: ia-route -d /mnt/a -d /mnt/b.
 pipeline() {
-  ia-resolve --search 'collection:prelinger' \
+  ia-resolve --total --search 'collection:prelinger' \
     | ia-joblog skip s.jsonl | ia-route --no-disk-check -d disk-a -d disk-b \
     | ia-fetch -j 8 | ia-joblog append s.jsonl
 }

@@ -2,6 +2,7 @@
 (a real pty here), nothing but errors otherwise, -v and -q, NO_COLOR."""
 
 import os
+import re
 import select
 import subprocess
 
@@ -28,11 +29,16 @@ def fetch_with_terminal_stderr(env, jobs, destdir, *args):
     os.close(terminal)
     process.stdin.write(jobs)
     process.stdin.close()
+    shown = read_terminal(controller)
+    stdout = process.stdout.read()
+    return process.wait(timeout=30), stdout, shown
+
+
+def read_terminal(controller, timeout=30):
+    """All that is written to a pty until its last writer closes it (or
+    nothing comes for ``timeout`` seconds); the controller is closed."""
     shown = bytearray()
-    while True:
-        ready, _, _ = select.select([controller], [], [], 30)
-        if not ready:
-            break
+    while select.select([controller], [], [], timeout)[0]:
         try:
             data = os.read(controller, 65536)
         except OSError:  # EIO: the last writer closed the terminal
@@ -41,8 +47,7 @@ def fetch_with_terminal_stderr(env, jobs, destdir, *args):
             break
         shown += data
     os.close(controller)
-    stdout = process.stdout.read()
-    return process.wait(timeout=30), stdout, bytes(shown)
+    return bytes(shown)
 
 
 def test_a_terminal_shows_a_summary_and_a_line_per_transfer(make_emulator, tmp_path):
@@ -50,16 +55,17 @@ def test_a_terminal_shows_a_summary_and_a_line_per_transfer(make_emulator, tmp_p
     status, stdout, shown = fetch_with_terminal_stderr(env, jobs, tmp_path)
     assert status == 1  # the missing item
     text = shown.decode()
-    assert "ia-fetch: 0/4 jobs, 0 failed, " in text  # the total, once the input ended
-    assert "ia-fetch: 4/4 jobs, " in text
-    assert " transfers, " in text and "/s" in text
+    assert "ia-fetch: 0/4 jobs (0%), 0 failed, " in text  # the total, once the input ended
+    assert "ia-fetch: 4/4 jobs (100%), " in text
+    assert re.search(r", avg [\d.]+ [KM]iB/s, 0m0\ds", text), "no average rate and elapsed time"
     identifier = catalog.sorted_items()[0].identifier
     assert any(line.lstrip().startswith(identifier) and "KiB" in line
                for line in text.splitlines()), "no line for a transfer in flight"
     assert "\x1b[31m1 failed\x1b[0m" in text  # failures in red
     assert f"ia-fetch: error: {MISSING}: item {MISSING} does not exist" in text
-    assert text.endswith("\x1b[J") or text.rstrip().endswith("does not exist"), \
-        "the live lines were not cleared at the end"
+    assert re.search(r"\x1b\[\d+F\x1b\[Jia-fetch: 3 completed, 1 failed; 6 files, 2.2 MiB in "
+                     r"0m0\ds \([\d.]+ KiB/s\)\r\n$", text), \
+        "the live lines were not replaced by the summary at the end"
     assert len([e for e in parse_jsonl(stdout) if e["event"] == "completed"]) == 3
 
 
@@ -68,7 +74,7 @@ def test_no_color_keeps_the_live_lines_but_drops_colour(make_emulator, tmp_path)
     status, _, shown = fetch_with_terminal_stderr({**env, "NO_COLOR": "1"}, jobs, tmp_path)
     assert status == 1
     assert b"1 failed" in shown and b"\x1b[31m" not in shown
-    assert b" transfers, " in shown
+    assert b"/4 jobs" in shown
 
 
 def test_quiet_on_a_terminal_prints_only_errors(make_emulator, tmp_path):
@@ -93,4 +99,19 @@ def test_a_pipe_gets_only_errors_and_with_v_a_line_per_job(emulator, tmp_path):
         assert f"ia-fetch: completed {identifier} (0 files, 0 B)" in lines
     assert any(line.startswith(f"ia-fetch: failed {MISSING} (0 files, 0 B, item ")
                for line in lines)
+    assert lines[-1].startswith("ia-fetch: 2 completed, 1 failed; 0 files, 0 B in 0m0")
     assert "\x1b[" not in verbose.stderr.decode()
+
+
+def test_names_lose_their_middle_and_wide_characters_count_twice():
+    from iatools.progress import display_width, fit, fit_parts, shorten_middle
+
+    assert shorten_middle("demo-0001/a-long-file-name.mp4", 16) == "demo-00…name.mp4"
+    assert shorten_middle("short", 16) == "short"
+    wide = "写真集/" + "東京" * 20 + ".jpg"
+    shortened = shorten_middle(wide, 21)
+    assert "…" in shortened and display_width(shortened) <= 21
+    assert shortened.startswith("写真集/") and shortened.endswith(".jpg")
+    assert display_width(fit("東京" * 50, 80)) <= 79
+    assert fit_parts(["ia-fetch: 3/9 jobs", "0 failed", "1.0 MiB", "ETA 1m00s"], 40) == \
+        "ia-fetch: 3/9 jobs, 0 failed, 1.0 MiB"

@@ -10,7 +10,7 @@ from tests.bench.server import VENV_BIN
 from tests.helpers import REPO, run
 
 #: What a wheel of iatools is built from.
-_SOURCES = ("iatools", "pyproject.toml", "README.md")
+_SOURCES = ("iatools", "pyproject.toml", "setup.cfg", "README.md")
 
 
 def installed_copy(workdir):
