@@ -30,7 +30,7 @@ import orjson
 from iatools import errors
 from iatools.sizes import free_bytes
 
-MAGIC = b"iatools checkpoint 1\n"
+MAGIC = b"iatools checkpoint 2\n"
 #: A reader saves a checkpoint only when it parsed at least this much past
 #: the last one: for less, parsing again costs less than writing.
 SAVE_AFTER = 8 << 20

@@ -17,6 +17,7 @@ reported with its number and skipped.  The log is never rewritten.
 
 import fcntl
 import os
+import re
 import stat
 import time
 
@@ -24,6 +25,32 @@ from iatools import errors
 from iatools.checkpoint import START
 from iatools.jobs import validate_job
 from iatools.jsonl import MAX_LINE_BYTES, BadLine, parse_object, whole_lines, within_line_limit
+from iatools.keyset import KEY
+
+# The lines of outcomes, found by their beginning (iatools(7): "event" and
+# the key come first).  Each pattern is searched for in b"\n" + chunk, so
+# that every line starts with a newline and a match can only begin a line.
+#: A completion: "completed" (ia-fetch) or "verified" (ia-verify).
+DONE_LINE = re.compile(rb'\n\{"event":"(?:completed|verified)",' + KEY + rb"[,}]")
+DONE_EVENTS = ("completed", "verified")
+FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
+#: Events that undo a completion: ia-verify found the files damaged, or skip
+#: found the item changed upstream (a queued event with this reason).
+#: (Either word quoted anywhere in a chunk sends it to the full parser.)
+_REOPENING = re.compile(rb'"damaged"|"changed"')
+
+
+def reopens(event):
+    """Does this event make its key no longer completed?"""
+    kind = event["event"]
+    return kind == "damaged" or (kind == "queued" and event.get("reason") == "changed")
+
+
+def may_reopen(data):
+    """May a chunk hold an event that ``reopens``?  Such chunks are read
+    line by line, in order (they are rare: an audit's damage, an upstream
+    change)."""
+    return _REOPENING.search(data) is not None
 
 SYNC_INTERVAL = 1.0
 #: Reading the log in large chunks leaves fewer, longer steps to Python.
@@ -120,6 +147,18 @@ def lines_at(path, offsets):
             line = data[start:end]
             lines.append(line[:-1] if line[-1:] == b"\r" else line)
     return lines
+
+
+def check_existing(path):
+    """A log that a reader is given must be there: a typo in its name must
+    not pass for a log where nothing has happened yet."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise errors.UsageError(f"cannot read log {path}: No such file "
+                                "(only skip, append and tee create a log)") from None
+    except OSError:
+        pass  # reported when it is read
 
 
 def check_rereadable(path):

@@ -1,24 +1,25 @@
 """ia-joblog: record events in an append-only log; resume and report from it."""
 
-import datetime
+import argparse
 import operator
 import os
 import re
 import sys
-import time
-from itertools import compress
+from collections import Counter
+from itertools import compress, repeat
 
 import orjson
 
-from iatools import cli, errors, jsonl, signals
-from iatools.eventlog import LogWriter, check_rereadable, read_events
-from iatools.jobs import (EVENT_FIELDS, job_from_record, jobs_in_chunk, make_event, timestamp,
-                          validate_job)
+from iatools import cli, errors, jsonl, logreport, signals
+from iatools.completions import Completions
+from iatools.eventlog import LogWriter, check_existing, check_rereadable, lines_at
+from iatools.jobs import (EVENT_FIELDS, FAILURE_FIELDS, job_from_record, jobs_in_chunk,
+                          make_event, validate_job)
 from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
-from iatools.logstate import LogState, completed_keys
+from iatools.logindex import IndexKeeper
 from iatools.openjobs import OpenJobs
-from iatools.sizes import duration_argument, format_duration, format_size
+from iatools.sizes import duration_argument
 from iatools.status import ExitStatus
 
 PROG = "ia-joblog"
@@ -31,10 +32,14 @@ commands:
   append LOG    append the events read on stdin to LOG
   tee LOG       like append, and copy the events to stdout
   skip LOG      pass on the jobs from stdin that have not completed in LOG,
-                recording each as queued
+                or whose item changed upstream since, recording each as
+                queued; drop the jobs failed for good (not retryable)
   pending LOG   print the jobs recorded in LOG that have not completed
-  failed LOG    print the jobs whose latest outcome in LOG is a failure
-  status LOG    summarise LOG: totals, rate, ETA, common errors
+  failed LOG    print the jobs whose latest outcome in LOG is a failure,
+                with the error
+  completed LOG print the jobs completed (or verified) in LOG
+  status LOG    summarise LOG: totals, what is left, rates, ETAs, the last
+                day hour by hour, failures (--watch: again and again)
   locks DIR...  list ia-fetch's item locks under the destdirs DIR (--clear:
                 remove the stale ones)
 
@@ -42,10 +47,9 @@ example:
   ia-resolve --search 'collection:x' | ia-joblog skip s.jsonl \\
     | ia-fetch -j 8 | ia-joblog append s.jsonl
   ia-joblog status s.jsonl
+  ia-joblog completed s.jsonl | ia-verify -j 4 | ia-joblog append s.jsonl
 
 See ia-joblog(1) and iatools(7)."""
-#: Completions in this window before now give the rate and the ETA.
-RATE_WINDOW = 600.0
 
 
 def build_parser():
@@ -57,16 +61,31 @@ def build_parser():
         ("skip", "pass on jobs not completed in LOG, recording them as queued"),
         ("pending", "print the jobs recorded in LOG that have not completed"),
         ("failed", "print the jobs whose latest outcome in LOG is a failure"),
+        ("completed", "print the jobs completed or verified in LOG"),
         ("status", "summarise LOG"),
     ):
         command = commands.add_parser(name, help=summary, description=summary)
         command.add_argument("log", metavar="LOG", help="the event log (JSONL)")
         cli.add_verbosity(command, subcommand=True)
+        if name == "skip":
+            command.add_argument("--retry-permanent", action="store_true",
+                                 help='pass on the jobs whose latest outcome is a failure '
+                                      'that is not retryable ("retryable": false) too')
+        if name == "failed":
+            which = command.add_mutually_exclusive_group()
+            which.add_argument("--retryable", action="store_true",
+                               help="print only the failures worth trying again")
+            which.add_argument("--permanent", action="store_true",
+                               help='print only the failures not retryable ("retryable": false)')
         if name == "status":
             command.add_argument("--json", action="store_true",
                                  help="print one JSON object instead of a table")
             command.add_argument("--by", metavar="FIELD",
                                  help="break the counts down by the job field FIELD")
+            command.add_argument("--watch", nargs="?", const=2.0, type=_interval,
+                                 metavar="SECONDS",
+                                 help="show the summary again every SECONDS (default 2), "
+                                      "in place on a terminal, until interrupted")
     _add_locks_command(commands)
     return parser
 
@@ -85,6 +104,17 @@ def _add_locks_command(commands):
     cli.add_verbosity(command, subcommand=True)
 
 
+def _interval(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"not a number of seconds above 0: {text!r} (without SECONDS, put --watch after LOG)")
+    return seconds
+
+
 def main(argv=None):
     return cli.run(build_parser(), _dispatch, argv)
 
@@ -93,6 +123,9 @@ def _dispatch(args):
     command = COMMANDS[args.command]
     if args.command not in ("append", "tee"):
         signals.interrupt_on_stop_signals()
+    if args.command in ("pending", "failed", "completed"):
+        check_existing(args.log)
+        check_rereadable(args.log)
     return command(args)
 
 
@@ -109,6 +142,7 @@ def append(args, copy_to_stdout=False):
     drain = signals.DrainUntilEndOfInput().install()
     jsonl.warn_if_terminal(0, "events")
     log = _open_log(args.log)
+    index = IndexKeeper(args.log)
     output = jsonl.Output() if copy_to_stdout else None
     bad_lines = 0
     try:
@@ -131,10 +165,12 @@ def append(args, copy_to_stdout=False):
                 for line in lines:
                     output.raw(line[:-1])
                 output.flush()
+            index.wrote(sum(map(len, lines)))
     finally:
         log.close()
     if drain.received:
         return ExitStatus.INTERRUPTED
+    index.close()
     return ExitStatus.FAILED if bad_lines else ExitStatus.OK
 
 
@@ -177,27 +213,16 @@ def tee(args):
 
 
 def skip(args):
-    done, _ = completed_keys(args.log)
+    state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(0, "jobs")
     log = _open_log(args.log)
     output = jsonl.Output()
-    bad_lines = skipped = passed = 0
+    judge = _SkipJudge(state, args.retry_permanent)
     try:
         for first, lines, data in jsonl.whole_lines(0):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
-            jobs = _plain_jobs_not_done(lines, data, done)
-            if jobs is not None:
-                queued = [_queued_events(jobs)] if jobs else []
-                passing = [jobs]
-                count = jobs.count(b"\n")
-                skipped += lines - count
-            else:
-                queued, passing, bad, done_count = _skip_lines(first, data, done)
-                bad_lines += bad
-                skipped += done_count
-                count = len(passing)
-            passed += count
+            queued, passing = judge.plain_chunk(lines, data) or judge.lines(first, data)
             # Log first: a job must never run downstream without its queued
             # event on record.
             _write_log(log, queued)
@@ -205,33 +230,107 @@ def skip(args):
             output.flush()
     finally:
         log.close()
-    errors.debug(f"skip: {skipped} jobs already completed, {passed} passed on")
-    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+    tally = judge.tally
+    errors.debug(f"skip: {tally[_DONE]} jobs already completed, {tally[_CHANGED]} changed "
+                 f"upstream since, {tally[_PERMANENT]} dropped as failed for good "
+                 f"(--retry-permanent retries them), {tally[_NEW] + tally[_CHANGED]} passed on")
+    return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
 
 
 # A job line as iatools commands write it, one that the full parser would
-# accept and give back unchanged: the key, then "size", "destdir" and plain
-# user fields.  Such lines are judged a whole chunk at a time, which is
-# several times faster than parsing each (measured: see ia-joblog(1),
-# PERFORMANCE); any other line goes to the full parser.
-_JOB_LINE = plain_job_line(rb',"size":(?:' + SIZE + rb")", rb',"destdir":"[ !#-\[\]-~]+"')
+# accept and give back unchanged: the key, then "size", "updated", "destdir"
+# and plain user fields.  Such lines are judged a whole chunk at a time,
+# which is several times faster than parsing each (measured: see
+# ia-joblog(1), PERFORMANCE); any other line goes to the full parser.
+# Groups: the key, "size" and "updated" (b"" when absent).
+_JOB_LINE = plain_job_line(
+    rb',"size":(' + SIZE + rb")", rb',"updated":"([ !#-\[\]-~]*)"', rb',"destdir":"[ !#-\[\]-~]+"',
+    reserved=(b"id", b"file", b"size", b"updated", b"destdir", b"event")
+    + tuple(f.encode() for f in FAILURE_FIELDS))
 #: A chunk of nothing but such lines: one match for the chunk, no object per
 #: line, where the keys are not needed (an empty log).
 _JOB_LINES = re.compile(rb"(?:" + _JOB_LINE.pattern[1:-1] + rb"\n)*")
+#: What skip does with a job: pass it on as new, or as changed upstream since
+#: it completed; drop it as done, or as failed for good.
+_NEW, _CHANGED, _DONE, _PERMANENT = range(4)
 
 
-def _plain_jobs_not_done(lines, data, done):
-    """The lines of ``data`` whose key is not in ``done``, when each of its
-    ``lines`` is a plain job line (``_JOB_LINE``); None otherwise."""
-    if not plain_chunk(data):
-        return None
-    if not done:
-        return data if _JOB_LINES.fullmatch(data) else None
-    keys = _JOB_LINE.findall(data)
-    if len(keys) != lines:
-        return None
-    keep = list(map(operator.not_, done.contains_each(done.hash_keys(keys))))
-    return data if all(keep) else b"".join(compress(data.splitlines(keepends=True), keep))
+class _SkipJudge:
+    """Judges jobs against the completions of the log, and counts."""
+
+    def __init__(self, state, retry_permanent):
+        self.state = state
+        self.permanent = set() if retry_permanent else state.permanent
+        self.tally = Counter()
+        self.bad_lines = 0
+
+    def plain_chunk(self, lines, data):
+        """(queued events, jobs to pass on) for a chunk whose every line is a
+        plain job line (``_JOB_LINE``); None for any other chunk."""
+        if not plain_chunk(data):
+            return None
+        if not self.state.done and not self.permanent:
+            if not _JOB_LINES.fullmatch(data):
+                return None
+            self.tally[_NEW] += lines
+            return [_queued_events(data)], [data]
+        found = _JOB_LINE.findall(data)
+        if len(found) != lines:
+            return None
+        keys, sizes, updated = zip(*found)
+        verdicts = self._verdicts(self.state.done.hash_keys(keys),
+                                  [int(s) if s else None for s in sizes],
+                                  self.state.done.hash_keys(updated))
+        self.tally.update(verdicts)
+        if all(v == _NEW for v in verdicts):
+            return [_queued_events(data)], [data]
+        split = data.splitlines(keepends=True)
+        new = b"".join(compress(split, map(operator.eq, verdicts, repeat(_NEW))))
+        changed = list(compress(split, map(operator.eq, verdicts, repeat(_CHANGED))))
+        queued = ([_queued_events(new)] if new else []) + [
+            _changed_event(orjson.loads(line)) for line in changed]
+        passing = compress(split, map(operator.le, verdicts, repeat(_CHANGED)))
+        return queued, [b"".join(passing)]
+
+    def _verdicts(self, hashes, sizes, updated):
+        """_NEW, _CHANGED, _DONE or _PERMANENT for each job, given its key's
+        hash and its version."""
+        verdicts = [_DONE if d else _NEW for d in self.state.done.contains_each(hashes)]
+        done = [i for i, v in enumerate(verdicts) if v == _DONE]
+        if done:
+            changed = self.state.changed([hashes[i] for i in done], [sizes[i] for i in done],
+                                         [updated[i] for i in done])
+            for i in compress(done, changed):
+                verdicts[i] = _CHANGED
+        if self.permanent:
+            for i in compress(range(len(hashes)), map(self.permanent.__contains__, hashes)):
+                if verdicts[i] == _NEW:
+                    verdicts[i] = _PERMANENT
+        return verdicts
+
+    def lines(self, first, data):
+        """(queued events, jobs to pass on) for a chunk judged line by line,
+        with the full parser."""
+        queued, passing, bad_lines = [], [], []
+        for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
+            size = job.get("size")
+            (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))], [size],
+                                        [self.state.hash_update(job.get("updated"))])
+            self.tally[verdict] += 1
+            if verdict == _NEW:
+                queued.append(jsonl.dumps(make_event("queued", job)))
+            elif verdict == _CHANGED:
+                queued.append(_changed_event(job))
+            else:
+                continue
+            # The raw line keeps the user's field order and formatting.
+            passing.append(line + b"\n" if job is record else jsonl.dumps(job))
+        self.bad_lines += len(bad_lines)
+        return queued, passing
+
+
+def _changed_event(job):
+    return jsonl.dumps(make_event("queued", job, reason="changed"))
 
 
 def _queued_events(jobs):
@@ -246,69 +345,85 @@ def _queued_events(jobs):
             + suffix + b"\n")
 
 
-def _skip_lines(first, data, done):
-    """Judge the lines of a chunk one by one, with the full parser:
-    (queued events, jobs to pass on, bad lines, jobs already done)."""
-    queued, passing, bad_lines, done_count = [], [], [], 0
-    for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
-        if done.hash_key(key_bytes(job)) in done:
-            done_count += 1
-            continue
-        queued.append(jsonl.dumps(make_event("queued", job)))
-        # The raw line keeps the user's field order and formatting.
-        passing.append(line + b"\n" if job is record else jsonl.dumps(job))
-    return queued, passing, len(bad_lines), done_count
-
-
 def pending(args):
-    check_rereadable(args.log)
-    done, done_end = completed_keys(args.log, report=False)
+    state, done_end = Completions.read(args.log, report=False)
     output = jsonl.Output()
-    for events in OpenJobs.read(args.log, done, done_end).first_lines(args.log):
-        output.lines(_pending_jobs(events))
+    for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
+        output.lines(_jobs_of(events, _QUEUED_EVENT))
     output.flush()
     return ExitStatus.OK
 
 
-#: A queued event as skip writes it: "event", the job, "ts", "host", "pid",
-#: and no event field among the job's (group 1: the job's fields; 2: its key).
-_QUEUED_EVENT = re.compile(
-    rb'^\{"event":"queued",(' + KEY + rb'(?:,"(?!(?:id|file|'
-    + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')")[ !#-\[\]-~]*":'
-    + PLAIN_VALUE + rb")*)"
-    + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+\}$', re.MULTILINE)
+def _event_line(kinds, details=b""):
+    """The regular expression of an event line of one of ``kinds`` as the
+    iatools commands write it: "event", the job, "ts", "host", "pid", then
+    fields matching ``details`` -- with no event field among the job's, so
+    that the job is group 1, its key group 2."""
+    event_fields = b"|".join(sorted(f.encode() for f in EVENT_FIELDS))
+    return re.compile(
+        rb'^\{"event":"(?:' + kinds + rb')",(' + KEY + rb'(?:,"(?!(?:id|file|' + event_fields
+        + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE + rb")*)"
+        + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+' + details + rb'\}$', re.MULTILINE)
 
 
-def _pending_jobs(events):
-    """The job lines of event lines: cut out of queued events as skip writes
-    them (all at once when each is one), others parsed."""
-    jobs = list(map(operator.itemgetter(0), _QUEUED_EVENT.findall(b"\n".join(events))))
+#: A queued event as skip writes it.
+_QUEUED_EVENT = _event_line(b"queued")
+#: A completed or verified event as ia-fetch and ia-verify write them: the
+#: details are event fields whose values are plain, a number with a
+#: fraction ("seconds") or a list of plain values ("removed": file names).
+_DETAIL = (rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+|\[(?:" + PLAIN_VALUE + rb"(?:,"
+           + PLAIN_VALUE + rb")*)?\])")
+_COMPLETION_EVENT = _event_line(
+    b"completed|verified",
+    rb'(?:,"(?:' + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')":' + _DETAIL + rb")*")
+
+
+def _jobs_of(events, shape):
+    """The job lines of event lines: cut out of those of the ``shape`` of
+    ``_event_line`` (all at once when each is one), others parsed."""
+    jobs = list(map(operator.itemgetter(0), shape.findall(b"\n".join(events))))
     if len(jobs) == len(events):
         return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
-    return [_pending_job(e) for e in events]
+    return [_job_of(e, shape) for e in events]
 
 
-def _pending_job(event):
-    match = _QUEUED_EVENT.fullmatch(event)
+def _job_of(event, shape):
+    match = shape.fullmatch(event)
     if match:
         return b"{" + match[1] + b"}\n"
     return jsonl.dumps(job_from_record(orjson.loads(event)))
 
 
 def failed(args):
-    check_rereadable(args.log)
-    latest_failure = {}
-    for line_number, event in read_events(args.log):
-        kind = event["event"]
-        if kind == "failed":
-            latest_failure[hash(key_bytes(event))] = line_number
-        elif kind == "completed":
-            latest_failure[hash(key_bytes(event))] = None
-    wanted = {n for n in latest_failure.values() if n is not None}
+    """The latest failed event of each key failed now, as its job and why."""
+    state = logreport.read(args.log)
+    wanted = True if args.retryable else False if args.permanent else None
+    failures = state.failures(retryable=wanted)
     output = jsonl.Output()
-    for line_number, event in read_events(args.log, report=False):
-        if line_number in wanted:
-            output.record(job_from_record(event))
+    for start in range(0, len(failures), _BATCH):
+        for line in lines_at(args.log, [f.offset for f in failures[start:start + _BATCH]]):
+            output.record(_failed_job(orjson.loads(line)))
+    output.flush()
+    return ExitStatus.OK
+
+
+#: Lines read back from the log at a time.
+_BATCH = 1 << 16
+def _failed_job(event):
+    job = job_from_record(event)
+    job.update((field, event[field]) for field in FAILURE_FIELDS if field in event)
+    return job
+
+
+def completed(args):
+    """The latest completed or verified event of each key completed now, as
+    its job (with the version it recorded), in log order."""
+    state, _ = Completions.read(args.log, report=False)
+    offsets = state.completed_offsets()
+    output = jsonl.Output()
+    for start in range(0, len(offsets), _BATCH):
+        output.lines(_jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
+                              _COMPLETION_EVENT))
     output.flush()
     return ExitStatus.OK
 
@@ -346,85 +461,20 @@ def _remove_lock(path):
 
 
 def status(args):
-    since = timestamp(time.time() - RATE_WINDOW)
-    state = LogState(by_field=args.by, recent_since=since).read(args.log)
-    summary = _summary(state, since)
-    if args.json:
-        output = jsonl.Output()
-        output.record(summary)
-        output.flush()
-    else:
-        sys.stdout.write(_format_summary(args.log, summary))
-        sys.stdout.flush()
+    check_existing(args.log)
+    unicode = logreport.unicode_terminal()
+    if args.watch is None:
+        logreport.show(args.log, args.by, args.json, unicode)
+        return ExitStatus.OK
+    try:
+        logreport.watch(args.log, args.by, args.json, unicode, args.watch)
+    except KeyboardInterrupt:  # the way a watch ends, as watch(1)'s does
+        pass
     return ExitStatus.OK
 
 
-def _summary(state, since):
-    summary = state.counts()
-    summary["failed_retryable"] = state.failed_retryable()
-    summary["bytes"] = state.bytes_done
-    summary["last_event"] = state.last_ts or None
-    summary.update(_rate(state, since, summary))
-    summary["errors"] = [{"error": e, "count": n} for e, n in state.common_errors()]
-    if state.by_field is not None:
-        summary["by"] = {"field": state.by_field, "groups": state.groups()}
-    return summary
-
-
-def _rate(state, since, counts):
-    """Jobs and bytes per second over the recent window, and the ETA."""
-    if state.recent_jobs < 2:
-        return {"jobs_per_second": None, "bytes_per_second": None, "eta_seconds": None}
-    span = max(time.time() - _seconds(state.recent_first), 1.0)
-    jobs_rate = state.recent_jobs / span
-    left = counts["pending"] + counts["in_progress"]
-    return {
-        "jobs_per_second": round(jobs_rate, 3),
-        "bytes_per_second": round(state.recent_bytes / span),
-        "eta_seconds": round(left / jobs_rate) if left else 0,
-    }
-
-
-def _seconds(ts):
-    """Seconds since the epoch of a timestamp as jobs.timestamp writes it."""
-    whole = datetime.datetime.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")
-    return whole.replace(tzinfo=datetime.timezone.utc).timestamp() + float(ts[19:-1] or 0)
-
-
-def _format_summary(path, s):
-    total = s["total"] or 1
-    lines = [
-        f"log          {path} (last event {s['last_event'] or 'none'})",
-        f"total        {s['total']}",
-        f"completed    {s['completed']} ({100 * s['completed'] / total:.1f}%)",
-        f"failed       {s['failed']} ({s['failed_retryable']} retryable)",
-        f"in progress  {s['in_progress']}",
-        f"pending      {s['pending']}",
-        f"downloaded   {format_size(s['bytes'])}",
-    ]
-    if s["jobs_per_second"] is not None:
-        lines.append(f"rate         {s['jobs_per_second'] * 60:.1f} jobs/min, "
-                     f"{format_size(s['bytes_per_second'])}/s (last {RATE_WINDOW / 60:.0f} min)")
-        lines.append(f"eta          {format_duration(s['eta_seconds'])}")
-    if s["errors"]:
-        lines.append("errors:")
-        lines += [f"  {e['count']:>8}  {e['error']}" for e in s["errors"]]
-    if "by" in s:
-        lines.append(_format_groups(s["by"]))
-    return "\n".join(lines) + "\n"
-
-
-def _format_groups(by):
-    rows = [f"by {by['field']}:",
-            f"  {'value':<24} {'total':>9} {'completed':>9} {'failed':>9} {'pending':>9}"]
-    for value, c in by["groups"].items():
-        rows.append(f"  {value:<24} {c['total']:>9} {c['completed']:>9} {c['failed']:>9} "
-                    f"{c['pending'] + c['in_progress']:>9}")
-    return "\n".join(rows)
-
-
 COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,
-            "failed": failed, "status": status, "locks": locks}
+            "failed": failed, "completed": completed, "status": status, "locks": locks}
 
 if __name__ == "__main__":
     sys.exit(main())

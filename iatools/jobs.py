@@ -21,6 +21,11 @@ EVENT_FIELDS = frozenset({
     "missing", "wrong_size", "wrong_md5", "extra",
 })
 
+#: Why a job failed: ``ia-joblog failed`` keeps these event fields on the
+#: jobs it prints, in this order; a job read back drops them (they tell of
+#: a past attempt, and must not pass into the events of the next).
+FAILURE_FIELDS = ("error", "retryable", "http_status", "failed_files")
+
 #: Letters, digits, ``_ - .``; at most 100 characters (archive.org's rule).
 _IDENTIFIER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}")
 #: This machine's name, as gethostname() gives it (without importing socket).
@@ -78,10 +83,13 @@ def _is_text(value):
 
 
 def job_from_record(record):
-    """The job inside a record, which may be a job or an event."""
-    if "event" not in record:
+    """The job inside a record, which may be a job, an event, or a job that
+    ``ia-joblog failed`` printed with why it failed."""
+    if "event" in record:
+        return {k: v for k, v in record.items() if k not in EVENT_FIELDS}
+    if all(field not in record for field in FAILURE_FIELDS):
         return record
-    return {k: v for k, v in record.items() if k not in EVENT_FIELDS}
+    return {k: v for k, v in record.items() if k not in FAILURE_FIELDS}
 
 
 def jobs_in_chunk(first_line_number, data, on_bad_line):

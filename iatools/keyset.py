@@ -19,8 +19,8 @@ import re
 import struct
 from array import array
 from collections import deque
-from itertools import repeat
-from operator import and_, contains, iadd
+from itertools import accumulate, compress, repeat
+from operator import and_, contains, iadd, not_
 from zlib import crc32
 
 from iatools.jsonl import within_line_limit
@@ -140,6 +140,16 @@ class KeySet:
     def __contains__(self, h):
         return _PACK(h) in self._buckets[h & _MASK]
 
+    def discard(self, hashes):
+        """Remove every copy of each hash: a byte search and a rewrite of
+        its bucket per hash, for the few keys that stop being completed."""
+        for h in hashes:
+            bucket = self._buckets[h & _MASK]
+            if _PACK(h) in bucket:
+                kept = array("q", bucket)
+                bucket[:] = array("q", [v for v in kept if v != h]).tobytes()
+                self.added -= len(kept) - len(bucket) // 8
+
     def fold(self, without=None):
         """Drop the hashes held twice, and those in the KeySet ``without``."""
         others = repeat(b"") if without is None else without._buckets
@@ -152,22 +162,16 @@ class KeySet:
         """Write the set for ``load``: the salt, the bucket sizes, then the
         buckets."""
         writer.write(self.salt.to_bytes(8, "big"))
-        writer.write(array("Q", map(len, self._buckets)).tobytes())
-        for bucket in self._buckets:
-            writer.write(bucket)
+        _dump_buckets(writer, self._buckets)
 
     def dumped_size(self):
         return 8 + 8 * len(self._buckets) + 8 * self.added
 
     @classmethod
     def load(cls, reader):
-        salt = int.from_bytes(reader.read(8), "big")
-        sizes = array("Q", reader.read(8 << _BUCKET_BITS))
-        if any(size % 8 for size in sizes):
-            raise ValueError("not a key set")
-        keys = cls(salt)
-        keys._buckets = [bytearray(reader.read(size)) for size in sizes]
-        keys.added = sum(sizes) // 8
+        keys = cls(int.from_bytes(reader.read(8), "big"))
+        keys._buckets = _load_buckets(reader, 8)
+        keys.added = sum(map(len, keys._buckets)) // 8
         return keys
 
     def __bool__(self):
@@ -186,3 +190,105 @@ class KeySet:
             hashes.update(memoryview(b).cast("q"))
             union += len(hashes)
         return mine, union
+
+
+class KeyMap:
+    """For each key hash, the numbers (``width`` of them) added with it
+    last: records of the hash and the numbers, packed in 65,536 buckets as
+    in a KeySet, the latest of a key at the end of its bucket.  Looking a
+    key up is a search from the end of one bucket, in C."""
+
+    def __init__(self, width):
+        self.width = width
+        self._record = struct.Struct(f"={width + 1}q")
+        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+        self.added = 0
+
+    def add(self, hashes, *columns):
+        """Add a record per hash, the numbers being the ``columns``' items."""
+        buckets = map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK)))
+        deque(map(iadd, buckets, map(self._record.pack, hashes, *columns)), maxlen=0)
+        self.added += len(hashes)
+
+    def latest(self, hashes):
+        """The numbers last added with each hash (a tuple), or None.  (A
+        match straddling two records is as unlikely as in a KeySet, and
+        taken as no record.)"""
+        buckets = list(map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK))))
+        found = list(map(bytearray.rfind, buckets, map(_PACK, hashes)))
+        return [None if at < 0 or at % self._record.size
+                else self._record.unpack_from(bucket, at)[1:]
+                for bucket, at in zip(buckets, found)]
+
+    def fold(self, without=None):
+        """Keep only the latest record of each hash, and none of the hashes
+        in the KeySet ``without``."""
+        width = self.width + 1
+        for bucket in self._buckets:
+            records = array("q", bucket)
+            hashes = records[::width].tolist()
+            dropped = [] if without is None else list(without.contains_each(hashes))
+            if len(set(hashes)) == len(hashes) and not any(dropped):
+                continue  # as most are: nothing to do, in C
+            # The index of the latest record of each hash, in order.
+            kept = sorted(dict(zip(hashes, range(len(hashes)))).values())
+            if dropped:
+                kept = list(compress(kept, map(not_, map(dropped.__getitem__, kept))))
+            folded = array("q", bytes(8 * width * len(kept)))
+            for n in range(width):
+                folded[n::width] = array("q", map(records[n::width].__getitem__, kept))
+            bucket[:] = folded.tobytes()
+        self.added = sum(map(len, self._buckets)) // self._record.size
+
+    def latest_columns(self, without=None):
+        """For each bucket: the list of the hashes in it (each once, not
+        those in the KeySet ``without``) and a list of each of the numbers
+        last added with them, in the same order."""
+        width = self.width + 1
+        for bucket in self._buckets:
+            records = array("q", bucket)
+            latest = dict(zip(records[::width], zip(*(records[n::width]
+                                                      for n in range(1, width)))))
+            hashes = list(latest)
+            numbers = list(latest.values())
+            if without is not None:
+                kept = list(map(not_, without.contains_each(hashes)))
+                hashes, numbers = list(compress(hashes, kept)), list(compress(numbers, kept))
+            yield [hashes, *(map(list, zip(*numbers)) if numbers else [[]] * self.width)]
+
+    def dump(self, writer):
+        _dump_buckets(writer, self._buckets)
+
+    def dumped_size(self):
+        return 8 * len(self._buckets) + self._record.size * self.added
+
+    @classmethod
+    def load(cls, reader, width):
+        keys = cls(width)
+        keys._buckets = _load_buckets(reader, keys._record.size)
+        keys.added = sum(map(len, keys._buckets)) // keys._record.size
+        return keys
+
+
+#: Buckets written or read at a time: a few calls instead of 65,536, and a
+#: bounded copy.
+_BUCKETS_AT_ONCE = 1024
+
+
+def _dump_buckets(writer, buckets):
+    """Write the sizes of the buckets, then the buckets, for _load_buckets."""
+    writer.write(array("Q", map(len, buckets)).tobytes())
+    for start in range(0, len(buckets), _BUCKETS_AT_ONCE):
+        writer.write(b"".join(buckets[start:start + _BUCKETS_AT_ONCE]))
+
+
+def _load_buckets(reader, record_size):
+    sizes = array("Q", reader.read(8 << _BUCKET_BITS))
+    if any(size % record_size for size in sizes):
+        raise ValueError("not a key set")
+    buckets = []
+    for start in range(0, len(sizes), _BUCKETS_AT_ONCE):
+        data = memoryview(reader.read(sum(sizes[start:start + _BUCKETS_AT_ONCE])))
+        ends = list(accumulate(sizes[start:start + _BUCKETS_AT_ONCE]))
+        buckets += map(bytearray, map(data.__getitem__, map(slice, [0] + ends[:-1], ends)))
+    return buckets

@@ -1,7 +1,8 @@
 """The jobs of a log that have not completed, and where each first appears.
 
-``ia-joblog pending`` prints, for every key without a completed event, its
-first other event as a job, in log order.  A reading notes that line's
+``ia-joblog pending`` prints, for every key not completed, its first event
+as a job -- for a key reopened (damaged, changed upstream), the latest event
+that reopened it -- in log order.  A reading notes that line's
 offset and the key's hash (16 bytes a key) instead of the line, and reads
 the lines back at the end.  The notes are kept in a checkpoint
 (iatools.checkpoint), so that the next reading scans only what was
@@ -16,13 +17,13 @@ from itertools import compress, repeat
 from operator import add, not_
 
 from iatools import checkpoint
-from iatools.eventlog import all_lines_closed, events_in, lines_at, read_chunks
+from iatools.eventlog import (DONE_EVENTS, DONE_LINE, all_lines_closed, events_in, lines_at,
+                              may_reopen, read_chunks, reopens)
 from iatools.keyset import KEY, KeySet, key_bytes
-from iatools.logstate import COMPLETED_LINE
 
-#: The key of a line that is not a completed event; searched for in
-#: b"\n" + chunk, so a match starts where its line does in the chunk.
-_OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed")[a-z_]+",' + KEY + rb"[,}]")
+#: The key of a line that is not a completion (eventlog.DONE_LINE); searched
+#: for in b"\n" + chunk, so a match starts where its line does in the chunk.
+_OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")[a-z_]+",' + KEY + rb"[,}]")
 #: Keys judged against the completed ones at a time, when lines are read back.
 _BATCH = 1 << 16
 
@@ -47,14 +48,18 @@ class OpenJobs:
         # noted: all of those after the checkpoint, and those past the end
         # of ``done`` (the log grows while it is read).
         completed_since = KeySet(done.salt)
+        reopened = {}
         position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
             since = bool(loaded.offset) or position.offset + len(data) > done_end.offset
-            hashes, offsets, completed = jobs._lines(path, first, lines, data, done, since)
+            hashes, offsets, completed, reopening = jobs._lines(path, first, lines, data, done,
+                                                                since)
             jobs._note(hashes, list(map(add, offsets, repeat(position.offset))))
             completed_since.add(completed)
+            reopened.update((h, position.offset + offset) for h, offset in reopening)
             position = position.after(data, lines)
         jobs._drop(completed_since)
+        jobs._renote({h: offset for h, offset in reopened.items() if h not in done})
         if checkpoint.worth_saving(loaded, position):
             size = jobs.noted.dumped_size() + 16 * len(jobs.hashes)
             checkpoint.save(path, "pending", position, size, jobs._dump)
@@ -62,27 +67,34 @@ class OpenJobs:
 
     def _lines(self, path, first, count, data, done, with_completed):
         """The hashes and offsets in ``data`` of the lines of keys not in
-        ``done``, and (``with_completed``) the hashes of the completed keys:
-        found by the beginning of the lines, or parsed when a line has
-        another shape."""
+        ``done``, (``with_completed``) the hashes of the completed keys,
+        and the (hash, offset) of the lines that reopen a key: found by the
+        beginning of the lines, or parsed when a line has another shape or
+        may reopen a key."""
         text = b"\n" + data
         matches = list(_OPEN_LINE.finditer(text))
-        completed = COMPLETED_LINE.findall(text)
-        if len(matches) + len(completed) == count and all_lines_closed(count, data):
+        completed = DONE_LINE.findall(text)
+        if (len(matches) + len(completed) == count and all_lines_closed(count, data)
+                and not may_reopen(data)):
             hashes = done.hash_keys(list(map(re.Match.group, matches, repeat(1))))
             offsets = list(map(re.Match.start, matches))
+            reopening = []
         else:
-            starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
-            hashes, offsets, completed = [], [], []
-            for line_number, event in events_in(path, first, data):
-                if event["event"] == "completed":
+            hashes, offsets, completed, reopening = [], [], [], []
+            for offset, event in _events_at(path, first, data):
+                if event["event"] in DONE_EVENTS:
                     completed.append(key_bytes(event))
                 else:
                     hashes.append(done.hash_key(key_bytes(event)))
-                    offsets.append(starts[line_number - first])
+                    offsets.append(offset)
+                    if reopens(event):
+                        reopening.append((hashes[-1], offset))
         open_ = list(map(not_, done.contains_each(hashes)))
+        # A key completed here and reopened later (damaged, changed) stays open.
         completed = done.hash_keys(completed) if with_completed else []
-        return list(compress(hashes, open_)), list(compress(offsets, open_)), completed
+        completed = list(compress(completed, done.contains_each(completed)))
+        return (list(compress(hashes, open_)), list(compress(offsets, open_)), completed,
+                reopening)
 
     def _note(self, hashes, offsets):
         """Note the first line of each key not noted before."""
@@ -106,11 +118,25 @@ class OpenJobs:
             if not found:
                 return
             keep = list(map(not_, map(found.__contains__, self.hashes)))
+            # Forgotten, so that a line that reopens one later is noted afresh.
+            self.noted.discard(found)
         else:
             keep = [not_(c) for start in range(0, len(self.hashes), _BATCH)
                     for c in completed.contains_each(self.hashes[start:start + _BATCH].tolist())]
+            self.noted.fold(without=completed)
         self.hashes = array("q", compress(self.hashes, keep))
         self.offsets = array("q", compress(self.offsets, keep))
+
+    def _renote(self, reopened):
+        """Note, for each key reopened (hash -> offset of the latest line
+        that reopened it: damaged, changed upstream), that line instead of
+        its first: the job as it is to be done again."""
+        if not reopened:
+            return
+        offsets = [reopened.get(h, offset) for h, offset in zip(self.hashes, self.offsets)]
+        order = sorted(range(len(offsets)), key=offsets.__getitem__)
+        self.hashes = array("q", map(self.hashes.__getitem__, order))
+        self.offsets = array("q", map(offsets.__getitem__, order))
 
     def first_lines(self, path):
         """Batches of the first lines (bytes, no line ending) of the noted
@@ -135,3 +161,10 @@ class OpenJobs:
         if len(jobs.hashes) != len(jobs.offsets):
             raise ValueError("damaged")
         return jobs
+
+
+def _events_at(path, first, data, report=True):
+    """(offset in ``data``, event) of each event of a chunk, parsed."""
+    starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
+    for line_number, event in events_in(path, first, data, report=report):
+        yield starts[line_number - first], event

@@ -42,9 +42,12 @@ def format_size(n):
 
 
 def format_duration(seconds):
-    """``1h05m`` or ``3m07s``."""
+    """``5d03h``, ``1h05m`` or ``3m07s``."""
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
+    days, hours = divmod(hours, 24)
+    if days:
+        return f"{days}d{hours:02d}h"
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 

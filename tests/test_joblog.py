@@ -7,10 +7,13 @@ by a small script (FAKE_FETCH) that turns jobs into completed or failed
 events, so these tests need no network and no emulator.
 """
 
+import calendar
 import fcntl
 import json
 import os
+import pty
 import random
+import re
 import select
 import signal
 import subprocess
@@ -19,10 +22,10 @@ import time
 
 import pytest
 
-from tests.helpers import (PYTHON, command, jsonl_bytes, parse_jsonl, read_jsonl, run,
-                           start_group)
-from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact, iso,
-                            job_keys, stderr_text)
+from tests.helpers import (PYTHON, base_env, command, jsonl_bytes, parse_jsonl, read_jsonl,
+                           run, start_group)
+from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact,
+                            days_of_events, iso, job_keys, stderr_text)
 
 JOBLOG = command("ia-joblog")
 #: Stands in for ia-fetch: one event per job on stdin; ids given as
@@ -220,8 +223,15 @@ def test_failed_prints_jobs_whose_latest_outcome_is_a_failure(tmp_path):
     result = joblog("failed", log)
     assert result.returncode == 0, stderr_text(result)
     jobs = parse_jsonl(result.stdout)
-    assert jobs == [{"id": "twice", "mine": "1"}, {"id": "file", "file": "a/b.txt"}]
-    assert not any(EVENT_FIELDS & job.keys() for job in jobs)
+    assert jobs == [{"id": "twice", "mine": "1", "error": "second"},
+                    {"id": "file", "file": "a/b.txt", "error": "HTTP 404", "retryable": False,
+                     "http_status": 404}]
+    # What it failed of, and why, and nothing else of the event.
+    assert all(EVENT_FIELDS & job.keys() <= {"error", "retryable", "http_status"}
+               for job in jobs)
+    retryable, permanent = joblog("failed", "--retryable", log), joblog("failed", "--permanent", log)
+    assert [j["id"] for j in parse_jsonl(retryable.stdout)] == ["twice"]
+    assert [j["id"] for j in parse_jsonl(permanent.stdout)] == ["file"]
 
 
 def test_failed_jobs_feed_straight_back_into_a_retry(tmp_path, fake_fetch):
@@ -237,6 +247,205 @@ def test_failed_jobs_feed_straight_back_into_a_retry(tmp_path, fake_fetch):
     assert [(e["event"], e["id"], e["bytes"]) for e in retried] == [
         ("completed", "i3", 3), ("completed", "i7", 7)]
     assert joblog("failed", log).stdout == b""
+
+
+def test_why_a_job_failed_does_not_travel_on_with_it(tmp_path):
+    """failed prints the error on each job; read back as a job (by skip, by
+    ia-fetch) the job drops it, and keeps its own fields."""
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "a", ts=iso(1), note="mine", error="HTTP 503", retryable=True,
+              http_status=503, failed_files=[{"name": "x", "error": "HTTP 503"}])])
+    printed = joblog("failed", log).stdout
+    assert parse_jsonl(printed)[0]["error"] == "HTTP 503"
+    again = joblog("skip", log, input=printed)
+    assert parse_jsonl(again.stdout) == [{"id": "a"}]
+    assert read_jsonl(log)[-1]["event"] == "queued" and "error" not in read_jsonl(log)[-1]
+
+
+# ---------------------------------------------------------------- a mirror kept true
+
+#: Both ways a job stream is read: compact lines (judged a chunk at a time)
+#: and lines with spaces (the full parser).
+WRITERS = {"fast": compact, "full": jsonl_bytes}
+
+
+def queued_reasons(log, start=0):
+    """(id, reason) of the queued events of the log from its line ``start``."""
+    return [(e["id"], e.get("reason")) for e in read_jsonl(log)[start:] if e["event"] == "queued"]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_skip_passes_a_job_again_when_its_item_changed_upstream(tmp_path, writer):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("completed", "same", ts=iso(1), size=10, updated="u1"),
+        event("completed", "bigger", ts=iso(1), size=5),
+        event("completed", "unknown", ts=iso(1)),
+        event("completed", "twice", ts=iso(1), size=1, updated="u1"),
+        event("completed", "twice", ts=iso(2), size=2, updated="u2"),  # the latest counts
+        event("verified", "newer", ts=iso(1), size=3, updated="u1"),
+        event("completed", "plain", ts=iso(1), size=4, updated="u1"),
+    ])
+    jobs = [{"id": "same", "size": 10, "updated": "u1"},
+            {"id": "bigger", "size": 6, "updated": "u9"},   # no date recorded: size decides
+            {"id": "unknown", "size": 1},                   # no version recorded
+            {"id": "twice", "size": 1, "updated": "u1"},
+            {"id": "newer", "size": 3, "updated": "u2"},
+            {"id": "plain"},                                # the job says nothing of it
+            {"id": "new", "size": 7}]
+    lines = len(read_jsonl(log))
+    result = joblog("-v", "skip", log, input=WRITERS[writer](jobs))
+    assert result.returncode == 0, stderr_text(result)
+    assert parse_jsonl(result.stdout) == [jobs[1], jobs[3], jobs[4], jobs[6]]
+    assert sorted(queued_reasons(log, lines)) == [
+        ("bigger", "changed"), ("new", None), ("newer", "changed"), ("twice", "changed")]
+    assert "3 changed upstream" in stderr_text(result)
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert {k: summary[k] for k in ("completed", "changed", "pending")} == {
+        "completed": 3, "changed": 3, "pending": 4}
+    # Not completed now: passed on again until fetched, plainly queued.
+    lines = len(read_jsonl(log))
+    again = joblog("skip", log, input=WRITERS[writer](jobs))
+    assert parse_jsonl(again.stdout) == [jobs[1], jobs[3], jobs[4], jobs[6]]
+    assert queued_reasons(log, lines) and all(r is None for _, r in queued_reasons(log, lines))
+
+
+def test_a_changed_item_fetched_again_is_skipped_after(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    jobs = tmp_path / "jobs.jsonl"
+    run_pipeline = (f"{JOBLOG} skip {log} < {jobs} | tee -a {tmp_path}/passed "
+                    f"| {fake_fetch} | {JOBLOG} append {log}")
+    jobs.write_bytes(compact([{"id": "a", "size": 1, "updated": "d1"}, {"id": "b", "size": 2}]))
+    shell(run_pipeline, check=True)
+    jobs.write_bytes(compact([{"id": "a", "size": 1, "updated": "d2"}, {"id": "b", "size": 2}]))
+    shell(run_pipeline, check=True)
+    shell(run_pipeline, check=True)
+    assert [j["id"] for j in read_jsonl(tmp_path / "passed")] == ["a", "b", "a"]
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (summary["completed"], summary["changed"]) == (2, 0)
+
+
+def test_damaged_undoes_a_completion_and_verified_counts_as_one(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("completed", "a", ts=iso(1), size=1),
+        event("damaged", "a", ts=iso(2), size=1, files=1, bytes=0),
+        event("completed", "b", ts=iso(1)), event("verified", "b", ts=iso(2), files=1, bytes=9),
+        event("completed", "c", ts=iso(1)), event("damaged", "c", ts=iso(2)),
+        event("completed", "c", ts=iso(3)),  # repaired: the latest outcome wins
+        event("verified", "d", ts=iso(1)),  # adopted: never fetched, found whole
+        event("damaged", "e", ts=iso(1)),
+        event("failed", "a", ts=iso(3), error="HTTP 503", retryable=True),
+    ])
+    skipped = joblog("skip", log, input=compact([{"id": i} for i in "abcdef"]))
+    assert [j["id"] for j in parse_jsonl(skipped.stdout)] == ["a", "e", "f"]
+    pending = joblog("pending", log)
+    assert parse_jsonl(pending.stdout) == [{"id": "a", "size": 1}, {"id": "e"}, {"id": "f"}]
+    completed = joblog("completed", log)
+    assert completed.returncode == 0, stderr_text(completed)
+    assert parse_jsonl(completed.stdout) == [{"id": "b"}, {"id": "c"}, {"id": "d"}]
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert {k: summary[k] for k in ("completed", "damaged", "failed", "pending")} == {
+        "completed": 3, "damaged": 1, "failed": 1, "pending": 2}
+
+
+def test_completed_prints_the_jobs_alike_from_either_path(tmp_path):
+    jobs = [{"id": f"i{n}", "size": n, "updated": "2026-01-01", "destdir": "/m", "mine": None}
+            for n in range(3)] + [{"id": "f", "file": "d/caf\u00e9.txt"}]
+    events = [{"event": "completed", **job, "ts": iso(n), "host": "h", "pid": 1, "files": 2,
+               "files_skipped": 0, "bytes": 10, "seconds": 0.25, "attempts": 3,
+               "removed": ["old.pdf"], "extra": [], "note": "x"}
+              for n, job in enumerate(jobs)]
+    printed = {}
+    for name, writer in WRITERS.items():
+        log = tmp_path / f"{name}.jsonl"
+        log.write_bytes(writer(events))
+        result = joblog("completed", log)
+        assert result.returncode == 0, stderr_text(result)
+        printed[name] = result.stdout
+    assert parse_jsonl(printed["fast"]) == jobs
+    assert printed["fast"] == compact(jobs)  # cut out of the lines, byte for byte
+
+
+#: Stands in for ia-verify: a job whose id is given as an argument is
+#: damaged, the others verified.
+FAKE_VERIFY = r"""
+import json, sys
+for line in sys.stdin:
+    job = json.loads(line)
+    kind = "damaged" if job["id"] in sys.argv[1:] else "verified"
+    print(json.dumps({"event": kind, **job, "ts": "2026-12-06T00:00:00.000Z", "files": 1,
+                      "bytes": 1}))
+"""
+
+
+def test_an_audit_of_the_completed_jobs_reopens_the_damaged_ones(tmp_path, fake_fetch):
+    log = tmp_path / "s.jsonl"
+    verify = tmp_path / "verify.py"
+    verify.write_text(FAKE_VERIFY)
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(compact([{"id": f"i{n}", "size": n, "destdir": "/m"} for n in range(6)]))
+    shell(f"{JOBLOG} skip {log} < {jobs} | {fake_fetch} i5 | {JOBLOG} append {log}", check=True)
+    completed = joblog("completed", log)
+    assert parse_jsonl(completed.stdout) == [
+        {"id": f"i{n}", "size": n, "destdir": "/m"} for n in range(5)]
+    audit = shell(f"{JOBLOG} completed {log} | {PYTHON} {verify} i1 i3 | {JOBLOG} append {log}")
+    assert audit.returncode == 0, audit.stderr
+    again = shell(f"{JOBLOG} skip {log} < {jobs}")
+    assert [j["id"] for j in parse_jsonl(again.stdout)] == ["i1", "i3", "i5"]
+    assert [j["id"] for j in parse_jsonl(joblog("pending", log).stdout)] == ["i5", "i1", "i3"]
+
+
+@pytest.mark.parametrize("writer", sorted(WRITERS))
+def test_a_permanent_failure_is_dropped_unless_asked(tmp_path, writer):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "dark", ts=iso(1), error="item is dark", retryable=False,
+              http_status=403),
+        event("failed", "busy", ts=iso(2), error="HTTP 503", retryable=True, http_status=503),
+        event("failed", "gone", ts=iso(3), error="HTTP 404", retryable=False, http_status=404),
+        event("started", "gone", ts=iso(4)),  # not an outcome: still failed for good
+        event("failed", "back", ts=iso(1), error="HTTP 404", retryable=False),
+        event("failed", "back", ts=iso(5), error="HTTP 503", retryable=True),
+    ])
+    jobs = WRITERS[writer]([{"id": i} for i in ("dark", "busy", "gone", "back", "new")])
+    result = joblog("-v", "skip", log, input=jobs)
+    assert result.returncode == 0, stderr_text(result)
+    assert [j["id"] for j in parse_jsonl(result.stdout)] == ["busy", "back", "new"]
+    assert "2 dropped as failed for good" in stderr_text(result)
+    forced = joblog("skip", "--retry-permanent", log, input=jobs)
+    assert [j["id"] for j in parse_jsonl(forced.stdout)] == ["dark", "busy", "gone", "back", "new"]
+
+
+def test_status_tells_permanent_failures_apart_and_lists_the_latest(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [
+        event("failed", "dark", ts=iso(1), error="item is dark", retryable=False),
+        event("failed", "busy", ts=iso(2), error="HTTP 503", retryable=True),
+        event("failed", "f", file="a/b.pdf", ts=iso(3), error="md5 mismatch", retryable=True),
+        event("failed", "fixed", ts=iso(4), error="HTTP 503", retryable=True),
+        event("completed", "fixed", ts=iso(5)),
+    ])
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (summary["failed"], summary["failed_retryable"], summary["failed_permanent"]) == (3, 2, 1)
+    assert [{k: v for k, v in f.items() if k != "seconds_ago"}
+            for f in summary["recent_failures"]] == [
+        {"id": "f", "file": "a/b.pdf", "error": "md5 mismatch", "retryable": True, "ts": iso(3)},
+        {"id": "busy", "error": "HTTP 503", "retryable": True, "ts": iso(2)},
+        {"id": "dark", "error": "item is dark", "retryable": False, "ts": iso(1)}]
+    assert "f/a/b.pdf: md5 mismatch" in joblog("status", log).stdout.decode()
+    table = joblog("status", log).stdout.decode()
+    assert "3 (2 retryable, 1 permanent)" in table
+    assert "dark: item is dark (permanent)" in table
+
+
+def test_status_by_destdir_shows_the_disk_each_job_went_to(tmp_path):
+    # skip queues the job before ia-route gives it a disk.
+    log = write_log(tmp_path / "s.jsonl", [
+        event("queued", "a"), event("queued", "b"), event("queued", "c"),
+        event("started", "a", destdir="/mnt/1"), event("completed", "a", destdir="/mnt/1"),
+        event("failed", "b", destdir="/mnt/2", error="x"),
+    ])
+    (summary,) = parse_jsonl(joblog("status", "--json", "--by", "destdir", log).stdout)
+    groups = summary["by"]["groups"]
+    assert {v: (g["total"], g["completed"], g["failed"]) for v, g in groups.items()} == {
+        "/mnt/1": (1, 1, 0), "/mnt/2": (1, 0, 1), "(none)": (1, 0, 0)}
 
 
 # ---------------------------------------------------------------- status
@@ -322,11 +531,181 @@ def test_status_survives_timestamps_it_did_not_write(tmp_path):
     assert parse_jsonl(result.stdout)[0]["completed"] == 4
 
 
-def test_status_of_a_missing_log_is_all_zero(tmp_path):
-    result = joblog("status", "--json", tmp_path / "none.jsonl")
+@pytest.mark.parametrize("reader", ["status", "pending", "failed", "completed"])
+def test_a_missing_log_is_an_error_that_names_it(tmp_path, reader):
+    """A typo (w.jsnol) must not pass for a log where nothing happened."""
+    result = joblog(reader, tmp_path / "w.jsnol")
+    assert (result.returncode, result.stdout) == (2, b"")
+    assert stderr_text(result).startswith("ia-joblog: error: cannot read log ")
+    assert "w.jsnol" in stderr_text(result)
+    assert not (tmp_path / "w.jsnol").exists()
+
+
+def test_status_of_an_empty_log_is_all_zero(tmp_path):
+    log = tmp_path / "s.jsonl"
+    assert joblog("skip", log).returncode == 0  # creates it
+    (summary,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (summary["total"], summary["bytes"], summary["eta_seconds"]) == (0, 0, None)
+
+
+# ---------------------------------------------------------------- a run of days
+
+@pytest.fixture(params=sorted(WRITERS))
+def days(request, tmp_path):
+    """A log of four days of a run to now (tests.logmodel.days_of_events),
+    written compact or spaced; its events, and the jobs completed per hour."""
+    events, per_hour = days_of_events(time.time())
+    log = tmp_path / "s.jsonl"
+    log.write_bytes(WRITERS[request.param](events))
+    return log, events, per_hour
+
+
+def test_status_of_a_run_of_days_says_what_is_left_and_when_it_ends(days):
+    log, events, per_hour = days
+    (s,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    completed = [e for e in events if e["event"] == "completed"]
+    failed = {e["id"] for e in events if e["event"] == "failed"}
+    done = {e["id"] for e in completed}
+    sizes = {e["id"]: e["size"] for e in events if e["event"] == "queued"}
+    assert (s["total"], s["completed"], s["failed"], s["failed_permanent"]) == (
+        1000, len(done), 3, 1)
+    assert s["remaining_jobs"] == 1000 - len(done) - 3
+    assert s["remaining_bytes"] == sum(size for i, size in sizes.items()
+                                       if i not in done and i not in failed)
+    # The rates over each window: its completions over the time since the
+    # first of them in it.
+    for window, count in (("10min", 5), ("1h", per_hour[0]), ("1d", sum(per_hour[:24]))):
+        rate = s["rates"][window]
+        assert rate["jobs_per_second"] * rate["seconds"] == pytest.approx(count, rel=0.02)
+    assert s["rates"]["1h"]["seconds"] == pytest.approx(1800 + 30, abs=60)
+    assert s["rates"]["1d"]["seconds"] == pytest.approx(23 * 3600 + 1800 + 30, abs=60)
+    assert (s["jobs_per_second"], s["bytes_per_second"]) == (
+        s["rates"]["10min"]["jobs_per_second"], s["rates"]["10min"]["bytes_per_second"])
+    hour = s["rates"]["1h"]
+    assert s["eta_window"] == "1h"
+    assert s["eta_seconds"] == pytest.approx(s["remaining_jobs"] / hour["jobs_per_second"], 0.01)
+    assert s["eta_bytes_seconds"] == pytest.approx(
+        s["remaining_bytes"] / hour["bytes_per_second"], 0.01)
+    assert s["eta_seconds"] > 86400  # a run of days still to go
+    # A day of history per hour, the oldest first.
+    assert s["history"]["jobs"] == per_hour[:24][::-1]
+    by_hour = [sum(e["bytes"] for e in completed
+                   if h * 3600 <= time.time() - _epoch(e["ts"]) < (h + 1) * 3600)
+               for h in range(24)]
+    assert s["history"]["bytes"] == by_hour[::-1]
+    assert s["last_event_seconds_ago"] == pytest.approx(98, abs=30)
+    assert [f["id"] for f in s["recent_failures"]] == sorted(failed, reverse=True)
+
+
+def test_no_eta_by_bytes_when_the_jobs_left_have_no_size(tmp_path):
+    now = time.time()
+    log = write_log(tmp_path / "s.jsonl", [event("queued", i, ts=iso(now - 300)) for i in "abcd"]
+                    + [event("completed", i, ts=iso(now - 200 + n), bytes=1000)
+                       for n, i in enumerate("ab")])
+    (s,) = parse_jsonl(joblog("status", "--json", log).stdout)
+    assert (s["remaining_jobs"], s["remaining_bytes"]) == (2, 0)
+    assert s["eta_seconds"] > 0 and s["eta_bytes_seconds"] is None
+    assert "by bytes" not in joblog("status", log).stdout.decode()
+
+
+def _epoch(ts):
+    return calendar.timegm(time.strptime(ts[:19], "%Y-%m-%dT%H:%M:%S")) + float(ts[19:-1])
+
+
+def test_status_table_of_a_run_of_days(days):
+    log, events, per_hour = days
+    failures = [e for e in events if e["event"] == "failed"]
+    dark = next(e["id"] for e in failures if not e["retryable"])
+    busy = failures[-1]["id"]
+    result = run([JOBLOG, "status", str(log)], env=base_env(LC_ALL="en_US.UTF-8"))
+    assert result.returncode == 0, stderr_text(result)
+    table = result.stdout.decode()
+    lines = {line.split()[0]: line for line in table.splitlines() if line.strip()}
+    assert re.search(r"last event +1m[0-9]{2}s ago \(", table)
+    assert re.fullmatch(r"eta +[0-9]d[0-9]{2}h by jobs, [0-9]d[0-9]{2}h by bytes"
+                        r" \(rate of the last 1 h\)", lines["eta"])
+    assert re.search(r"^rate +10 min: .*\n +1 h: .*\n +1 day: ", table, re.MULTILINE)
+    history = re.search(r"^history +(\S{24})  per hour, 24 h to now", table, re.MULTILINE)
+    assert history and set(history[1]) <= set("▁▂▃▄▅▆▇█")
+    # The busiest hour is a full block.
+    assert history[1][::-1][per_hour[:24].index(max(per_hour[:24]))] == "█"
+    assert f"{dark}: item is dark (permanent)" in table
+    assert re.search(rf"^  1m[0-9]{{2}}s ago +{busy}: HTTP 503$", table, re.MULTILINE)
+    assert max(len(line) for line in table.splitlines()[1:]) <= 80  # but the path
+
+
+def test_status_draws_its_history_in_ascii_under_the_c_locale(days):
+    log, _, _ = days
+    result = run([JOBLOG, "status", str(log)], env=base_env(LC_ALL="C"))
     assert result.returncode == 0
-    (summary,) = parse_jsonl(result.stdout)
-    assert summary["total"] == 0 and summary["bytes"] == 0
+    assert result.stdout.isascii()
+    assert re.search(rb"^history +[_.\-:=+*# ]{24}  per hour", result.stdout, re.MULTILINE)
+
+
+def read_until(fd, done, seconds=60):
+    """What comes out of ``fd`` until ``done(all of it)`` or ``seconds``."""
+    data = b""
+    deadline = time.monotonic() + seconds
+    while not done(data) and time.monotonic() < deadline:
+        if select.select([fd], [], [], 1)[0]:
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_status_watch_redraws_until_interrupted(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(time.time()))])
+    process = start_group(f"exec {JOBLOG} status --watch 0.2 {log}",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = read_until(process.stdout.fileno(), lambda out: out.count(b"every 0.2s") >= 2)
+    # A new event shows in a later frame.
+    with open(log, "ab") as f:
+        f.write(jsonl_bytes([event("completed", "b", ts=iso(time.time()))]))
+    later = read_until(process.stdout.fileno(),
+                       lambda out: re.search(rb"^completed +2 ", out, re.MULTILINE))
+    os.killpg(process.pid, signal.SIGINT)
+    rest, err = process.communicate(timeout=30)
+    assert process.returncode == 0, err
+    out = (first + later + rest).decode()
+    frames = out.split("every 0.2s: ia-joblog status ")[1:]
+    assert len(frames) >= 3
+    assert re.search(r"^completed +1 ", frames[0], re.MULTILINE)
+    assert re.search(r"^completed +2 ", frames[-1], re.MULTILINE)
+    assert "\x1b" not in out  # not a terminal: frames one after the other
+
+
+def test_status_watch_redraws_in_place_on_a_terminal(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(time.time()))])
+    leader, follower = pty.openpty()
+    process = start_group(f"exec {JOBLOG} status --watch 0.2 {log}", stdout=follower,
+                          stderr=subprocess.PIPE)
+    os.close(follower)
+    screen = read_until(leader, lambda out: out.count(b"\x1b[H") >= 3)
+    os.killpg(process.pid, signal.SIGINT)
+    assert process.wait(timeout=30) == 0
+    os.close(leader)
+    assert screen.count(b"\x1b[H") >= 3  # home, then each line cleared to its end
+    assert b"\x1b[K" in screen and b"every 0.2s" in screen
+
+
+def test_status_watch_json_prints_a_summary_per_interval(tmp_path):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a", ts=iso(time.time()))])
+    process = start_group(f"exec {JOBLOG} status --json --watch 0.2 {log}",
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2)
+    os.killpg(process.pid, signal.SIGINT)
+    out, _ = process.communicate(timeout=30)
+    summaries = parse_jsonl(out)
+    assert len(summaries) >= 2 and all(s["completed"] == 1 for s in summaries)
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "x", "nan"])
+def test_status_watch_needs_a_positive_interval(tmp_path, seconds):
+    log = write_log(tmp_path / "s.jsonl", [event("completed", "a")])
+    result = joblog("status", "--watch", seconds, log)
+    assert result.returncode == 2 and "--watch" in stderr_text(result)
 
 
 # ---------------------------------------------------------------- concurrency
@@ -492,8 +871,10 @@ def test_malformed_log_lines_are_reported_by_number_and_skipped(tmp_path, reader
         assert log.read_bytes().startswith(before)
     else:
         assert log.read_bytes() == before
-    if reader in ("pending", "failed"):
+    if reader == "pending":
         assert parse_jsonl(result.stdout) == [{"id": "x"}]
+    if reader == "failed":
+        assert parse_jsonl(result.stdout) == [{"id": "x", "error": "e"}]
 
 
 # ---------------------------------------------------------------- bad input

@@ -97,7 +97,8 @@ def mentions(text, word):
 def test_the_help_parser_finds_options_and_subcommands():
     """Guard against a parser that finds nothing and so checks nothing."""
     top = help_text(command("ia-joblog"))
-    assert subcommands_in_help(top) == {"append", "tee", "skip", "pending", "failed", "status",
+    assert subcommands_in_help(top) == {"append", "tee", "skip", "pending", "failed", "completed",
+                                        "status",
                                         "locks"}
     assert {"-h", "--help", "--version", "-q", "--quiet"} <= options_in_help(top)
     assert "-j" not in options_in_help(top)  # only in an example of the epilog

@@ -12,8 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
-
 from tests.conftest import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec, changes
 from tests.emulator.changes import skew_last_modified
@@ -301,8 +299,6 @@ def flip_a_byte(path, offset=100):
         f.write(bytes([byte[0] ^ 0x01]))
 
 
-@pytest.mark.xfail(strict=True, reason="needs ia-joblog skip to pass changed items on and "
-                                       "ia-joblog completed (the joblog branch, issue 17)")
 def test_the_mirror_lifecycle(make_emulator, tmp_path):
     """Run 1 mirrors; upstream changes; run 2 (the README's cron line)
     transfers exactly the new and changed files; ia-verify finds exactly a
