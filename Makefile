@@ -30,6 +30,7 @@ test: $(VENV)/.installed
 # Byte-compile first: where PYTHONDONTWRITEBYTECODE is set, an edited module
 # would otherwise be compiled anew by every command started (tens of ms).
 bench: $(VENV)/.installed
+	./tests/bench/setup-system.sh
 	$(PY) -m compileall -q iatools >/dev/null
 	$(PY) -m tests.bench
 

@@ -15,7 +15,9 @@ import threading
 from dataclasses import dataclass
 
 from iatools import cli, errors, jsonl, session, signals, sizes
-from iatools.http import Connection, PauseGate
+from iatools.bwlimit import bwlimit_argument
+from iatools.hostpacing import HostPacing
+from iatools.http import Connection
 from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
 from iatools.locks import DEFAULT_TIMEOUT, ItemLocks
 from iatools.pool import Pool
@@ -107,6 +109,10 @@ def build_parser():
     run = parser.add_argument_group("running")
     run.add_argument("--retries", type=int, default=5, metavar="N",
                      help="retries of each request on transient errors (default: %(default)s)")
+    run.add_argument("--bwlimit", type=bwlimit_argument, metavar="RATE",
+                     help="at most RATE bytes/s for all transfers together (K, M, G: "
+                          "binary multiples), or a daily timetable like rclone's: "
+                          "'08:00,512K 19:00,10M 23:00,off'")
     run.add_argument("--halt", type=halt_argument, default=Halt(), metavar="WHEN",
                      help="stop early on failures: never (default), now,fail=N, "
                           "soon,fail=N or soon,fail=N%%")
@@ -139,12 +145,13 @@ class Settings:
         self.base_url = session.base_url(self.session)
         self.client = session.client_settings(self.session, a.timeout)
         self.retries, self.dry_run = a.retries, a.dry_run
+        self.bwlimit = a.bwlimit  # a timetable (bwlimit.parse_timetable), or None
         self.flat, self.fsync = a.no_directories, not a.no_fsync
         self.delete = a.delete
         self.read_ahead = max(2 * a.jobs, 8)
 
-    def new_connection(self, gate):
-        return Connection(self.client, gate)
+    def new_connection(self, pacing):
+        return Connection(self.client, pacing)
 
 
 def _check_arguments(args):
@@ -197,8 +204,9 @@ class _Run:
         self.events_above = self.progress.live and os.isatty(1)
         self.count_lock = threading.Lock()
         self.locks = ItemLocks(args.lock_timeout)
-        self.pool = Pool(settings, self._emit, self.cancel, PauseGate(self.cancel), self.progress,
-                         self.locks)
+        pacing = HostPacing(args.jobs, notify=self._slowed)
+        self.progress.slowdown = pacing.describe
+        self.pool = Pool(settings, self._emit, self.cancel, pacing, self.progress, self.locks)
         self.events = queue.SimpleQueue()
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
         self.bad_lines = self.failed = self.finished = 0
@@ -235,6 +243,10 @@ class _Run:
             errors.warning(f"{stop.signal_name}: stopping; in-flight jobs are recorded as "
                            "failed and resumable (signal again to quit at once)")
             self.pool.cancel_now()
+
+    def _slowed(self, message):
+        """-v: say when and why ia-fetch slowed down (above the frame)."""
+        errors.debug(f"slowing down: {message}")
 
     def _status(self, stop):
         if self.broken_pipe:

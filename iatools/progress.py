@@ -123,6 +123,7 @@ class Progress:
         self._drawn = 0  # lines of the frame now on screen
         self._frame = ""  # the text of that frame, to draw it again
         self._rate = _Rate()
+        self.slowdown = None  # a callable: why the run is slowed now, or ""
 
     def begin(self, identifier, name, size):
         slot = Slot(identifier, name, size, self.bytes)
@@ -203,6 +204,9 @@ class Progress:
         failed = f"{tally.failed} failed"
         parts = [f"{self.prog}: {jobs}", failed, format_size(self.bytes.total),
                  f"{format_size(rate)}/s"]
+        slowed = self.slowdown() if self.slowdown else ""
+        if slowed:  # why the rate is what it is
+            parts.append(slowed)
         if elapsed > 0:
             parts.append(f"avg {format_size(int(self.bytes.total / elapsed))}/s")
         parts.append(format_duration(elapsed))

@@ -143,11 +143,22 @@ class ClientSettings:
 
         return urllib.request.getproxies()
 
+    @functools.cached_property
+    def _tls_context(self):
+        """One TLS context for every connection: given only a CA path,
+        urllib3 builds a context and loads the CA bundle for each new
+        connection (measured: 28 ms of CPU with certifi's bundle), and each
+        item's storage node is a new connection."""
+        import ssl
+
+        if os.path.isdir(self.ca_bundle):
+            return ssl.create_default_context(capath=self.ca_bundle)
+        return ssl.create_default_context(cafile=self.ca_bundle)
+
     def pool_manager(self, proxy=None):
         import urllib3
 
-        tls = {"cert_reqs": "CERT_REQUIRED"}
-        tls["ca_cert_dir" if os.path.isdir(self.ca_bundle) else "ca_certs"] = self.ca_bundle
+        tls = {"ssl_context": self._tls_context}
         if proxy is None:
             return urllib3.PoolManager(num_pools=16, **tls)
         parts = urlsplit(proxy)

@@ -19,7 +19,8 @@ from concurrent.futures import Future
 
 from iatools import cli, errors, jsonl, session, signals
 from iatools.fetch import job_of_line
-from iatools.http import Connection, FetchError, PauseGate, RetryPolicy
+from iatools.hostpacing import HostPacing
+from iatools.http import Connection, FetchError, RetryPolicy
 from iatools.jobs import make_event
 from iatools.localtree import unlisted_files
 from iatools.selection import (add_selection_options, add_version, fetch_metadata,
@@ -125,7 +126,7 @@ class _Audit:
         self.base_url = session.base_url(archive_session)
         self.client = session.client_settings(archive_session, args.timeout)
         self.filters = filters_from_args(args)
-        self.gate = PauseGate(threading.Event())
+        self.pacing = HostPacing(args.jobs)
         self.local = threading.local()
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
         self.events = queue.SimpleQueue()
@@ -189,10 +190,10 @@ class _Audit:
     def _plan(self, job):
         """The job's FilePlans and every name the item lists."""
         if not hasattr(self.local, "connection"):
-            self.local.connection = Connection(self.client, self.gate)
+            self.local.connection = Connection(self.client, self.pacing)
         connection = self.local.connection
-        metadata = RetryPolicy(self.args.retries, self.gate).run(
-            lambda: fetch_metadata(connection, self.base_url, job["id"]))
+        metadata = RetryPolicy(self.args.retries, self.pacing).run(
+            lambda: fetch_metadata(connection, self.base_url, job["id"]), connection)
         add_version(job, metadata)
         # Unsafe names are ia-fetch's to refuse: there is nothing of them to check.
         plans, _unsafe = plan_files(self.session, metadata, job, job["destdir"], self.filters,

@@ -5,7 +5,7 @@ leave the run waiting forever or ending with exit status 0."""
 import threading
 import time
 
-from iatools.http import PauseGate
+from iatools.hostpacing import HostPacing
 from iatools.pool import Pool
 
 
@@ -13,8 +13,10 @@ class _BrokenSettings:
     """Settings whose connections cannot be made: each worker dies at once."""
 
     read_ahead = 4
+    retries = 0
+    bwlimit = None
 
-    def new_connection(self, gate):
+    def new_connection(self, pacing):
         raise RuntimeError("no connection for you")
 
 
@@ -22,7 +24,7 @@ def test_a_worker_that_dies_stops_the_run_and_is_reported(capsys):
     cancel = threading.Event()
     finished = threading.Event()
     pool = Pool(_BrokenSettings(), emit=lambda event: None, cancel=cancel,
-                gate=PauseGate(cancel), progress=None, locks=None)
+                pacing=HostPacing(2), progress=None, locks=None)
     pool.start(2, on_finished=finished.set)
     assert finished.wait(10), "the workers did not end"
     assert not pool.alive()
@@ -37,7 +39,7 @@ def test_the_last_worker_to_end_calls_on_finished_once():
     cancel = threading.Event()
     calls = []
     pool = Pool(_BrokenSettings(), emit=lambda event: None, cancel=cancel,
-                gate=PauseGate(cancel), progress=None, locks=None)
+                pacing=HostPacing(2), progress=None, locks=None)
     pool.start(3, on_finished=lambda: calls.append(time.monotonic()))
     deadline = time.monotonic() + 10
     while pool.alive() and time.monotonic() < deadline:

@@ -1,7 +1,8 @@
 """Torture: the emulator misbehaves in every way it knows, at random
 (seeded) and on purpose, under the full pipeline.  Every file ends correct,
 or its job failed saying truthfully why; no corrupt file ever sits under a
-final name; a Retry-After holds back every worker."""
+final name; a refused request waits for its Retry-After, and a 429 holds
+back every request."""
 
 import re
 
@@ -27,8 +28,8 @@ SAYS = {
 #: hit these items too, so a failure may name one of those instead.
 DOOMED = {
     "doom-corrupt": ("*/items/doom-corrupt/*", "corrupt"),
-    "doom-503": ("/download/doom-503/*", "503"),
-    "doom-429": ("/download/doom-429/*", "429:1"),
+    "doom-503": ("re:/doom-503/", "503"),  # on the storage node and at /download/
+    "doom-429": ("re:/doom-429/", "429:1"),
     "doom-reset": ("*/items/doom-reset/*", "reset"),
     "doom-close": ("/metadata/doom-close", "close"),
     "doom-stall": ("/metadata/doom-stall", "stall:4"),
@@ -46,7 +47,7 @@ def catalog_with_doomed_items():
     return catalog
 
 
-def test_faults_end_in_correct_files_or_truthful_failures_and_shared_backoff(
+def test_faults_end_in_correct_files_or_truthful_failures_and_polite_backoff(
         make_emulator, tmp_path):
     catalog = catalog_with_doomed_items()
     emu, env = make_emulator(
@@ -58,7 +59,7 @@ def test_faults_end_in_correct_files_or_truthful_failures_and_shared_backoff(
     emu.inject("/services/search/v1/scrape", ["close", "503:1"])
     emu.inject("/metadata/demo-0002", ["stall:4"])           # needs the read timeout
     emu.inject("*/items/demo-0003/*", ["hang:4"])            # silent mid-body
-    emu.inject("/download/demo-0004/*", ["429:1"])           # shared backoff
+    emu.inject("re:/demo-0004/", ["429:1"])                  # every host waits
     emu.inject("*/items/demo-0006/*", ["503:1"])
     emu.inject("/metadata/demo-0007", ["close", "close"])
     disks = [tmp_path / "a", tmp_path / "b"]
@@ -127,7 +128,10 @@ def test_faults_end_in_correct_files_or_truthful_failures_and_shared_backoff(
     for refused in (r for r in requests if r["fault"] and r["fault"][:3] in ("429", "503")
                     and ":" in r["fault"] and r["kind"] in fetch_kinds):
         pause = float(refused["fault"].split(":")[1])
-        during = [r for r in requests if r["kind"] in fetch_kinds
+        # A 429 holds back every request; a 503 holds back its own.
+        same = (lambda r: True) if refused["fault"].startswith("429") else \
+            (lambda r, name=refused["path"].rsplit("/", 1)[-1]: r["path"].endswith("/" + name))
+        during = [r for r in requests if r["kind"] in fetch_kinds and same(r)
                   and refused["end"] + GRACE < r["start"] < refused["end"] + pause - GRACE]
         assert during == [], (f"{len(during)} requests during the Retry-After of "
                               f"{refused['path']}: {[r['path'] for r in during]}")

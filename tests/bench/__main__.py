@@ -16,8 +16,8 @@ from tests.helpers import REPO
 
 WORKLOADS = {
     "W1": downloads.w1, "W2": downloads.w2, "W3": downloads.w3, "W4": downloads.w4,
-    "W5": downloads.w5, "V1": audit.v1, "J1": logs.j1, "P1": logs.p1, "S": logs.startup,
-    "F1": plan.f1,
+    "W5": downloads.w5, "B1": downloads.b1, "L1": downloads.l1, "V1": audit.v1, "J1": logs.j1, "P1": logs.p1,
+    "S": logs.startup, "F1": plan.f1,
 }
 
 
@@ -25,8 +25,8 @@ def build_parser():
     parser = argparse.ArgumentParser(
         prog="python -m tests.bench", description=__doc__.split("\n\n")[0],
         epilog="Workloads: W1 many small items, W2 fat items under a per-connection cap, "
-               "W3 uncapped, W4 one big item, W5 faults, V1 ia-verify against md5sum, "
-               "J1 a 10-million-job log, P1 pipe overhead, S start-up times, "
+               "W3 uncapped, W4 one big item, W5 faults, B1 bursts, L1 --bwlimit, V1 ia-verify against "
+               "md5sum, J1 a 10-million-job log, P1 pipe overhead, S start-up times, "
                "F1 planning a 100,000-file item.  See tests/bench/__init__.py.")
     parser.add_argument("workloads", nargs="*", metavar="WORKLOAD",
                         help=f"which to run: {' '.join(WORKLOADS)} (default: all)")
@@ -103,7 +103,8 @@ def _summary(rows, elapsed, quick, jsonl_path):
         "Contenders: iatools = `ia-resolve --itemlist | ia-fetch -j N`; "
         "ia = `ia download --itemlist` (sequential); "
         "ia+parallel = `parallel -j N ia download {}`; "
-        "curl = one `curl --parallel --parallel-max N -L` (no checksum).",
+        "curl = one `curl --parallel --parallel-max N -L` (no checksum); "
+        "rclone = `parallel -j N rclone copy :internetarchive:{}` (https mode rows).",
         "",
         report.table(rows),
         "",

@@ -2,8 +2,10 @@
 
 Each builder gets the paths it needs and returns a ``bash -c`` string; the
 environment (proxy variables, IA_CONFIG_FILE, .venv/bin on PATH) comes from
-``EmulatorProcess.client_env``.  The emulator speaks http: iatools honours
-``secure = false`` in the config, ``ia`` needs ``--insecure``.
+``EmulatorProcess.client_env``.  In http mode iatools honours ``secure =
+false`` in the config and ``ia`` needs ``--insecure``; in https mode (CONNECT
+and TLS per host, as on the real service) every contender trusts the
+emulator's CA from ``$REQUESTS_CA_BUNDLE``.
 """
 
 import shlex
@@ -11,15 +13,20 @@ import shutil
 import subprocess
 
 from tests.bench.server import VENV_BIN
-from tests.helpers import command
+from tests.helpers import REPO, command
 
 #: Row names; the table's header says what each runs.
 IATOOLS = "iatools"
 IA_SEQUENTIAL = "ia"
 IA_PARALLEL = "ia+parallel"
 CURL = "curl"
+RCLONE = "rclone"
+#: Where the bench's system packages come from (rclone).
+SETUP = "tests/bench/setup-system.sh"
 
-_IA = shlex.quote(str(VENV_BIN / "ia"))
+
+def _ia(https):
+    return shlex.quote(str(VENV_BIN / "ia")) + ("" if https else " --insecure")
 
 
 def _bin(name):
@@ -48,6 +55,17 @@ def md5sum_parallel(files_list, jobs):
     return f"xargs -0 -P {jobs} -n 1 md5sum < {shlex.quote(str(files_list))} > /dev/null"
 
 
+def iatools_elsewhere(env):
+    """Where the iatools the contenders run lives, when it is not this
+    checkout (a worktree sharing another checkout's .venv benches that
+    checkout's code; PYTHONPATH=<this checkout> benches this one), or None."""
+    found = subprocess.run([str(VENV_BIN / "python"), "-c",
+                            "import iatools, os; print(os.path.dirname(iatools.__file__))"],
+                           env=env, capture_output=True, text=True, cwd="/")
+    where = found.stdout.strip()
+    return None if where == str(REPO / "iatools") else where or found.stderr.strip()[-200:]
+
+
 def iatools_retry_failed(log, dest, jobs):
     """The README's re-run of what failed: ia-joblog failed | ia-fetch."""
     log = shlex.quote(str(log))
@@ -56,40 +74,59 @@ def iatools_retry_failed(log, dest, jobs):
             f"| {_bin('ia-joblog')} append {log}")
 
 
-def ia_sequential(ids_file, dest, names=None):
+def ia_sequential(ids_file, dest, names=None, https=False):
     """One ``ia download --itemlist``: items one after another."""
     glob = f" --glob {shlex.quote('|'.join(names))}" if names else ""
-    return (f"{_IA} --insecure download --itemlist {shlex.quote(str(ids_file))} "
+    return (f"{_ia(https)} download --itemlist {shlex.quote(str(ids_file))} "
             f"--destdir {shlex.quote(str(dest))} -q{glob}")
 
 
-def ia_parallel(ids_file, dest, jobs):
+def ia_parallel(ids_file, dest, jobs, https=False):
     """GNU parallel running one ``ia download ID`` per item."""
-    return (f"parallel --will-cite -j {jobs} {_IA} --insecure download {{}} "
+    return (f"parallel --will-cite -j {jobs} {_ia(https)} download {{}} "
             f"--destdir {shlex.quote(str(dest))} -q < {shlex.quote(str(ids_file))}")
 
 
 def ia_parallel_files(identifier, names_file, dest, jobs):
     """GNU parallel running one ``ia download ID FILE`` per file of one item:
     the best GNU parallel can do when there is a single item."""
-    return (f"parallel --will-cite -j {jobs} {_IA} --insecure download "
+    return (f"parallel --will-cite -j {jobs} {_ia(False)} download "
             f"{shlex.quote(identifier)} {{}} --destdir {shlex.quote(str(dest))} -q "
             f"< {shlex.quote(str(names_file))}")
 
 
-def curl(config_file, jobs):
+def curl(config_file, jobs, https=False):
     """One curl process, ``jobs`` transfers at once, following the 302 to
     the storage host as any client must; no checksum of its own."""
+    ca = ' --cacert "$REQUESTS_CA_BUNDLE"' if https else ""
     return (f"curl --parallel --parallel-max {jobs} --parallel-immediate -L -sS -f "
-            f"--retry 5 --create-dirs --config {shlex.quote(str(config_file))}")
+            f"--retry 5 --create-dirs{ca} --config {shlex.quote(str(config_file))}")
 
 
-def write_curl_config(path, files, dest):
+def write_curl_config(path, files, dest, https=False):
     """One url/output pair per catalog file (``files``: catalog records)."""
+    scheme = "https" if https else "http"
     with open(path, "w", encoding="utf-8") as out:
         for f in files:
-            url = f"http://archive.org/download/{f['id']}/{f['name']}?cnt=0"
+            url = f"{scheme}://archive.org/download/{f['id']}/{f['name']}?cnt=0"
             out.write(f'url = "{url}"\noutput = "{dest}/{f["id"]}/{f["name"]}"\n')
+
+
+def rclone(ids_file, dest, jobs):
+    """rclone's internetarchive backend, ``jobs`` items at once under GNU
+    parallel (an item is a bucket; there is no listing of all items), each
+    item's files 4 at a time, md5-checked by rclone; https mode only."""
+    return (f"parallel --will-cite -j {jobs} rclone copy --config /dev/null "
+            f'--ca-cert "$REQUESTS_CA_BUNDLE" --transfers 4 --retries 10 --low-level-retries 10 '
+            f"-q :internetarchive:{{}} {shlex.quote(str(dest))}/{{}} "
+            f"< {shlex.quote(str(ids_file))}")
+
+
+def rclone_missing():
+    """Why the rclone rows cannot run, or None."""
+    if shutil.which("rclone") is None:
+        return f"rclone is not installed ({SETUP} installs it)"
+    return gnu_parallel_missing()
 
 
 def gnu_parallel_missing():

@@ -19,10 +19,13 @@ VENV_BIN = REPO / ".venv" / "bin"
 
 class EmulatorProcess:
     """``python -m tests.emulator serve`` with a generated plain catalog and
-    the given settings (``latency=0.02``, ``bandwidth="16M"`` ...)."""
+    the given settings (``latency=0.02``, ``bandwidth="16M"`` ...); clients
+    reach it in https mode (CONNECT, then TLS per host) when ``https``."""
 
-    def __init__(self, state_dir, *, items, files_per_item, file_size, **settings):
+    def __init__(self, state_dir, *, items, files_per_item, file_size, https=False,
+                 **settings):
         self.state_dir = Path(state_dir)
+        self.https = https
         self.catalog_options = {"items": items, "files-per-item": files_per_item,
                                 "file-size": file_size}
         self.settings = settings
@@ -34,6 +37,8 @@ class EmulatorProcess:
                 str(self.state_dir), "--mix", "plain"]
         for name, value in {**self.catalog_options, **self.settings}.items():
             argv += [f"--{name.replace('_', '-')}", str(value)]
+        if self.https:
+            argv.append("--https")
         self.process = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, start_new_session=True)
         ready = self.process.stdout.readline()
@@ -72,6 +77,11 @@ class EmulatorProcess:
     def configure(self, **settings):
         """Change settings while it runs (``POST /_emu/config``)."""
         return self._control("POST", "config", settings)
+
+    def burst(self, host, seconds, retry_after=None):
+        """``host`` refuses everything with 503 for ``seconds`` from now."""
+        self._control("POST", "burst", {"host": host, "seconds": seconds,
+                                        "retry_after": retry_after})
 
     def reset_stats(self):
         self._control("POST", "reset")

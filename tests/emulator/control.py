@@ -11,6 +11,8 @@ as ``http://emulator.invalid/_emu/...`` or directly at
                            all settings (400 and ``{"error"}`` if bad)
 ``POST /_emu/inject``      ``{"pattern": "...", "faults": ["503:2", ...]}``
 ``DELETE /_emu/inject``    forget all scripted faults not yet used
+``POST /_emu/burst``       ``{"host": "...", "seconds": S, "retry_after": R}``:
+                           the host refuses everything for S seconds
 ``POST /_emu/change``      change the catalog (``changes.apply``)
 =========================  ================================================
 """
@@ -38,6 +40,11 @@ def control_reply(emu, request):
         if action == ("POST", "/_emu/inject"):
             document = _json_body(request)
             emu.inject(document["pattern"], document["faults"])
+            return json_reply({"ok": True})
+        if action == ("POST", "/_emu/burst"):
+            document = _json_body(request)
+            emu.faults.bursts.start(document["host"], float(document["seconds"]),
+                                    document.get("retry_after"))
             return json_reply({"ok": True})
         if action == ("POST", "/_emu/change"):
             changes.apply(emu.catalog, _json_body(request))

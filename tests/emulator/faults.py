@@ -21,6 +21,8 @@ A fault is written as text:
 ``"error"`` and ``"total_null"`` do nothing on downloads.  Scripted faults
 apply to any request but ``/_emu/``; random ones only to the kinds in
 ``Settings.fault_kinds``, each request drawing once against the rates.
+Overload comes first: a host in a burst (``Faults.bursts.start``) answers
+503 to everything, and a client above ``Settings.rate_limit`` gets 429.
 """
 
 import collections
@@ -29,6 +31,8 @@ import random
 import re
 import threading
 from dataclasses import dataclass
+
+from tests.emulator.pacing import Bursts, RateLimiter
 
 _NAMES = ("reset", "corrupt", "stall", "hang", "close", "error", "total_null", "ok")
 
@@ -62,6 +66,8 @@ class Faults:
         self._lock = threading.Lock()
         self._rules = []  # [(matches, deque of Fault)], in injection order
         self._random = random.Random(settings.fault_seed)
+        self.bursts = Bursts()
+        self.limiter = RateLimiter()
 
     def inject(self, pattern, faults):
         """The next requests whose path matches ``pattern`` get ``faults``, one
@@ -86,8 +92,14 @@ class Faults:
         with self._lock:
             self._random = random.Random(seed)
 
-    def choose(self, kind, path):
-        """The Fault for a request of ``kind`` to ``path``, or None."""
+    def choose(self, kind, path, host=None, client=None):
+        """The Fault for a request of ``kind`` to ``path`` on ``host`` from
+        ``client`` (an address), or None."""
+        settings = self._settings
+        overload = self.bursts.refusal(host) or self.limiter.refusal(
+            client, settings.rate_limit, settings.rate_limit_retry_after)
+        if overload:
+            return Fault("status", *overload)
         with self._lock:
             for matches, pending in self._rules:
                 if pending and matches(path):

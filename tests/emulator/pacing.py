@@ -1,6 +1,11 @@
-"""Per-connection bandwidth: each connection sends its bodies at no more than
-``bandwidth`` bytes per second, whatever the other connections do."""
+"""How fast the emulator serves: per-connection bandwidth (each connection
+sends its bodies at no more than ``bandwidth`` bytes per second, whatever
+the other connections do), overload bursts per host, and a per-client rate
+limiter."""
 
+import collections
+import math
+import threading
 import time
 
 UNCAPPED_CHUNK = 1 << 20
@@ -38,3 +43,55 @@ class Pacer:
         now = time.monotonic()
         self._paid_until = max(self._paid_until, now - SLACK) + nbytes / rate
         self._stop.wait(self._paid_until - now)
+
+
+class Bursts:
+    """Hosts in overload: each refuses every request with 503 and a
+    Retry-After until its burst ends, then serves normally again."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._until = {}  # host -> (time.time() the burst ends, Retry-After or None)
+
+    def start(self, host, seconds, retry_after=None):
+        """``host`` refuses everything for ``seconds`` from now, announcing
+        ``retry_after`` (default: the rest of the burst, rounded up)."""
+        with self._lock:
+            self._until[host.lower()] = (time.time() + seconds, retry_after)
+
+    def clear(self):
+        with self._lock:
+            self._until.clear()
+
+    def refusal(self, host):
+        """(503, Retry-After) for a request to ``host`` now, or None."""
+        with self._lock:
+            until, retry_after = self._until.get(host, (0.0, None))
+        remaining = until - time.time()
+        if remaining <= 0:
+            return None
+        return 503, retry_after if retry_after is not None else math.ceil(remaining)
+
+
+class RateLimiter:
+    """archive.org's rate limiter: a client (an address) that sent more than
+    ``rate`` requests in the last second gets 429 with ``retry_after``."""
+
+    WINDOW = 1.0
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._recent = collections.defaultdict(collections.deque)  # client -> times
+
+    def refusal(self, client, rate, retry_after):
+        """(429, ``retry_after``) for a request from ``client`` now, or None."""
+        if not rate:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            recent = self._recent[client]
+            while recent and now - recent[0] > self.WINDOW:
+                recent.popleft()
+            recent.append(now)
+            over = len(recent) > rate
+        return (429, retry_after) if over else None

@@ -163,7 +163,8 @@ class Handler(http.server.BaseHTTPRequestHandler):
     def _respond(self, request, kind):
         if kind == "control":
             return self._send(control_reply(self.emu, request), None)
-        fault = self.emu.faults.choose(kind, request.path)
+        fault = self.emu.faults.choose(kind, request.path, request.host,
+                                       self.client_address[0])
         self.entry["fault"] = str(fault) if fault else None
         if fault is not None and fault.name == "close":
             self._commit()

@@ -30,6 +30,9 @@ class Settings:
     fault_kinds: tuple = _setting(FAULT_KINDS, "request kinds random faults apply to, "
                                                "comma-separated")
     fault_seed: int = _setting(0, "seed of the random-fault generator")
+    rate_limit: float = _setting(0.0, "requests per second a client may send; above it: 429 "
+                                      "(0: no limit)")
+    rate_limit_retry_after: int = _setting(1, "seconds in the Retry-After of those 429s")
     scrape_min_count: int = _setting(100, "smallest scrape page (archive.org clamps count "
                                           "to >= 100; tests may use 1)")
 
@@ -77,6 +80,6 @@ def _convert(name, value):
         return tuple(kinds)
     if name == "retry_after":
         return None if value is None else int(value)
-    if name in ("fault_seed", "scrape_min_count"):
+    if name in ("fault_seed", "scrape_min_count", "rate_limit_retry_after"):
         return int(value)
     return float(value)

@@ -1,0 +1,74 @@
+"""The tasks ia-fetch's workers wait for: ready ones, queued by the host
+their next request goes to, and delayed ones, which may not be tried again
+before their time (a Retry-After, a backoff, a paused host).
+
+Not thread-safe: the pool's lock guards every call.  A worker takes a task
+only for a host the ``HostPacing`` lets a request go to now, so while one
+host is paused the workers serve the others.
+"""
+
+import collections
+import heapq
+import itertools
+import time
+
+
+class TaskQueue:
+    def __init__(self, pacing, host_of):
+        self.pacing = pacing
+        self._host_of = host_of  # task -> the host of its next request
+        self._ready = {}  # host -> deque of tasks, hosts in the order first queued
+        self._delayed = []  # heap of (not before, sequence, task)
+        self._sequence = itertools.count()
+
+    def add(self, task):
+        self._ready.setdefault(self._host_of(task), collections.deque()).append(task)
+
+    def later(self, task, seconds):
+        """Queue ``task`` once ``seconds`` have passed."""
+        if seconds <= 0:
+            return self.add(task)
+        heapq.heappush(self._delayed, (time.monotonic() + seconds, next(self._sequence), task))
+
+    def release_due(self, everything=False):
+        """Make the delayed tasks whose time has come ready (``everything``:
+        all of them, as when the run is cancelled)."""
+        now = time.monotonic()
+        while self._delayed and (everything or self._delayed[0][0] <= now):
+            self.add(heapq.heappop(self._delayed)[2])
+
+    def waiting_for(self, host):
+        """Are ready tasks waiting for a request to ``host``?"""
+        return host in self._ready
+
+    def hosts(self):
+        return list(self._ready)
+
+    def preferred_hosts(self, own):
+        """``own`` (the host a worker just used: its connection is open),
+        then the hosts nobody is using, among those with ready tasks."""
+        hosts = [own] if own in self._ready else []
+        return hosts + [host for host in self._ready if not self.pacing.busy(host)]
+
+    def take(self, hosts, may_send):
+        """(task, host) for the first of ``hosts`` that ``may_send(host)``
+        (which counts the request), or None."""
+        for host in hosts:
+            if may_send(host):
+                tasks = self._ready[host]
+                task = tasks.popleft()
+                if not tasks:
+                    del self._ready[host]
+                return task, host
+        return None
+
+    def next_moment(self, also=()):
+        """When a delayed task or a paused host's queue (or one of the hosts
+        ``also``) is due, time.monotonic(); None when nothing is: a worker
+        ending its task wakes the others."""
+        now = time.monotonic()
+        moments = [self.pacing.ready_at(host) for host in (*self._ready, *also)]
+        if self._delayed:
+            moments.append(self._delayed[0][0])
+        future = [moment for moment in moments if moment > now]
+        return min(future) if future else None
