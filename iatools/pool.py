@@ -35,7 +35,7 @@ from iatools.http import (ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as
 from iatools.jobs import make_event
 from iatools.localtree import delete_files, unlisted_files
 from iatools.locks import Locked
-from iatools.selection import fetch_metadata, listed_names, plan_files
+from iatools.selection import add_version, fetch_metadata, listed_names, plan_files
 from iatools.sizes import free_bytes
 from iatools.storagenodes import file_url, node_base
 from iatools.taskqueue import TaskQueue
@@ -408,7 +408,7 @@ class Pool:
             run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
                                 False), name)
         run.failures.planned = len(plans) + len(unsafe)
-        _add_version(job, metadata)
+        add_version(job, metadata)
         if not plans and not unsafe:
             # As ia download: an outcome, not a failure ("mirror only the
             # PDFs" must not fail every item without one).
@@ -680,13 +680,3 @@ def _check_destdir(destdir):
         raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
                          True, local=True)
 
-
-def _add_version(job, metadata):
-    """Give a job without a version (an item list, plain ids) the one the
-    metadata states, so that its completion records what was fetched."""
-    updated = metadata.get("item_last_updated")
-    if "updated" not in job and isinstance(updated, int):
-        job["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated))
-    size = metadata.get("item_size")
-    if "size" not in job and "file" not in job and isinstance(size, int):
-        job["size"] = size

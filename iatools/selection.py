@@ -9,6 +9,7 @@ file.  The metadata request is ours too, to retry it like any other.
 import fnmatch
 import os
 import re
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
@@ -106,6 +107,18 @@ def fetch_metadata(connection, base_url, identifier):
             isinstance(f, dict) and isinstance(f.get("name"), str) for f in files):
         raise FetchError(f"item {identifier}: the metadata has no usable file list", True)
     return metadata
+
+
+def add_version(job, metadata):
+    """Give a job without a version (an item list, plain ids) the one the
+    metadata states, so that its outcome records what was fetched or
+    checked (iatools(7), ITEM VERSIONS)."""
+    updated = metadata.get("item_last_updated")
+    if "updated" not in job and isinstance(updated, int):
+        job["updated"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(updated))
+    size = metadata.get("item_size")
+    if "size" not in job and "file" not in job and isinstance(size, int):
+        job["size"] = size
 
 
 def plan_files(session, metadata, job, destdir, filters, flat):

@@ -23,8 +23,8 @@ from iatools.hostpacing import HostPacing
 from iatools.http import Connection, FetchError, RetryPolicy
 from iatools.jobs import make_event
 from iatools.localtree import unlisted_files
-from iatools.selection import (add_selection_options, fetch_metadata, filters_from_args,
-                               listed_names, plan_files)
+from iatools.selection import (add_selection_options, add_version, fetch_metadata,
+                               filters_from_args, listed_names, plan_files)
 from iatools.sizes import format_size
 from iatools.status import ExitStatus
 
@@ -194,6 +194,7 @@ class _Audit:
         connection = self.local.connection
         metadata = RetryPolicy(self.args.retries, self.pacing).run(
             lambda: fetch_metadata(connection, self.base_url, job["id"]), connection)
+        add_version(job, metadata)
         # Unsafe names are ia-fetch's to refuse: there is nothing of them to check.
         plans, _unsafe = plan_files(self.session, metadata, job, job["destdir"], self.filters,
                                     flat=False)

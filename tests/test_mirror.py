@@ -195,6 +195,9 @@ def test_verify_finds_missing_wrong_size_wrong_md5_and_extra_files(make_emulator
     assert (damaged["missing"], damaged["wrong_size"], damaged["wrong_md5"], damaged["extra"]) \
         == (["demo-0002.ogv"], ["demo-0002_thumb.jpg"], ["demo-0002.mp4"], ["stray.txt"])
     assert events["demo-0001"]["event"] == "verified"
+    # a job without a version gets the metadata's, as from ia-fetch
+    assert (events["demo-0001"]["size"], events["demo-0001"]["updated"]) \
+        == (emu.catalog.items["demo-0001"].item_size, iso(emu.catalog.items["demo-0001"].updated))
     assert events["no-such-item"]["event"] == "failed"
     assert events["no-such-item"]["retryable"] is False
     assert b"demo-0002: damaged" in process.stderr
@@ -301,7 +304,8 @@ def test_the_mirror_lifecycle(make_emulator, tmp_path):
     transfers exactly the new and changed files; ia-verify finds exactly a
     file deleted and a byte changed on disk, which run 3 repairs; the tree
     is then a fresh ia download of the new state plus the file removed
-    upstream; run 4 transfers nothing, prints nothing and exits 0."""
+    upstream; run 4 transfers nothing, prints nothing and exits 0; and
+    ia-fetch --delete makes it the fresh download exactly."""
     emu, env = make_emulator(realistic_catalog())
     catalog = emu.catalog
     skew_last_modified(catalog, 2)
@@ -366,6 +370,13 @@ def test_the_mirror_lifecycle(make_emulator, tmp_path):
         last = cron(line, env)
         assert (last.returncode, last.stdout, last.stderr) == (0, b"", b"")
         assert bodies(emu) == {}
+
+        # --delete over the completed jobs: the tree becomes the fresh one exactly
+        delete = subprocess.run(
+            ["bash", "-o", "pipefail", "-c", f"ia-joblog completed {log} | ia-fetch -q --delete"],
+            env=env, capture_output=True, timeout=120)
+        assert delete.returncode == 0, delete.stderr
+        assert mirrored(disks) == tree_md5s(fresh) and bodies(emu) == {}
 
 
 def test_the_emulator_changes_items_and_answers_head_and_if_modified_since(make_emulator):
