@@ -102,7 +102,7 @@ def build_parser():
                       help="keep a file already present only if its md5 matches")
     disk.add_argument("--delete", action="store_true",
                       help="delete the files in an item's directory that the item no longer "
-                           "lists (kept and reported as \"removed\" by default)")
+                           "lists (kept and reported as \"files_removed\" by default)")
     disk.add_argument("--no-fsync", action="store_true",
                       help="do not fsync each file before renaming it into place "
                            "(faster; a power cut may then leave empty files)")

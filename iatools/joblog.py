@@ -380,7 +380,7 @@ def _event_line(kinds, details=b""):
 _QUEUED_EVENT = _event_line(b"queued")
 #: A completed or verified event as ia-fetch and ia-verify write them: the
 #: details are event fields whose values are plain, a number with a
-#: fraction ("seconds") or a list of plain values ("removed": file names).
+#: fraction ("seconds") or a list of plain values ("files_removed": file names).
 _DETAIL = (rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+|\[(?:" + PLAIN_VALUE + rb"(?:,"
            + PLAIN_VALUE + rb")*)?\])")
 _COMPLETION_EVENT = _event_line(

@@ -17,8 +17,8 @@ from iatools.jsonl import BadLine
 EVENT_FIELDS = frozenset({
     "event", "ts", "host", "pid", "files", "files_skipped", "bytes", "seconds",
     "attempts", "error", "retryable", "http_status", "failed_file", "failed_files",
-    "files_unknown_size", "plan", "lock_owner", "reason", "note", "removed", "deleted",
-    "missing", "wrong_size", "wrong_md5", "extra",
+    "files_unknown_size", "plan", "lock_owner", "reason", "files_removed", "files_deleted",
+    "files_missing", "files_wrong_size", "files_wrong_md5", "files_extra",
 })
 
 #: Why a job failed: ``ia-joblog failed`` keeps these event fields on the

@@ -61,7 +61,7 @@ class JobRun:
     interrupted: bool = False
     lock: str = None
     directories: set = field(default_factory=set)  # made for its files
-    #: completed's "note", "removed", "deleted" (see iatools(7))
+    #: completed's "reason", "files_removed", "files_deleted" (see iatools(7))
     outcome: dict = field(default_factory=dict)
     node_base: str = None  # its directory on its storage node (storagenodes)
 
@@ -412,7 +412,7 @@ class Pool:
         if not plans and not unsafe:
             # As ia download: an outcome, not a failure ("mirror only the
             # PDFs" must not fail every item without one).
-            run.outcome["note"] = "no files match the filters"
+            run.outcome["reason"] = "no files match the filters"
         ensure_inside(destdir, {os.path.dirname(plan.path) for plan in plans})
         self._find_removed(run, metadata)
         return plans
@@ -428,14 +428,14 @@ class Pool:
         ensure_inside(job["destdir"], {item_dir})
         removed = unlisted_files(item_dir, listed_names(job["id"], metadata))
         if removed:
-            run.outcome["removed"] = removed
+            run.outcome["files_removed"] = removed
 
     def _delete_removed(self, run):
         """--delete, once every file of the item is in place."""
-        removed = run.outcome.get("removed")
+        removed = run.outcome.get("files_removed")
         if removed and self.settings.delete and not run.failures and not run.interrupted:
             item_dir = os.path.join(run.job["destdir"], run.job["id"])
-            run.outcome["deleted"] = delete_files(item_dir, removed)
+            run.outcome["files_deleted"] = delete_files(item_dir, removed)
 
     def _queue_files(self, run, plans):
         if not plans:
@@ -459,7 +459,7 @@ class Pool:
         if unknown:  # their bytes are not in "bytes"; the plan shows them as null
             details["files_unknown_size"] = unknown
         details.update(run.failures.details())
-        details.update((k, v) for k, v in run.outcome.items() if k in ("note", "removed"))
+        details.update((k, v) for k, v in run.outcome.items() if k in ("reason", "files_removed"))
         self._job_done(make_event("planned", run.job, **details))
 
     # -- one file ---------------------------------------------------------------

@@ -182,9 +182,9 @@ class _Audit:
         extra = self._extra(job, listed)
         details = {"files": len(plans), "bytes": checked}
         if any(findings.values()):
-            return self.events.put(make_event("damaged", job, **details, **findings, extra=extra))
+            return self.events.put(make_event("damaged", job, **details, **findings, files_extra=extra))
         if extra:
-            details["extra"] = extra
+            details["files_extra"] = extra
         self.events.put(make_event("verified", job, **details))
 
     def _plan(self, job):
@@ -201,8 +201,9 @@ class _Audit:
         return plans, listed_names(job["id"], metadata)
 
     def _check_files(self, plans):
-        """{"missing", "wrong_size", "wrong_md5"} (names), and the bytes checked."""
-        findings = {"missing": [], "wrong_size": [], "wrong_md5": []}
+        """{"files_missing", "files_wrong_size", "files_wrong_md5"} (names), and the bytes
+        checked."""
+        findings = {"files_missing": [], "files_wrong_size": [], "files_wrong_md5": []}
         hashing = []
         checked = 0
         for plan in plans:
@@ -211,16 +212,16 @@ class _Audit:
             except OSError:
                 st = None
             if st is None or not stat.S_ISREG(st.st_mode):
-                findings["missing"].append(plan.name)
+                findings["files_missing"].append(plan.name)
             elif plan.size is not None and not plan.is_files_xml and st.st_size != plan.size:
-                findings["wrong_size"].append(plan.name)
+                findings["files_wrong_size"].append(plan.name)
             else:
                 checked += st.st_size
                 if plan.checksum_trusted:
                     hashing.append((plan, self.hashers.submit(self._md5, plan.path)))
         for plan, md5 in hashing:
             if md5.result() != plan.md5:
-                findings["wrong_md5"].append(plan.name)
+                findings["files_wrong_md5"].append(plan.name)
         return findings, checked
 
     def _md5(self, path):
@@ -271,8 +272,9 @@ class _Audit:
         if kind == "failed":
             errors.error(f"{event['id']}: {event['error']}")
         else:
-            found = ", ".join(f"{len(event[k])} {k.replace('_', ' ')}"
-                              for k in ("missing", "wrong_size", "wrong_md5") if event[k])
+            found = ", ".join(f"{len(event[k])} {k.removeprefix('files_').replace('_', ' ')}"
+                              for k in ("files_missing", "files_wrong_size", "files_wrong_md5")
+                              if event[k])
             errors.warning(f"{event['id']}: damaged ({found})")
 
 

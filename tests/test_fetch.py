@@ -339,7 +339,7 @@ def test_no_files_matching_completes_with_a_note(emulator, tmp_path):
     assert process.returncode == 0, process.stderr
     event = outcomes(events)[identifier]
     assert event["event"] == "completed" and event["files"] == 0
-    assert event["note"] == "no files match the filters"
+    assert event["reason"] == "no files match the filters"
     assert list(tmp_path.iterdir()) == []
 
 

@@ -258,7 +258,7 @@ def test_why_a_job_failed_does_not_travel_on_with_it(tmp_path):
     printed = joblog("failed", log).stdout
     assert parse_jsonl(printed)[0]["error"] == "HTTP 503"
     again = joblog("skip", log, input=printed)
-    assert parse_jsonl(again.stdout) == [{"id": "a"}]
+    assert parse_jsonl(again.stdout) == [{"id": "a", "note": "mine"}]
     assert read_jsonl(log)[-1]["event"] == "queued" and "error" not in read_jsonl(log)[-1]
 
 
@@ -352,7 +352,7 @@ def test_completed_prints_the_jobs_alike_from_either_path(tmp_path):
             for n in range(3)] + [{"id": "f", "file": "d/caf\u00e9.txt"}]
     events = [{"event": "completed", **job, "ts": iso(n), "host": "h", "pid": 1, "files": 2,
                "files_skipped": 0, "bytes": 10, "seconds": 0.25, "attempts": 3,
-               "removed": ["old.pdf"], "extra": [], "note": "x"}
+               "files_removed": ["old.pdf"], "files_extra": [], "reason": "x"}
               for n, job in enumerate(jobs)]
     printed = {}
     for name, writer in WRITERS.items():

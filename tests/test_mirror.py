@@ -143,15 +143,15 @@ def test_files_removed_upstream_are_reported_and_kept_unless_delete(make_emulato
 
     process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path))
     (completed,) = [e for e in events if e["event"] == "completed"]
-    assert completed["removed"] == removed and "deleted" not in completed
+    assert completed["files_removed"] == removed and "files_deleted" not in completed
     assert (item_dir / "extras").is_dir()
     process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path), "--delete", "--dry-run")
-    assert events[0]["event"] == "planned" and events[0]["removed"] == removed
+    assert events[0]["event"] == "planned" and events[0]["files_removed"] == removed
     assert (item_dir / "link").is_symlink()
 
     process, events = fetch(env, ["demo-0001"], "-d", str(tmp_path), "--delete")
     (completed,) = [e for e in events if e["event"] == "completed"]
-    assert completed["deleted"] == removed, process.stderr
+    assert completed["files_deleted"] == removed, process.stderr
     assert not (item_dir / "extras").exists() and not (item_dir / "link").is_symlink()
     assert outside.exists() and (item_dir / ".x.txt.iatools-part").exists()
     assert set(tree_md5s(item_dir)) == set(emu.catalog.items["demo-0001"].files) \
@@ -192,7 +192,8 @@ def test_verify_finds_missing_wrong_size_wrong_md5_and_extra_files(make_emulator
     assert process.returncode == 1
     damaged = events["demo-0002"]
     assert damaged["event"] == "damaged"
-    assert (damaged["missing"], damaged["wrong_size"], damaged["wrong_md5"], damaged["extra"]) \
+    assert (damaged["files_missing"], damaged["files_wrong_size"], damaged["files_wrong_md5"],
+            damaged["files_extra"]) \
         == (["demo-0002.ogv"], ["demo-0002_thumb.jpg"], ["demo-0002.mp4"], ["stray.txt"])
     assert events["demo-0001"]["event"] == "verified"
     # a job without a version gets the metadata's, as from ia-fetch
@@ -347,7 +348,7 @@ def test_the_mirror_lifecycle(make_emulator, tmp_path):
         assert {i: e["event"] for i, e in verdicts.items()} == {
             "demo-0001": "damaged", "demo-0002": "verified", "demo-0003": "damaged",
             "demo-0004": "verified"}
-        found = {i: (e["missing"], e["wrong_size"], e["wrong_md5"])
+        found = {i: (e["files_missing"], e["files_wrong_size"], e["files_wrong_md5"])
                  for i, e in verdicts.items() if e["event"] == "damaged"}
         assert found == {"demo-0001": (["demo-0001_meta.xml"], [], []),
                          "demo-0003": ([], [], ["demo-0003.mpeg"])}
