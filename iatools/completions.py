@@ -22,17 +22,15 @@ from itertools import compress, repeat
 import orjson
 
 from iatools import checkpoint
-from iatools.eventlog import (DONE_EVENTS, FAILED_LINE, all_lines_closed, events_in, may_reopen,
-                              read_chunks, reopens)
-from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeyMap, KeySet, key_bytes
+from iatools.eventlog import events_in, read_chunks
+from iatools.keyset import KeyMap, KeySet
+from iatools.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed, key_bytes,
+                                 line_starts, may_reopen, outcome_with_fields, reopens)
 
 #: A completion whose job fields are plain, up to its "ts": groups: the
-#: key, its "size" and "updated" (b"" when absent).  (A field named "ts"
-#: ends the job: matching it as a job field would try every field after.)
-_DONE_WITH_VERSION = re.compile(
-    rb'\n\{"event":"(?:completed|verified)",' + KEY + rb'(?:,"size":(' + SIZE
-    + rb')|,"updated":"([^"\\\n]*)"|,"(?!size"|updated"|ts")[ !#-\[\]-~]*":' + PLAIN_VALUE
-    + rb')*,"ts":"')
+#: key, its "size" and "updated" (b"" when absent).
+_DONE_WITH_VERSION = outcome_with_fields(b"completed|verified", (b"size", b"(" + SIZE + b")"),
+                                         (b"updated", rb'"([^"\\\n]*)"'))
 #: "size" of a completion that recorded none.
 NO_SIZE = -1
 
@@ -91,7 +89,7 @@ class Completions:
         return True
 
     def _read_slow(self, path, first, data, base, report):
-        starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
+        starts = line_starts(data)
         for line_number, event in events_in(path, first, data, _may_be_outcome, report):
             h = self.done.hash_key(key_bytes(event))
             if event["event"] in DONE_EVENTS:

@@ -9,7 +9,7 @@ death of any process; ``fsync`` runs at most once per ``SYNC_INTERVAL``
 
 Reading: the log comes in chunks of whole lines (``read_chunks``), which
 the commands scan with regular expressions on the beginning of each line
-(``keyset.KEY``) and hand to the full parser (``events_in``) only when a
+(iatools.linegrammar) and hand to the full parser (``events_in``) only when a
 line does not have the shape the writers give it.  A torn last line (a crash
 mid-write) is reported once and ignored; any other malformed line is
 reported with its number and skipped.  The log is never rewritten.
@@ -17,40 +17,13 @@ reported with its number and skipped.  The log is never rewritten.
 
 import fcntl
 import os
-import re
 import stat
 import time
 
 from iatools import errors
 from iatools.checkpoint import START
-from iatools.jobs import validate_job
-from iatools.jsonl import MAX_LINE_BYTES, BadLine, parse_object, whole_lines, within_line_limit
-from iatools.keyset import KEY
-
-# The lines of outcomes, found by their beginning (iatools(7): "event" and
-# the key come first).  Each pattern is searched for in b"\n" + chunk, so
-# that every line starts with a newline and a match can only begin a line.
-#: A completion: "completed" (ia-fetch) or "verified" (ia-verify).
-DONE_LINE = re.compile(rb'\n\{"event":"(?:completed|verified)",' + KEY + rb"[,}]")
-DONE_EVENTS = ("completed", "verified")
-FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
-#: Events that undo a completion: ia-verify found the files damaged, or skip
-#: found the item changed upstream (a queued event with this reason).
-#: (Either word quoted anywhere in a chunk sends it to the full parser.)
-_REOPENING = re.compile(rb'"damaged"|"changed"')
-
-
-def reopens(event):
-    """Does this event make its key no longer completed?"""
-    kind = event["event"]
-    return kind == "damaged" or (kind == "queued" and event.get("reason") == "changed")
-
-
-def may_reopen(data):
-    """May a chunk hold an event that ``reopens``?  Such chunks are read
-    line by line, in order (they are rare: an audit's damage, an upstream
-    change)."""
-    return _REOPENING.search(data) is not None
+from iatools.jsonl import MAX_LINE_BYTES, BadLine, whole_lines
+from iatools.linegrammar import parse_event, split_lines, without_cr
 
 SYNC_INTERVAL = 1.0
 #: Reading the log in large chunks leaves fewer, longer steps to Python.
@@ -144,9 +117,8 @@ def lines_at(path, offsets):
                 end = data.find(b"\n")
                 if end < 0:
                     raise errors.IatoolsError(f"{path} was cut short while being read")
-            line = data[start:end]
-            lines.append(line[:-1] if line[-1:] == b"\r" else line)
-    return lines
+            lines.append(data[start:end])
+    return without_cr(lines)
 
 
 def check_existing(path):
@@ -178,26 +150,16 @@ def events_in(path, first_line_number, data, prefilter=None, report=True):
     ``read_chunks``, parsing every line: the slow path, which reports bad
     lines.  ``prefilter(line)`` may reject lines before they are parsed (a
     cheap substring test); rejected lines are not checked for validity."""
-    for line_number, line in enumerate(data.split(b"\n")[:-1], first_line_number):
-        line = line[:-1] if line[-1:] == b"\r" else line
+    for line_number, line in enumerate(split_lines(data), first_line_number):
         if prefilter is not None and not prefilter(line):
             continue
         try:
-            event = validate_job(parse_object(line))
-            if not isinstance(event.get("event"), str):
-                raise BadLine('no "event" field')
+            event = parse_event(line)
         except BadLine as exc:
             if report and line.strip():
                 errors.warning(f"{path}: line {line_number}: {exc}; skipped")
             continue
         yield line_number, event
-
-
-def all_lines_closed(lines, data):
-    """Does every one of the ``lines`` of the chunk end with ``}``, and none
-    pass the line limit?  A line torn by a crash does not end with ``}``; it
-    and a line too long must go to the full parser to be reported."""
-    return data.count(b"}\n") == lines and within_line_limit(data)
 
 
 def read_events(path, prefilter=None, report=True):

@@ -13,9 +13,10 @@ import orjson
 from iatools import cli, errors, jsonl, logreport, signals
 from iatools.completions import Completions
 from iatools.eventlog import LogWriter, check_existing, check_rereadable, lines_at
-from iatools.jobs import (EVENT_FIELDS, FAILURE_FIELDS, job_from_record, jobs_in_chunk,
-                          make_event, validate_job)
-from iatools.keyset import KEY, PLAIN_VALUE, SIZE, key_bytes, plain_chunk, plain_job_line
+from iatools.jobs import FAILURE_FIELDS, job_from_record, make_event
+from iatools.linegrammar import (COMPLETION_EVENT, EVENT_START, QUEUED_EVENT, SIZE, jobs_in_chunk,
+                                 jobs_of, key_bytes, parse_event, plain_chunk, plain_job_line,
+                                 queued_events)
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.logindex import IndexKeeper
 from iatools.openjobs import OpenJobs
@@ -175,26 +176,19 @@ def append(args, copy_to_stdout=False):
 
 
 def _parse_event(line):
-    event = validate_job(jsonl.parse_object(line))
-    if not isinstance(event.get("event"), str):
-        raise jsonl.BadLine('not an event (no "event" field): record events, not jobs')
-    return event
-
-
-#: Every event iatools writes starts with this (jobs.make_event).
-_EVENT_START = b'{"event":'
+    return parse_event(line, 'not an event (no "event" field): record events, not jobs')
 
 
 def _event_after_tear(line_number, line):
     """A whole event glued after a torn one, or None.  GNU parallel prints
     the unterminated last line of a job that died (its ssh killed) as it
     is, so the next line of another job is glued to it: keep that line."""
-    start = line.find(_EVENT_START, 1)
+    start = line.find(EVENT_START, 1)
     while start > 0:
         try:
             _parse_event(line[start:])
         except jsonl.BadLine:
-            start = line.find(_EVENT_START, start + 1)
+            start = line.find(EVENT_START, start + 1)
             continue
         errors.warning(f"input line {line_number}: kept the whole event from byte {start + 1}")
         return line[start:]
@@ -283,7 +277,7 @@ class _SkipJudge:
             if not _JOB_LINES.fullmatch(data):
                 return None
             self.tally[_NEW] += lines
-            return [_queued_events(data)], [data]
+            return [queued_events(data)], [data]
         found = _JOB_LINE.findall(data)
         if len(found) != lines:
             return None
@@ -293,11 +287,11 @@ class _SkipJudge:
                                   self.state.done.hash_keys(updated))
         self.tally.update(verdicts)
         if all(v == _NEW for v in verdicts):
-            return [_queued_events(data)], [data]
+            return [queued_events(data)], [data]
         split = data.splitlines(keepends=True)
         new = b"".join(compress(split, map(operator.eq, verdicts, repeat(_NEW))))
         changed = list(compress(split, map(operator.eq, verdicts, repeat(_CHANGED))))
-        queued = ([_queued_events(new)] if new else []) + [
+        queued = ([queued_events(new)] if new else []) + [
             _changed_event(orjson.loads(line)) for line in changed]
         passing = compress(split, map(operator.le, verdicts, repeat(_CHANGED)))
         return queued, [b"".join(passing)]
@@ -343,65 +337,13 @@ def _changed_event(job):
     return jsonl.dumps(make_event("queued", job, reason="changed"))
 
 
-def _queued_events(jobs):
-    """The queued events of plain job lines: each line with "event" put
-    first and the time, host and pid (one for the chunk) last -- the bytes
-    make_event would give, built without parsing: the splice replaces the
-    boundary between two lines, which is "}\\n{" and nothing else."""
-    stamp = make_event("queued", {"id": "-"})
-    del stamp["event"], stamp["id"]
-    suffix = b"," + jsonl.dumps(stamp)[1:-1]
-    return (b'{"event":"queued",' + jobs[1:-2].replace(b"}\n{", suffix + b'\n{"event":"queued",')
-            + suffix + b"\n")
-
-
 def pending(args):
     state, done_end = Completions.read(args.log, report=False)
     output = jsonl.Output()
     for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
-        output.lines(_jobs_of(events, _QUEUED_EVENT))
+        output.lines(jobs_of(events, QUEUED_EVENT))
     output.flush()
     return ExitStatus.OK
-
-
-def _event_line(kinds, details=b""):
-    """The regular expression of an event line of one of ``kinds`` as the
-    iatools commands write it: "event", the job, "ts", "host", "pid", then
-    fields matching ``details`` -- with no event field among the job's, so
-    that the job is group 1, its key group 2."""
-    event_fields = b"|".join(sorted(f.encode() for f in EVENT_FIELDS))
-    return re.compile(
-        rb'^\{"event":"(?:' + kinds + rb')",(' + KEY + rb'(?:,"(?!(?:id|file|' + event_fields
-        + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE + rb")*)"
-        + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+' + details + rb'\}$', re.MULTILINE)
-
-
-#: A queued event as skip writes it.
-_QUEUED_EVENT = _event_line(b"queued")
-#: A completed or verified event as ia-fetch and ia-verify write them: the
-#: details are event fields whose values are plain, a number with a
-#: fraction ("seconds") or a list of plain values ("files_removed": file names).
-_DETAIL = (rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+|\[(?:" + PLAIN_VALUE + rb"(?:,"
-           + PLAIN_VALUE + rb")*)?\])")
-_COMPLETION_EVENT = _event_line(
-    b"completed|verified",
-    rb'(?:,"(?:' + b"|".join(sorted(f.encode() for f in EVENT_FIELDS)) + rb')":' + _DETAIL + rb")*")
-
-
-def _jobs_of(events, shape):
-    """The job lines of event lines: cut out of those of the ``shape`` of
-    ``_event_line`` (all at once when each is one), others parsed."""
-    jobs = list(map(operator.itemgetter(0), shape.findall(b"\n".join(events))))
-    if len(jobs) == len(events):
-        return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
-    return [_job_of(e, shape) for e in events]
-
-
-def _job_of(event, shape):
-    match = shape.fullmatch(event)
-    if match:
-        return b"{" + match[1] + b"}\n"
-    return jsonl.dumps(job_from_record(orjson.loads(event)))
 
 
 def failed(args):
@@ -432,8 +374,8 @@ def completed(args):
     offsets = state.completed_offsets()
     output = jsonl.Output()
     for start in range(0, len(offsets), _BATCH):
-        output.lines(_jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
-                              _COMPLETION_EVENT))
+        output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
+                             COMPLETION_EVENT))
     output.flush()
     return ExitStatus.OK
 

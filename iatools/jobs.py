@@ -10,7 +10,6 @@ import os
 import re
 import time
 
-from iatools import jsonl
 from iatools.jsonl import BadLine
 
 #: Fields an event adds to its job; stripped when an event is read as a job.
@@ -92,26 +91,6 @@ def job_from_record(record):
     return {k: v for k, v in record.items() if k not in FAILURE_FIELDS}
 
 
-def jobs_in_chunk(first_line_number, data, on_bad_line):
-    """Yield ``(line, record, job)`` for each job in ``data``, whole lines
-    read from a job stream (CRLF accepted; blank lines and comments
-    skipped), ``record`` being the line's object and ``job`` the job made of
-    it.  A bad line is reported on stderr with its number, which then goes
-    to ``on_bad_line``."""
-    for line_number, line in enumerate(data.split(b"\n")[:-1], first_line_number):
-        line = line[:-1] if line[-1:] == b"\r" else line
-        if jsonl.is_blank_or_comment(line):
-            continue
-        try:
-            record = jsonl.parse_object(line)
-            job = validate_job(job_from_record(record))
-        except BadLine as exc:
-            jsonl.report_bad_line(line_number, exc)
-            on_bad_line(line_number)
-            continue
-        yield line, record, job
-
-
 def timestamp(now=None):
     """UTC, ISO 8601 with milliseconds: sorts as text, reads as a date."""
     now = time.time() if now is None else now
@@ -120,13 +99,18 @@ def timestamp(now=None):
 
 def make_event(kind, job, **details):
     """An event record: ``event`` and the key first (cheap to scan), the
-    job's own fields, then when, where, and what happened."""
+    job's own fields, then when and where (``event_stamp``), and what
+    happened.  iatools.linegrammar matches and splices the bytes of this
+    layout: change the two together."""
     event = {"event": kind, "id": job["id"]}
     if "file" in job:
         event["file"] = job["file"]
     event.update(job_from_record(job))
-    event["ts"] = timestamp()
-    event["host"] = HOST
-    event["pid"] = os.getpid()
+    event.update(event_stamp())
     event.update(details)
     return event
+
+
+def event_stamp():
+    """When and where an event happens, the fields after its job's."""
+    return {"ts": timestamp(), "host": HOST, "pid": os.getpid()}

@@ -1,12 +1,7 @@
-"""Job keys as bytes, their 64-bit hashes, and compact sets of them.
+"""Compact sets of job keys: their 64-bit hashes, and numbers kept with them.
 
-The key of a job is matched as the bytes of its JSON text: ``ID`` for an
-item job, ``ID","file":"NAME`` for a file job -- exactly what a compact JSON
-line holds between the quotes when ``"file"`` follows ``"id"``, as the
-writers put it (see iatools(7)).  So a regular expression can take the key
-straight out of a line without parsing it (``KEY``), and a parsed job gives
-the same bytes (``key_bytes``).  An identifier holds no quote, so the form is
-unambiguous.
+Keys are the bytes that iatools.linegrammar takes out of a line (``KEY``)
+or makes of a parsed job (``key_bytes``).
 
 A ``KeySet`` holds hashes of such keys in 10 to 16 bytes each where a
 Python set of ints takes about 75, and adds and tests a list of hashes in C
@@ -15,7 +10,6 @@ set is 2 to 3 times faster, but 7 million keys would take 550 MB.
 """
 
 import os
-import re
 import struct
 from array import array
 from collections import deque
@@ -23,68 +17,9 @@ from itertools import accumulate, compress, repeat
 from operator import and_, contains, iadd, not_
 from zlib import crc32
 
-from iatools.jsonl import within_line_limit
-
-#: An identifier as archive.org allows it (``jobs.identifier_problem``),
-#: written out so that a regular expression can judge it in place.
-_ID_CHARS = rb'[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}'
-_ID = rb'(?![^"]*\.\.)' + _ID_CHARS
-#: A file name that ``jobs.file_name_problem`` accepts and JSON holds as it
-#: is: no escapes (a backslash sends the line to the full parser), no empty,
-#: ``.`` or ``..`` component, no leading slash.
-_COMPONENT = rb'(?!\.\.?[/"])[^"\\/\x00-\x1f]+'
-_FILE = _COMPONENT + rb'(?:/' + _COMPONENT + rb')*'
-#: ``"id":"KEY"`` with the key as group 1; a "file" that is not a plain
-#: string (``"file":null``) must go to the full parser, which rejects it.
-
-
-def _key(identifier):
-    return rb'"id":"(' + identifier + rb'(?:","file":"' + _FILE + rb')?)"(?!,"file":)'
-
-
-KEY = _key(_ID)
-#: KEY without its look for ".." in the identifier, a fifth of the time a
-#: plain job line takes to match: ``plain_chunk`` looks for ".." in the
-#: whole chunk at once instead.
-_CHUNK_KEY = _key(_ID_CHARS)
-
-#: What a plain line holds besides its key: field names and strings in
-#: printable ASCII without escapes, whole numbers, true, false and null --
-#: lines that the full parser would give back byte for byte, so they can be
-#: judged a whole chunk at a time (see PERFORMANCE in ia-joblog(1)).
-PLAIN_STRING = rb'"[ !#-\[\]-~]*"'
-PLAIN_VALUE = rb"(?:" + PLAIN_STRING + rb"|0|-?[1-9][0-9]{0,17}|true|false|null)"
-SIZE = rb"0|[1-9][0-9]{0,17}"
-
-
-def plain_job_line(*known_fields, reserved=(b"id", b"file", b"size", b"destdir", b"event")):
-    """The regular expression of a plain job line: ``{`` and the key (group
-    1), then any of ``known_fields`` (patterns starting with their comma) and
-    plain fields whose name is not ``reserved``, then ``}``.  Only for the
-    chunks that ``plain_chunk`` accepts."""
-    user_field = (rb',"(?!(?:' + b"|".join(reserved) + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
-    return re.compile(rb"^\{" + _CHUNK_KEY + rb"(?:" + b"|".join(known_fields + (user_field,))
-                      + rb")*\}$", re.MULTILINE)
-
-
-def plain_chunk(data):
-    """May ``plain_job_line`` expressions judge the lines of ``data``?  Only
-    ASCII without ".." (the full parser takes the rest, and reports what is
-    wrong), no line over the limit."""
-    return data.isascii() and b".." not in data and within_line_limit(data)
-
-
 _PACK = struct.Struct("=q").pack
 _BUCKET_BITS = 16
 _MASK = (1 << _BUCKET_BITS) - 1
-
-
-def key_bytes(job):
-    """The key of a validated job or event, as ``KEY`` takes it from a line."""
-    key = job["id"].encode()
-    if "file" in job:
-        key += b'","file":"' + job["file"].encode("utf-8", "surrogatepass")
-    return key
 
 
 class KeySet:

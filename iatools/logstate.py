@@ -29,35 +29,21 @@ from typing import NamedTuple
 import orjson
 
 from iatools import checkpoint
-from iatools.eventlog import (DONE_EVENTS, DONE_LINE, FAILED_LINE, all_lines_closed, events_in,
-                              may_reopen, read_chunks, reopens)
-from iatools.keyset import KEY, PLAIN_VALUE, SIZE, KeyMap, KeySet, key_bytes
+from iatools.eventlog import events_in, read_chunks
+from iatools.keyset import KeyMap, KeySet
+from iatools.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
+                                 FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START, SIZE, TS,
+                                 all_lines_closed, key_bytes, line_starts, may_reopen,
+                                 outcome_with_fields, reopens)
 
 QUEUED, STARTED, FAILED, COMPLETED, DAMAGED, CHANGED = range(6)
 #: Events that change the state of a key not completed; the others only
 #: make it known.
 _UNFINISHED = {b"started": STARTED, b"failed": FAILED}
-# Timestamps compare as strings only in this exact form; anything else a
-# hand-edited log holds is treated as unknown rather than trusted.
-_TS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
-_TIMESTAMP = re.compile(_TS.decode())
-_LAST_TS = re.compile(rb'.*,"ts":"(' + _TS + rb')"')
-# Each pattern is searched for in b"\n" + chunk, so that every line starts
-# with a newline and a match can only begin a line.
-_OTHER_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")([a-z_]+)",' + KEY + rb"[,}]")
-# "bytes" is found from the end of the line, where the writers put it.
-_COMPLETED_BYTES = re.compile(rb'\n\{"event":"completed",[^\n]*,"bytes":([0-9]+)[,}]')
-#: The minute of a completion (its "ts" cut after the minutes) and its
-#: "bytes", if it has them.
-_MINUTE = len("2026-12-06T19:42")
-_COMPLETED_WHEN = re.compile(
-    rb'\n\{"event":"completed",[^\n]*?,"ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d):\d\d(?:\.\d{1,6})?Z"'
-    rb'(?:[^\n]*,"bytes":([0-9]+)[,}])?')
+_TIMESTAMP = re.compile(TS.decode())
 #: A queued event whose job fields are plain, up to its "ts"; groups: the
 #: key and its "size" (b"" without).
-_QUEUED_SIZE = re.compile(
-    rb'\n\{"event":"queued",' + KEY + rb'(?:,"size":(' + SIZE + rb')|,"(?!size"|ts")[ !#-\[\]-~]*":'
-    + PLAIN_VALUE + rb')*,"ts":"')
+_QUEUED_SIZE = outcome_with_fields(b"queued", (b"size", b"(" + SIZE + b")"))
 #: The key sets, which hold a key once per event, drop their duplicates
 #: once they pass this many and twice as many as after the last fold.
 _FOLD_AFTER = 1 << 24
@@ -104,7 +90,7 @@ class LogState:
 
     def __init__(self, by_field=None, history_since=""):
         self.by_field = by_field
-        self.history_since = history_since[:_MINUTE]
+        self.history_since = history_since[:MINUTE]
         # The keys of the completed events, and of all the others.
         self.completed = KeySet()
         self.seen = KeySet(self.completed.salt)
@@ -135,7 +121,7 @@ class LogState:
             self.__dict__.update(saved or {})
         position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
-            last_ts = _LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
+            last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
             if (self.by_field is not None or not last_ts or may_reopen(data)
                     or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
                 self._read_slow(path, first, data, position.offset)
@@ -186,7 +172,7 @@ class LogState:
         ``base``: the chunk's offset in the log."""
         text = b"\n" + data
         done_keys = DONE_LINE.findall(text)
-        others = _OTHER_LINE.findall(text)
+        others = OPEN_LINE.findall(text)
         if len(done_keys) + len(others) != lines or not all_lines_closed(lines, data):
             return False
         try:
@@ -194,16 +180,16 @@ class LogState:
         except orjson.JSONDecodeError:
             return False
         sized = _QUEUED_SIZE.findall(text)
-        if len(sized) != data.count(b'{"event":"queued",'):
+        if len(sized) != data.count(QUEUED_START):
             return False
         kinds, keys = zip(*others) if others else ((), ())
         hash_keys = self.completed.hash_keys
         self._fold(hash_keys(keys), kinds, hash_keys(done_keys), failures)
         self.sizes.add(hash_keys([key for key, size in sized if size]),
                        [int(size) for _, size in sized if size])
-        self.bytes_done += sum(map(int, _COMPLETED_BYTES.findall(text)))
+        self.bytes_done += sum(map(int, COMPLETED_BYTES.findall(text)))
         if last_ts >= self.history_since:  # (the log is in time order)
-            for minute, size in _COMPLETED_WHEN.findall(text):
+            for minute, size in COMPLETED_WHEN.findall(text):
                 self._count_minute(minute.decode(), int(size or 0))
         self.last_ts = max(self.last_ts, last_ts)
         return True
@@ -211,7 +197,7 @@ class LogState:
     def _read_slow(self, path, first, data, base):
         """Fold a chunk line by line, in order: the full parser reports bad
         lines; an event that reopens a key takes effect where it stands."""
-        starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
+        starts = line_starts(data)
         batch = ([], [], [], [])
         for line_number, event in events_in(path, first, data):
             h = self.completed.hash_key(key_bytes(event))
@@ -243,7 +229,7 @@ class LogState:
         size = size if _is_size(size) else 0
         self.bytes_done += size
         if ts:
-            self._count_minute(ts[:_MINUTE], size)
+            self._count_minute(ts[:MINUTE], size)
 
     def _count_minute(self, minute, size):
         if minute >= self.history_since:

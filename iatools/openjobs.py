@@ -17,13 +17,11 @@ from itertools import compress, repeat
 from operator import add, not_
 
 from iatools import checkpoint
-from iatools.eventlog import (DONE_EVENTS, DONE_LINE, all_lines_closed, events_in, lines_at,
-                              may_reopen, read_chunks, reopens)
-from iatools.keyset import KEY, KeySet, key_bytes
+from iatools.eventlog import events_in, lines_at, read_chunks
+from iatools.keyset import KeySet
+from iatools.linegrammar import (DONE_EVENTS, DONE_LINE, OPEN_LINE, all_lines_closed, key_bytes,
+                                 line_starts, may_reopen, reopens)
 
-#: The key of a line that is not a completion (eventlog.DONE_LINE); searched
-#: for in b"\n" + chunk, so a match starts where its line does in the chunk.
-_OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")[a-z_]+",' + KEY + rb"[,}]")
 #: Keys judged against the completed ones at a time, when lines are read back.
 _BATCH = 1 << 16
 
@@ -72,11 +70,11 @@ class OpenJobs:
         beginning of the lines, or parsed when a line has another shape or
         may reopen a key."""
         text = b"\n" + data
-        matches = list(_OPEN_LINE.finditer(text))
+        matches = list(OPEN_LINE.finditer(text))
         completed = DONE_LINE.findall(text)
         if (len(matches) + len(completed) == count and all_lines_closed(count, data)
                 and not may_reopen(data)):
-            hashes = done.hash_keys(list(map(re.Match.group, matches, repeat(1))))
+            hashes = done.hash_keys(list(map(re.Match.group, matches, repeat(2))))
             offsets = list(map(re.Match.start, matches))
             reopening = []
         else:
@@ -165,6 +163,6 @@ class OpenJobs:
 
 def _events_at(path, first, data, report=True):
     """(offset in ``data``, event) of each event of a chunk, parsed."""
-    starts = [0] + [m.end() for m in re.finditer(b"\n", data)]
+    starts = line_starts(data)
     for line_number, event in events_in(path, first, data, report=report):
         yield starts[line_number - first], event

@@ -18,8 +18,9 @@ from zlib import crc32
 import orjson
 
 from iatools import cli, errors, jsonl, signals
-from iatools.jobs import jobs_in_chunk
-from iatools.keyset import SIZE, KeySet, key_bytes, plain_chunk, plain_job_line
+from iatools.keyset import KeySet
+from iatools.linegrammar import (SIZE, describe_key, job_lines, jobs_in_chunk, key_bytes,
+                                 key_identifier, key_parts, plain_chunk, plain_job_line, reclose)
 from iatools.sizes import duration_argument, format_size, size_argument
 from iatools.status import ExitStatus
 
@@ -220,9 +221,7 @@ class _Run:
         found = self.router.plain_line.findall(data)
         if len(found) != count:
             return False
-        lines = data.split(b"}\n")
-        lines.pop()
-        self.router.route_plain(lines, found, b'"file"' in data, self.pending)
+        self.router.route_plain(job_lines(data), found, b'"file"' in data, self.pending)
         return True
 
     def _count_bad_line(self, line_number):
@@ -237,7 +236,7 @@ class _Run:
             if disk is None:
                 continue
             if job is record and "destdir" not in job:
-                self.pending.append(line.rstrip()[:-1] + disk.suffix)  # keeps the field order
+                self.pending.append(reclose(line, disk.suffix))  # keeps the field order
             else:
                 job["destdir"] = disk.path
                 self.pending.append(jsonl.dumps(job))
@@ -270,7 +269,7 @@ class HashSpread:
         return self.disks[crc32(identifier) % len(self.disks)]
 
     def route_plain(self, lines, keys, file_jobs, out):
-        identifiers = list(map(_plain_key, keys)) if file_jobs else keys
+        identifiers = list(map(key_identifier, keys)) if file_jobs else keys
         if self.holding:
             suffixes = [self.place_one(i, None, None).suffix for i in identifiers]
         else:
@@ -349,7 +348,7 @@ class SpaceRouter:
         """Route plain lines one by one: a wait must find the lines before
         it in ``out``, to be written first."""
         keys = [key for key, _ in found]
-        identifiers = list(map(_plain_key, keys)) if file_jobs else keys
+        identifiers = list(map(key_identifier, keys)) if file_jobs else keys
         homes = self._homes(identifiers)
         for line, key, identifier, (_, size), home in zip(lines, keys, identifiers, found, homes):
             disk = self._place(identifier, key, int(size) if size else None, home)
@@ -422,7 +421,7 @@ class SpaceRouter:
             time.sleep(self.wait)
             self.refresh(lapse=True)
         if waiting:
-            errors.info(f"room for {_describe(key)} on {disk.path}: going on")
+            errors.info(f"room for {describe_key(key)} on {disk.path}: going on")
         disk.reserved += need
         disk.room -= need
         disk.jobs += 1
@@ -431,12 +430,12 @@ class SpaceRouter:
         return disk
 
     def _skip(self, key, why):
-        errors.error(f"{_describe(key)}: {why}; skipped")
+        errors.error(f"{describe_key(key)}: {why}; skipped")
         self.skipped += 1
         return None
 
     def _announce_wait(self, key, need, disk):
-        message = (f"no disk has room for {_describe(key)} (needs {format_size(need)} beyond "
+        message = (f"no disk has room for {describe_key(key)} (needs {format_size(need)} beyond "
                    f"the {format_size(self.margin)} margin; {disk.path} has "
                    f"{format_size(max(0, disk.room))})")
         self._flush()
@@ -452,18 +451,9 @@ class SpaceRouter:
 _room = attrgetter("room")
 
 
-def _plain_key(key):
-    """The identifier in a key as ``KEY`` takes it: ``ID`` or ``ID","file":"NAME``."""
-    return key.partition(b'"')[0]
-
-
-def _describe(key):
-    return key.replace(b'","file":"', b"/").decode("utf-8", "replace")
-
-
 def _bytes_present(disk, key):
     """The bytes already under DISK/ID (an item job) or in DISK/ID/FILE."""
-    identifier, _, name = key.partition(b'","file":"')
+    identifier, name = key_parts(key)
     path = os.path.join(os.fsencode(disk), identifier, name)
     if name:
         try:
