@@ -2,7 +2,7 @@
 
 A key is completed when its latest outcome among completed, verified,
 damaged and "changed upstream" is a completed or verified event
-(iatools.eventlog.reopens).  For each completion it keeps where the event
+(iatools.linegrammar.reopens).  For each completion it keeps where the event
 is and the version of the item it recorded -- its ``size`` and the hash of
 its ``updated`` -- so that skip can tell an item changed since, and
 ``completed`` print the jobs; and the keys whose latest outcome is a

@@ -1,26 +1,21 @@
 """ia-joblog: record events in an append-only log; resume and report from it."""
 
 import argparse
-import operator
 import os
-import re
 import sys
-from collections import Counter
-from itertools import compress, repeat
 
 import orjson
 
 from iatools import cli, errors, jsonl, logreport, signals
 from iatools.completions import Completions
 from iatools.eventlog import LogWriter, check_existing, check_rereadable, lines_at
-from iatools.jobs import FAILURE_FIELDS, job_from_record, make_event
-from iatools.linegrammar import (COMPLETION_EVENT, EVENT_START, QUEUED_EVENT, SIZE, jobs_in_chunk,
-                                 jobs_of, key_bytes, parse_event, plain_chunk, plain_job_line,
-                                 queued_events)
+from iatools.jobs import FAILURE_FIELDS, job_from_record
+from iatools.linegrammar import COMPLETION_EVENT, EVENT_START, QUEUED_EVENT, jobs_of, parse_event
 from iatools.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.logindex import IndexKeeper
 from iatools.openjobs import OpenJobs
 from iatools.sizes import duration_argument
+from iatools.skipjudge import SkipJudge
 from iatools.status import ExitStatus
 
 PROG = "ia-joblog"
@@ -211,7 +206,7 @@ def skip(args):
     jsonl.warn_if_terminal(0, "jobs")
     log = _open_log(args.log)
     output = jsonl.Output()
-    judge = _SkipJudge(state, args.retry_permanent)
+    judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
     try:
         for first, lines, data in jsonl.whole_lines(0):
@@ -230,111 +225,8 @@ def skip(args):
             output.flush()
     finally:
         log.close()
-    tally = judge.tally
-    errors.debug(f"skip: {tally[_DONE]} jobs already completed, {tally[_CHANGED]} changed "
-                 f"upstream since, {tally[_PERMANENT]} dropped as failed for good "
-                 f"(--retry-permanent retries them), {tally[_NEW] + tally[_CHANGED]} passed on")
+    errors.debug(f"skip: {judge.summary()}")
     return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
-
-
-# A job line as iatools commands write it, one that the full parser would
-# accept and give back unchanged: the key, then "size", "updated", "destdir"
-# and plain user fields.  Such lines are judged a whole chunk at a time,
-# which is several times faster than parsing each (measured: see
-# ia-joblog(1), PERFORMANCE); any other line goes to the full parser.
-# Groups: the key, "size" and "updated" (b"" when absent).
-_JOB_LINE = plain_job_line(
-    rb',"size":(' + SIZE + rb")", rb',"updated":"([ !#-\[\]-~]*)"', rb',"destdir":"[ !#-\[\]-~]+"',
-    reserved=(b"id", b"file", b"size", b"updated", b"destdir", b"event")
-    + tuple(f.encode() for f in FAILURE_FIELDS))
-#: A chunk of nothing but such lines: one match for the chunk, no object per
-#: line, where the keys are not needed (an empty log).
-_JOB_LINES = re.compile(rb"(?:" + _JOB_LINE.pattern[1:-1] + rb"\n)*")
-#: What skip does with a job: pass it on as new, or as changed upstream since
-#: it completed; drop it as done, or as failed for good.
-_NEW, _CHANGED, _DONE, _PERMANENT = range(4)
-
-
-class _SkipJudge:
-    """Judges jobs against the completions of the log, and counts."""
-
-    def __init__(self, state, retry_permanent):
-        self.state = state
-        self.permanent = set() if retry_permanent else state.permanent
-        self.tally = Counter()
-        self.bad_lines = 0
-
-    def dropped(self):
-        """Jobs not passed on so far: done, or failed for good."""
-        return self.tally[_DONE] + self.tally[_PERMANENT]
-
-    def plain_chunk(self, lines, data):
-        """(queued events, jobs to pass on) for a chunk whose every line is a
-        plain job line (``_JOB_LINE``); None for any other chunk."""
-        if not plain_chunk(data):
-            return None
-        if not self.state.done and not self.permanent:
-            if not _JOB_LINES.fullmatch(data):
-                return None
-            self.tally[_NEW] += lines
-            return [queued_events(data)], [data]
-        found = _JOB_LINE.findall(data)
-        if len(found) != lines:
-            return None
-        keys, sizes, updated = zip(*found)
-        verdicts = self._verdicts(self.state.done.hash_keys(keys),
-                                  [int(s) if s else None for s in sizes],
-                                  self.state.done.hash_keys(updated))
-        self.tally.update(verdicts)
-        if all(v == _NEW for v in verdicts):
-            return [queued_events(data)], [data]
-        split = data.splitlines(keepends=True)
-        new = b"".join(compress(split, map(operator.eq, verdicts, repeat(_NEW))))
-        changed = list(compress(split, map(operator.eq, verdicts, repeat(_CHANGED))))
-        queued = ([queued_events(new)] if new else []) + [
-            _changed_event(orjson.loads(line)) for line in changed]
-        passing = compress(split, map(operator.le, verdicts, repeat(_CHANGED)))
-        return queued, [b"".join(passing)]
-
-    def _verdicts(self, hashes, sizes, updated):
-        """_NEW, _CHANGED, _DONE or _PERMANENT for each job, given its key's
-        hash and its version."""
-        verdicts = [_DONE if d else _NEW for d in self.state.done.contains_each(hashes)]
-        done = [i for i, v in enumerate(verdicts) if v == _DONE]
-        if done:
-            changed = self.state.changed([hashes[i] for i in done], [sizes[i] for i in done],
-                                         [updated[i] for i in done])
-            for i in compress(done, changed):
-                verdicts[i] = _CHANGED
-        if self.permanent:
-            for i in compress(range(len(hashes)), map(self.permanent.__contains__, hashes)):
-                if verdicts[i] == _NEW:
-                    verdicts[i] = _PERMANENT
-        return verdicts
-
-    def lines(self, first, data):
-        """(queued events, jobs to pass on) for a chunk judged line by line,
-        with the full parser."""
-        queued, passing, bad_lines = [], [], []
-        for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
-            size = job.get("size")
-            (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))], [size],
-                                        [self.state.hash_update(job.get("updated"))])
-            self.tally[verdict] += 1
-            if verdict == _NEW:
-                queued.append(jsonl.dumps(make_event("queued", job)))
-            elif verdict == _CHANGED:
-                queued.append(_changed_event(job))
-            else:
-                continue
-            # The raw line keeps the user's field order and formatting.
-            passing.append(line + b"\n" if job is record else jsonl.dumps(job))
-        self.bad_lines += len(bad_lines)
-        return queued, passing
-
-
-def _changed_event(job):
-    return jsonl.dumps(make_event("queued", job, reason="changed"))
 
 
 def pending(args):
@@ -344,6 +236,10 @@ def pending(args):
         output.lines(jobs_of(events, QUEUED_EVENT))
     output.flush()
     return ExitStatus.OK
+
+
+#: Lines read back from the log at a time.
+_BATCH = 1 << 16
 
 
 def failed(args):
@@ -359,8 +255,6 @@ def failed(args):
     return ExitStatus.OK
 
 
-#: Lines read back from the log at a time.
-_BATCH = 1 << 16
 def _failed_job(event):
     job = job_from_record(event)
     job.update((field, event[field]) for field in FAILURE_FIELDS if field in event)

@@ -1,7 +1,7 @@
 """What a log says about each job, read in one pass without a dict per key.
 
 A key is completed when its latest outcome among completed, verified,
-damaged and "changed upstream" (iatools.eventlog.reopens) is a completed or
+damaged and "changed upstream" (iatools.linegrammar.reopens) is a completed or
 verified event; a started or failed event after a completion changes
 nothing.  For a key not completed, its latest started or failed event since
 it was last completed decides whether it is in progress or failed; else it
