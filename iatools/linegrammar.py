@@ -125,7 +125,7 @@ def reclose(line, ending):
     return line.rstrip()[:-1] + ending
 
 
-# -- lines of a chunk -----------------------------------------------------
+# -- the lines of a chunk, parsed ---------------------------------------------
 
 def jobs_in_chunk(first_line_number, data, on_bad_line):
     """Yield ``(line, record, job)`` for each job in ``data``, whole lines
@@ -144,6 +144,15 @@ def jobs_in_chunk(first_line_number, data, on_bad_line):
             on_bad_line(line_number)
             continue
         yield line, record, job
+
+
+def parse_event(line, not_an_event='no "event" field'):
+    """The event of a line, validated as a job and checked to be an event;
+    raise BadLine (with ``not_an_event`` for a job)."""
+    event = validate_job(jsonl.parse_object(line))
+    if not isinstance(event.get("event"), str):
+        raise BadLine(not_an_event)
+    return event
 
 
 def split_lines(data):
@@ -277,12 +286,3 @@ def queued_events(jobs):
     suffix = b"," + jsonl.dumps(event_stamp())[1:-1]
     return (QUEUED_START + jobs[1:-2].replace(b"}\n{", suffix + b"\n" + QUEUED_START)
             + suffix + b"\n")
-
-
-def parse_event(line, not_an_event='no "event" field'):
-    """The event of a line, validated as a job and checked to be an event;
-    raise BadLine (with ``not_an_event`` for a job)."""
-    event = validate_job(jsonl.parse_object(line))
-    if not isinstance(event.get("event"), str):
-        raise BadLine(not_an_event)
-    return event

@@ -17,9 +17,8 @@ JOBLOG = command("ia-joblog")
 EVENT_FIELDS = set(jobs.EVENT_FIELDS)
 
 
-def iso(seconds_since_epoch):
-    return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds_since_epoch))
-            + f".{int(seconds_since_epoch % 1 * 1000):03d}Z")
+#: A timestamp as the writers give it.
+iso = jobs.timestamp
 
 
 def stderr_text(result):

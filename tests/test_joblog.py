@@ -22,6 +22,8 @@ import time
 
 import pytest
 
+from iatools import jsonl, linegrammar
+from iatools.jobs import make_event
 from tests.helpers import (PYTHON, base_env, command, jsonl_bytes, parse_jsonl, read_jsonl,
                            run, start_group)
 from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact,
@@ -1071,6 +1073,35 @@ def test_fast_and_full_readings_agree_on_a_large_log(tmp_path):
     assert len(data) > 3 << 20  # several chunks
     log.write_bytes(data)
     assert_readings_agree_with_model(log, events, recent_from=23_000)
+
+
+def test_the_line_grammar_reads_the_bytes_make_event_writes():
+    """The readers' fast paths match and splice the bytes of make_event's
+    events through iatools.linegrammar: a change to one that the other does
+    not follow fails here, rather than sending every chunk to the slow path
+    in silence (or worse)."""
+    job = {"id": "item-1", "file": "dir/a b.txt", "size": 3, "updated": "2026-01-01", "n": 1}
+    job_line = jsonl.dumps(job)
+    queued = jsonl.dumps(make_event("queued", job))
+    done = jsonl.dumps(make_event("completed", job, files=1, bytes=3, seconds=0.5))
+    key = linegrammar.key_bytes(job)
+    assert key == b'item-1","file":"dir/a b.txt'
+    assert linegrammar.OPEN_LINE.findall(b"\n" + queued) == [(b"queued", key)]
+    assert linegrammar.DONE_LINE.findall(b"\n" + done) == [key]
+    assert linegrammar.COMPLETED_BYTES.findall(b"\n" + done) == [b"3"]
+    assert linegrammar.LAST_TS.match(done)[1] == json.loads(done)["ts"].encode()
+    with_size = linegrammar.outcome_with_fields(b"completed|verified",
+                                                (b"size", b"(" + linegrammar.SIZE + b")"))
+    assert with_size.match(b"\n" + done).groups() == (key, b"3")
+    assert linegrammar.QUEUED_EVENT.fullmatch(queued[:-1])[1] == job_line[1:-2]
+    assert linegrammar.COMPLETION_EVENT.fullmatch(done[:-1])[1] == job_line[1:-2]
+    assert linegrammar.jobs_of([queued[:-1]], linegrammar.QUEUED_EVENT) == [job_line]
+    assert linegrammar.jobs_of([done[:-1]], linegrammar.COMPLETION_EVENT) == [job_line]
+    sized = linegrammar.plain_job_line(b',"size":(' + linegrammar.SIZE + b")")
+    assert sized.fullmatch(job_line[:-1]).groups() == (key, b"3")
+    spliced = json.loads(linegrammar.queued_events(job_line))
+    assert list(spliced) == list(json.loads(queued))
+    assert {**spliced, "ts": None} == {**json.loads(queued), "ts": None}
 
 
 def test_skip_writes_the_same_queued_events_on_either_path(tmp_path):
