@@ -25,7 +25,8 @@ from iatools import checkpoint
 from iatools.eventlog import events_in, read_chunks
 from iatools.keyset import KeyMap, KeySet
 from iatools.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed, key_bytes,
-                                 line_starts, may_reopen, outcome_with_fields, reopens)
+                                 line_starts, marked, may_reopen, mentions, outcome_with_fields,
+                                 reopens)
 
 #: A completion whose job fields are plain, up to its "ts": groups: the
 #: key, its "size" and "updated" (b"" when absent).
@@ -69,11 +70,10 @@ class Completions:
         return state, position
 
     def _read_fast(self, lines, data, base):
-        text = b"\n" + data
+        text = marked(data)
         done = list(_DONE_WITH_VERSION.finditer(text))
         failures = FAILED_LINE.findall(text)
-        if (len(done) != data.count(b"completed") + data.count(b"verified")
-                or len(failures) != data.count(b'"failed"')
+        if ((len(done), len(failures)) != mentions(data)
                 or may_reopen(data) or not all_lines_closed(lines, data)):
             return False
         try:

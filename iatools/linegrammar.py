@@ -171,8 +171,20 @@ def without_cr(lines):
 
 
 # -- event lines, found by their beginning ------------------------------------
-# Each of these patterns is searched for in b"\n" + chunk, so that every
+# Each of these patterns is searched for in ``marked(chunk)``, so that every
 # line starts with a newline and a match can only begin a line.
+
+def marked(data):
+    """A chunk as the patterns of event lines search it."""
+    return b"\n" + data
+
+
+def mentions(data):
+    """How often a chunk names a completion, and a failure: where the
+    patterns find fewer, a line has another shape (or a field holds the
+    word), and the chunk goes to the full parser."""
+    return data.count(b"completed") + data.count(b"verified"), data.count(b'"failed"')
+
 
 #: Every event iatools writes starts with this.
 EVENT_START = b'{"event":'
@@ -183,7 +195,7 @@ DONE_LINE = re.compile(rb'\n\{"event":"(?:completed|verified)",' + KEY + rb"[,}]
 OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")([a-z_]+)",' + KEY + rb"[,}]")
 #: A failed event, whole (group 1).
 FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
-#: A queued event's beginning (counted, not searched in b"\n" + chunk).
+#: A queued event's beginning (counted in a chunk, not marked).
 QUEUED_START = b'{"event":"queued",'
 
 

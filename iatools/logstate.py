@@ -33,7 +33,7 @@ from iatools.eventlog import events_in, read_chunks
 from iatools.keyset import KeyMap, KeySet
 from iatools.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
                                  FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START, SIZE, TS,
-                                 all_lines_closed, key_bytes, line_starts, may_reopen,
+                                 all_lines_closed, key_bytes, line_starts, marked, may_reopen,
                                  outcome_with_fields, reopens)
 
 QUEUED, STARTED, FAILED, COMPLETED, DAMAGED, CHANGED = range(6)
@@ -170,7 +170,7 @@ class LogState:
         """Fold a chunk whose lines all have the writers' shape, judged by
         their beginning; False (nothing folded) for any other chunk.
         ``base``: the chunk's offset in the log."""
-        text = b"\n" + data
+        text = marked(data)
         done_keys = DONE_LINE.findall(text)
         others = OPEN_LINE.findall(text)
         if len(done_keys) + len(others) != lines or not all_lines_closed(lines, data):

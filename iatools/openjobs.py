@@ -20,7 +20,7 @@ from iatools import checkpoint
 from iatools.eventlog import events_in, lines_at, read_chunks
 from iatools.keyset import KeySet
 from iatools.linegrammar import (DONE_EVENTS, DONE_LINE, OPEN_LINE, all_lines_closed, key_bytes,
-                                 line_starts, may_reopen, reopens)
+                                 line_starts, marked, may_reopen, reopens)
 
 #: Keys judged against the completed ones at a time, when lines are read back.
 _BATCH = 1 << 16
@@ -69,7 +69,7 @@ class OpenJobs:
         and the (hash, offset) of the lines that reopen a key: found by the
         beginning of the lines, or parsed when a line has another shape or
         may reopen a key."""
-        text = b"\n" + data
+        text = marked(data)
         matches = list(OPEN_LINE.finditer(text))
         completed = DONE_LINE.findall(text)
         if (len(matches) + len(completed) == count and all_lines_closed(count, data)
