@@ -17,6 +17,7 @@ quote, so the form is unambiguous.
 """
 
 import re
+from operator import itemgetter
 
 import orjson
 
@@ -277,7 +278,7 @@ def jobs_of(events, shape):
     """The job lines of event lines (no line endings): cut out of those of
     the ``shape`` (``QUEUED_EVENT``, ``COMPLETION_EVENT``; all at once when
     each is one), others parsed."""
-    jobs = [match[0] for match in shape.findall(b"\n".join(events))]
+    jobs = list(map(itemgetter(0), shape.findall(b"\n".join(events))))
     if len(jobs) == len(events):
         return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
     return [_job_of(e, shape) for e in events]
