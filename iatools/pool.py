@@ -1,20 +1,13 @@
 """ia-fetch's worker pool: N workers, N connections, items and files mixed.
 
-Each worker owns one keep-alive HTTP session, so the concurrency limit is
-the number of connections to archive.org whatever mix of metadata requests
-and files they serve.  A job's metadata request turns it into file tasks,
-which go to the shared task queue (taskqueue); workers take file tasks
-before new jobs, so a 200-file item is spread over all workers and the
-number of items in flight stays small.  New jobs wait in a short queue filled by the reader
-thread, whose blocking is the backpressure on the pipe (taskqueue.NewJobs).
-A job's run and its outcome: jobrun; who gets a full disk's space: diskroom.
-
-A request that failed and may be tried again does not hold its worker: its
-task waits, delayed, until its time (the server's Retry-After, else a
-backoff), and the worker serves other tasks meanwhile.  Tasks are queued by
-the host their next request goes to, and a worker takes one only when
-``HostPacing`` lets a request go to that host: while a host is paused, the
-workers serve the others (other items' files, the metadata of new jobs).
+A job's metadata request turns it into file tasks, which go to the shared
+task queue (taskqueue); workers take file tasks before new jobs, so a
+200-file item is spread over all workers and the number of items in flight
+stays small.  New jobs wait in a short queue filled by the reader thread,
+whose blocking is the backpressure on the pipe (taskqueue.NewJobs).  Which
+task a worker takes next: workers; a job's run and its outcome: jobrun;
+who gets a full disk's space: diskroom.  The pool wires them, and does
+what each task does.
 """
 
 import dataclasses
@@ -22,24 +15,20 @@ import os
 import queue
 import threading
 import time
-import traceback
 from urllib.parse import urlsplit
 
-from iatools import errors
 from iatools.bwlimit import BandwidthLimit
 from iatools.diskroom import DiskRoom
 from iatools.failures import explain_refusal
 from iatools.hostpacing import HostPaused
-from iatools.http import (ATTEMPT_ERRORS, Cancelled, FetchError, RetryPolicy, as_fetch_error,
-                          is_refusal)
-from iatools.jobrun import (FileTask, JobRun, PlanTask, check_destdir, outcome_event,
-                            planned_event)
+from iatools.http import ATTEMPT_ERRORS, Cancelled, FetchError, as_fetch_error, is_refusal
+from iatools.jobrun import FileTask, check_destdir, outcome_event, planned_event
 from iatools.jobs import make_event
 from iatools.locks import Locked
 from iatools.selection import add_version, fetch_metadata, plan_files
 from iatools.storagenodes import file_url, node_base
-from iatools.taskqueue import NewJobs, TaskQueue
 from iatools.transfer import Transfer, ensure_inside, is_present
+from iatools.workers import Workers
 
 
 class Pool:
@@ -48,36 +37,27 @@ class Pool:
         self.locks = locks
         self.emit = emit
         self.cancel = cancel
-        self.pacing = pacing
-        self.policy = RetryPolicy(settings.retries, pacing)
         self.bandwidth = BandwidthLimit(settings.bwlimit, cancel) if settings.bwlimit else None
         self.progress = progress
-        self.condition = threading.Condition()
-        self.tasks = TaskQueue(pacing, self._host_of)
-        self.new_jobs = NewJobs(self.condition, cancel, settings.read_ahead)
+        self.workers = Workers(settings, cancel, pacing)
+        self.condition = self.workers.condition  # guards the fields below too
         self.disk_room = DiskRoom(cancel)
         self.parked = {}  # path -> tasks waiting for another task of that path
-        self.jobs_in_flight = 0  # taken by a worker, not yet ended
         self.paths_busy = set()  # files being fetched or installed
         self.locked_runs = set()  # jobs past their lock, not yet ended
         self.cancelled_at = None
         self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
-        self.worker_state = threading.local()  # its connection, the host it last used
-        self.workers_left = 0  # workers not yet ended
-        self.worker_count = 0
-        self.on_finished = None
-        self.crashed = False  # a worker died of an unexpected error
 
-    # -- fed by the reader thread -------------------------------------------
+    # -- fed by the reader thread, and the main thread ------------------------
     def offer(self, job):
         """Queue a job; blocks while the queue is full (backpressure)."""
-        return self.new_jobs.offer(job)
+        return self.workers.new_jobs.offer(job)
 
     def close_input(self):
-        self.new_jobs.close()
+        self.workers.new_jobs.close()
 
     def stop_taking_jobs(self):
-        self.new_jobs.stop_taking()
+        self.workers.new_jobs.stop_taking()
 
     def cancel_now(self):
         """Stop everything: no new work, and transfers cut mid-read."""
@@ -102,143 +82,33 @@ class Pool:
             run.interrupted = True
             self._end(run)
 
-    # -- workers --------------------------------------------------------------
     def start(self, count, on_finished):
         """Start ``count`` workers; the last one to finish calls ``on_finished()``."""
-        self.on_finished = on_finished
-        self.workers_left = self.worker_count = count
-        for i in range(count):
-            threading.Thread(target=self._work, name=f"worker-{i}", daemon=True).start()
+        self.workers.start(count, self._run_task, self.cancel_now, on_finished)
         # A job stays in flight until its last file is finished, so the
         # finisher is idle whenever the workers are all gone.
         threading.Thread(target=self._finish_files, name="finisher", daemon=True).start()
 
     def alive(self):
-        with self.condition:
-            return self.workers_left > 0
+        return self.workers.alive()
 
-    def _work(self):
-        try:
-            self.worker_state.connection = self.settings.new_connection(self.pacing)
-            while (taken := self._next_task()) is not None:
-                task, host = taken
-                try:
-                    if isinstance(task, FileTask):
-                        self._run_file(task)
-                    else:
-                        self._run_plan(task)
-                finally:
-                    self._release(host)
-        except Exception:  # a bug: stop the run rather than wait forever for its job
-            errors.error(f"internal error in {threading.current_thread().name}, stopping:\n"
-                         + traceback.format_exc().rstrip())
-            self.crashed = True
-            self.cancel_now()
-        finally:
-            with self.condition:
-                self.workers_left -= 1
-                last = self.workers_left == 0
-            if last:
-                self.on_finished()
+    @property
+    def crashed(self):
+        """Whether a worker died of an unexpected error (a bug)."""
+        return self.workers.crashed
 
-    def _next_task(self):
-        """(task, the host whose request count it holds, or None), or None
-        when the work is over.
-
-        A worker goes on with the host it just used (its connection is
-        open), else takes a host nobody is using, else starts a new job
-        while fewer than twice as many jobs as workers are in flight, and
-        only then joins others on a host: a new connection costs a CONNECT
-        and a TLS handshake, but a big item's files must still spread over
-        every worker.  (Twice: jobs wait on metadata or on a retry as well;
-        with as many as workers, small items still took 1.7 connections
-        each, with twice 1.05.)"""
-        with self.condition:
-            while True:
-                self.tasks.release_due(everything=self.cancel.is_set())
-                own = getattr(self.worker_state, "last_host", None)
-                taken = self.tasks.take(self.tasks.preferred_hosts(own), self._may_send)
-                if taken is None and self.jobs_in_flight < 2 * self.worker_count:
-                    taken = self._new_job()
-                taken = taken or self.tasks.take(self.tasks.hosts(), self._may_send) \
-                    or self._new_job()
-                if taken is not None:
-                    task, self.worker_state.last_host = taken
-                    # Once cancelled, tasks only end: they hold no request count.
-                    return task, (None if self.cancel.is_set() else self.worker_state.last_host)
-                if self.jobs_in_flight == 0 and self.new_jobs.over():
-                    self.condition.notify_all()
-                    return None
-                self.condition.wait(self._until_next())
-
-    def _until_next(self):
-        """Seconds until a delayed task or a paused host is due, or None."""
-        moment = self.tasks.next_moment([self._api_host()] if self.new_jobs.has_jobs() else ())
-        return None if moment is None else max(moment - time.monotonic(), 0.001)
-
-    def _new_job(self):
-        api_host = self._api_host()
-        if not self.new_jobs.has_jobs() or self.new_jobs.stopping() \
-                or not self._may_send(api_host):
-            return None
-        self.jobs_in_flight += 1
-        return PlanTask(JobRun(self.new_jobs.take())), api_host
-
-    def _may_send(self, host):
-        """Count a request to ``host`` if the pacing allows one now.  Once
-        the run is cancelled tasks only end, sending nothing: any may go."""
-        return self.cancel.is_set() or self.pacing.try_acquire(host)
-
-    def _release(self, host):
-        """Give back the request count a task held, and wake the workers if
-        one may be waiting for it: waking them after every task cost CPU
-        for nothing (9 % of the time the GIL was held, on small files)."""
-        with self.condition:
-            if host is None or self.cancel.is_set():
-                return
-            self.pacing.release(host)
-            if self.tasks.waiting_for(host) or (self.new_jobs.has_jobs()
-                                                and host == self._api_host()):
-                self.condition.notify_all()
-
-    def _host_of(self, task):
-        """The host of a task's next request."""
-        url = task.url if isinstance(task, FileTask) else None
-        return urlsplit(url).hostname if url else self._api_host()
-
-    def _later(self, task, seconds):
-        """Send ``task``'s request again no sooner than ``seconds`` from now."""
-        with self.condition:
-            self.tasks.later(task, seconds)
-            self.condition.notify_all()
-        return True
-
-    def _api_host(self):
-        return urlsplit(self.settings.base_url).hostname
-
-    def _wait_again(self, task, exc):
-        """Hold ``task`` back after ``exc``, a paused host or a failed
-        attempt: None when it waits to be tried again, else the FetchError
-        it failed with for good."""
-        if isinstance(exc, HostPaused):
-            self._later(task, exc.until - time.monotonic())
-            return None
-        error = as_fetch_error(exc)
-        task.failures += 1
-        delay = self.policy.delay(error, task.failures, self.worker_state.connection.last_host)
-        if delay is None:
-            return error
-        self._later(task, delay)
-        return None
+    def _run_task(self, task):
+        if isinstance(task, FileTask):
+            self._run_file(task)
+        else:
+            self._run_plan(task)
 
     def _job_done(self, event):
         """End a job that never took its item's lock.  The event goes out
         first: once no job is in flight the workers may end, and the run
         with them, before an event emitted after it was queued."""
         self.emit(event)
-        with self.condition:
-            self.jobs_in_flight -= 1
-            self.condition.notify_all()
+        self.workers.job_ended()
 
     def _end(self, run):
         """End a locked job with its outcome event, once: a job that
@@ -272,7 +142,7 @@ class Pool:
             except Cancelled:
                 run.interrupted = True
             except (HostPaused, *ATTEMPT_ERRORS) as exc:
-                error = self._wait_again(task, exc)
+                error = self.workers.wait_again(task, exc)
                 if error is None:
                     return
                 run.fail(error)
@@ -329,7 +199,7 @@ class Pool:
     def _plan(self, run):
         job = run.job
         destdir = job["destdir"]
-        metadata = fetch_metadata(self.worker_state.connection, self.settings.base_url,
+        metadata = fetch_metadata(self.workers.connection, self.settings.base_url,
                                   job["id"])
         run.node_base = node_base(metadata, urlsplit(self.settings.base_url).scheme)
         plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
@@ -353,10 +223,8 @@ class Pool:
             return self._end(run)
         with self.condition:
             run.outstanding = len(plans)
-            for plan in plans:
-                url = file_url(run.node_base, plan.name) if run.node_base else plan.url
-                self.tasks.add(FileTask(run, plan, url))
-            self.condition.notify_all()
+            self.workers.add([FileTask(run, plan, file_url(run.node_base, plan.name)
+                                       if run.node_base else plan.url) for plan in plans])
 
     def _planned(self, run, plans):
         """End a dry run's job with its planned event."""
@@ -388,7 +256,7 @@ class Pool:
             task.present = is_present(task.plan, self.settings.presence,
                                       lambda: self._head(task.run, task.plan))
         except (HostPaused, *ATTEMPT_ERRORS) as exc:
-            if self._wait_again(task, exc) is None:
+            if self.workers.wait_again(task, exc) is None:
                 return False
             task.present = False
         task.checked = True
@@ -405,7 +273,7 @@ class Pool:
     def _head(self, run, plan):
         with self.condition:
             run.attempts += 1
-        return self.worker_state.connection.head(plan.url + "?cnt=0")
+        return self.workers.connection.head(plan.url + "?cnt=0")
 
     def _claim(self, task):
         """Make the file at the task's path this task's; False when another
@@ -425,11 +293,7 @@ class Pool:
     def _file_done(self, run, path):
         with self.condition:
             self.paths_busy.discard(path)
-            parked = self.parked.pop(path, ())
-            for task in parked:
-                self.tasks.add(task)
-            if parked:
-                self.condition.notify_all()
+            self.workers.add(self.parked.pop(path, ()))  # the condition is reentrant
             run.outstanding -= 1
             done = run.outstanding == 0
         if done:
@@ -456,7 +320,7 @@ class Pool:
         finisher or waits to be tried again, False when the file is over."""
         run, plan = task.run, task.plan
         slot = self.progress.begin(run.job["id"], plan.name, plan.size)
-        transfer = Transfer(self.worker_state.connection,
+        transfer = Transfer(self.workers.connection,
                             dataclasses.replace(plan, url=task.url), self.cancel,
                             self._byte_counter(slot), self.settings.presence, self.settings.fsync)
         self.disk_room.started(transfer)
@@ -501,8 +365,8 @@ class Pool:
             if not is_refusal(error.http_status):
                 task.url = task.plan.url
             if from_node and not error.retryable and not error.local:
-                return self._later(task, 0)
-        error = self._wait_again(task, exc)
+                return self.workers.later(task, 0)
+        error = self.workers.wait_again(task, exc)
         if error is None:
             return True
         with self.condition:
