@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 
 from iatools.failures import Failures
-from iatools.http import FetchError
+from iatools.http import DiskUnavailableError, LocalDiskError, TransientError
 from iatools.jobs import make_event
 from iatools.localtree import delete_files, unlisted_files
 from iatools.selection import listed_names
@@ -50,8 +50,7 @@ class JobRun:
             try:
                 os.makedirs(directory, exist_ok=True)
             except OSError as error:
-                raise FetchError(f"cannot create {directory}: {error.strerror}", False,
-                                 local=True) from None
+                raise LocalDiskError(f"cannot create {directory}: {error.strerror}") from None
             self.directories.add(directory)
         return directory
 
@@ -101,7 +100,7 @@ def outcome_event(run):
                "bytes": run.bytes, "seconds": round(time.monotonic() - run.started, 3),
                "attempts": run.attempts}
     if run.interrupted:  # said even when some files failed before it
-        run.fail(FetchError("interrupted before it finished; run again to resume", True))
+        run.fail(TransientError("interrupted before it finished; run again to resume"))
     if not run.failures:
         return make_event("completed", run.job, **details, **run.outcome)
     return make_event("failed", run.job, **details, **run.failures.details())
@@ -111,7 +110,7 @@ def planned_event(run, plans, wanted):
     """The ``planned`` event that ends a dry run's job: ``wanted`` are the
     ``plans`` not in place already."""
     if run.interrupted and not run.failures:
-        run.fail(FetchError("interrupted", True))
+        run.fail(TransientError("interrupted"))
     details = {"files": len(wanted), "files_skipped": len(plans) - len(wanted),
                "bytes": sum(p.size or 0 for p in wanted),
                "plan": [{"name": p.name, "size": p.size} for p in wanted]}
@@ -125,5 +124,5 @@ def planned_event(run, plans, wanted):
 
 def check_destdir(destdir):
     if not os.path.isdir(destdir):
-        raise FetchError(f"destination {destdir} is not a directory (disk not mounted?)",
-                         True, local=True)
+        raise DiskUnavailableError(
+            f"destination {destdir} is not a directory (disk not mounted?)")

@@ -21,7 +21,8 @@ from iatools.bwlimit import BandwidthLimit
 from iatools.diskroom import DiskRoom
 from iatools.failures import explain_refusal
 from iatools.hostpacing import HostPaused
-from iatools.http import ATTEMPT_ERRORS, Cancelled, FetchError, as_fetch_error, is_refusal
+from iatools.http import (ATTEMPT_ERRORS, Cancelled, DiskUnavailableError, FetchError,
+                          PermanentError, as_fetch_error, is_refusal)
 from iatools.jobrun import FileTask, check_destdir, outcome_event, planned_event
 from iatools.jobs import make_event
 from iatools.locks import Locked
@@ -185,8 +186,8 @@ class Pool:
             run.fail(error)
             self._job_done(outcome_event(run))
         except OSError as error:
-            run.fail(FetchError(f"cannot lock the item in {job['destdir']}: {error.strerror}",
-                                True, local=True))
+            run.fail(DiskUnavailableError(
+                f"cannot lock the item in {job['destdir']}: {error.strerror}"))
             self._job_done(outcome_event(run))
         return False
 
@@ -205,8 +206,8 @@ class Pool:
         plans, unsafe = plan_files(self.settings.session, metadata, job, destdir,
                                    self.settings.filters, self.settings.flat)
         for name, problem in unsafe:
-            run.fail(FetchError(f"unsafe file name in the metadata, not downloaded: {problem}",
-                                False), name)
+            run.fail(PermanentError(
+                f"unsafe file name in the metadata, not downloaded: {problem}"), name)
         run.failures.planned = len(plans) + len(unsafe)
         add_version(job, metadata)
         if not plans and not unsafe:

@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import urllib3
 
-from iatools.http import Cancelled, FetchError, describe_exception, response_error
+from iatools.http import (Cancelled, DiskUnavailableError, LocalDiskError, NoSpaceError,
+                          PermanentError, TransientError, describe_exception, response_error)
 
 CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".iatools-part"
@@ -108,8 +109,8 @@ def ensure_inside(destdir, directories):
             existing = os.path.dirname(existing)
         resolved = os.path.realpath(existing)
         if resolved != root and not resolved.startswith(root + os.sep):
-            raise FetchError(f"refusing to write in {directory}: a symlink leads outside "
-                             f"{destdir}", False)
+            raise PermanentError(f"refusing to write in {directory}: a symlink leads outside "
+                                 f"{destdir}")
 
 
 class Transfer:
@@ -142,7 +143,7 @@ class Transfer:
         with self.connection.get(self.plan.url + "?cnt=0", headers=headers) as response:
             if response.status == 416:
                 self._discard_temp()
-                raise FetchError("server refused the resume range; starting the file over", True)
+                raise TransientError("server refused the resume range; starting the file over")
             error = response_error(response)
             if error:
                 raise error
@@ -206,7 +207,7 @@ class Transfer:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self.cancel.is_set():
                 raise Cancelled() from None  # abort() cut the connection
-            raise FetchError(describe_exception(exc), True) from None
+            raise TransientError(describe_exception(exc)) from None
 
     def abort(self):
         """Cut the connection under a read that may be stalled, so a cancel
@@ -232,21 +233,20 @@ class Transfer:
             if no_space:
                 self._discard_temp()  # free the space for the other jobs
             code = errno.errorcode.get(exc.errno, "")
-            raise FetchError(f"cannot write {self.temp}: {exc.strerror} ({code})",
-                             no_space or exc.errno == errno.EIO, local=True,
-                             no_space=no_space) from None
+            kind = (NoSpaceError if no_space else
+                    DiskUnavailableError if exc.errno == errno.EIO else LocalDiskError)
+            raise kind(f"cannot write {self.temp}: {exc.strerror} ({code})") from None
 
     def _verify(self, md5):
         size = os.lstat(self.temp).st_size
         plan = self.plan
         if plan.size is not None and not plan.is_files_xml and size != plan.size:
             self._discard_temp()
-            raise FetchError(f"size mismatch: got {size} bytes, the metadata says {plan.size}",
-                             True)
+            raise TransientError(
+                f"size mismatch: got {size} bytes, the metadata says {plan.size}")
         if plan.checksum_trusted and md5 != plan.md5:
             self._discard_temp()
-            raise FetchError("md5 mismatch (corrupt download); the file will be fetched again",
-                             True)
+            raise TransientError("md5 mismatch (corrupt download); the file will be fetched again")
 
     def install(self):
         """Make the checked temporary durable, date it, and rename it into
@@ -277,7 +277,7 @@ def _socket_of(response):
 def _check_length(response, received):
     expected = response.headers.get("Content-Length")
     if expected is not None and expected.isdigit() and int(expected) != received:
-        raise FetchError(f"connection closed early: got {received} of {expected} bytes", True)
+        raise TransientError(f"connection closed early: got {received} of {expected} bytes")
 
 
 def _range_start(response):
