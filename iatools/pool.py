@@ -254,7 +254,7 @@ class Pool:
         A file the HEAD fails for for good is downloaded, and the download
         reports the error."""
         try:
-            task.present = is_present(task.plan, self.settings.presence,
+            task.present = is_present(task.plan, self.settings.keep_rule,
                                       lambda: self._head(task.run, task.plan))
         except (HostPaused, *ATTEMPT_ERRORS) as exc:
             if self.workers.wait_again(task, exc) is None:
@@ -267,7 +267,7 @@ class Pool:
         """``is_present`` for a dry run: a HEAD that fails counts the file
         as wanted."""
         try:
-            return is_present(plan, self.settings.presence, lambda: self._head(run, plan))
+            return is_present(plan, self.settings.keep_rule, lambda: self._head(run, plan))
         except (HostPaused, *ATTEMPT_ERRORS):
             return False
 
@@ -323,7 +323,7 @@ class Pool:
         slot = self.progress.begin(run.job["id"], plan.name, plan.size)
         transfer = Transfer(self.workers.connection,
                             dataclasses.replace(plan, url=task.url), self.cancel,
-                            self._byte_counter(slot), self.settings.presence, self.settings.fsync)
+                            self._byte_counter(slot), self.settings.keep_rule, self.settings.fsync)
         self.disk_room.started(transfer)
         with self.condition:
             run.attempts += 1

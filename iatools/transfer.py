@@ -33,9 +33,9 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NAME_MAX = 255
 
 
-@dataclass
-class Presence:
-    """How to tell that a file already on disk needs no download."""
+@dataclass(frozen=True)
+class KeepRule:
+    """When a file already on disk is kept, needing no download."""
 
     ignore_existing: bool = False
     checksum: bool = False
@@ -51,7 +51,7 @@ def temp_path(path):
     return os.path.join(directory, temp)
 
 
-def is_present(plan, presence, head):
+def is_present(plan, keep_rule, head):
     """True when the file at ``plan.path`` can be kept as it is.
 
     ``ia download``'s rule: the size the metadata lists and a modification
@@ -66,26 +66,26 @@ def is_present(plan, presence, head):
         st = os.stat(plan.path)
     except OSError:
         return False
-    if presence.ignore_existing:
+    if keep_rule.ignore_existing:
         return True
     size_listed = plan.size is not None and not plan.is_files_xml
     if size_listed and st.st_size != plan.size:
         return False
-    if presence.checksum and plan.checksum_trusted:
+    if keep_rule.checksum and plan.checksum_trusted:
         return _md5_of_file(plan.path) == plan.md5
-    if size_listed and not presence.change_timestamp:
+    if size_listed and not keep_rule.change_timestamp:
         return True  # the local date is the download's: the size alone decides
     if size_listed and plan.mtime is not None and int(st.st_mtime) == int(plan.mtime):
         return True
-    return _server_agrees(st, plan, presence, head())
+    return _server_agrees(st, plan, keep_rule, head())
 
 
-def _server_agrees(st, plan, presence, response):
+def _server_agrees(st, plan, keep_rule, response):
     """Whether a HEAD ``response`` matches the file's size and date."""
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) != st.st_size:
         return False
-    if not presence.change_timestamp:
+    if not keep_rule.change_timestamp:
         return True
     last_modified = _last_modified(response)
     return last_modified is not None and int(st.st_mtime) == int(last_modified)
@@ -116,12 +116,12 @@ def ensure_inside(destdir, directories):
 class Transfer:
     """One file's download, attempt by attempt, under a RetryPolicy."""
 
-    def __init__(self, connection, plan, cancel, on_bytes, presence, fsync=True):
+    def __init__(self, connection, plan, cancel, on_bytes, keep_rule, fsync=True):
         self.connection = connection
         self.plan = plan
         self.cancel = cancel
         self.on_bytes = on_bytes
-        self.presence = presence
+        self.keep_rule = keep_rule
         self.fsync = fsync
         self.temp = temp_path(plan.path)
         self.fetched = 0
@@ -258,7 +258,7 @@ class Transfer:
             finally:
                 os.close(fd)
         mtime = self.last_modified or self.plan.mtime
-        if self.presence.change_timestamp and mtime:
+        if self.keep_rule.change_timestamp and mtime:
             self._disk(os.utime, self.temp, (0, mtime))  # atime 0 and this mtime, as ia does
         self._disk(os.replace, self.temp, self.plan.path)
 
