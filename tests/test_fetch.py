@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from tests.conftest import catalog_md5s, mtimes, partial_files, tree_md5s
+from tests.trees import catalog_md5s, mtimes, partial_files, tree_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run, start_group
 

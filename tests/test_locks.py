@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import catalog_md5s, tree_md5s
+from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from iatools.status import ExitStatus
-from tests.conftest import catalog_md5s, tree_md5s
+from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import REPO, base_env, command, jsonl_bytes, parse_jsonl, run
 

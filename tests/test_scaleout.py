@@ -19,7 +19,7 @@ from collections import Counter
 
 import pytest
 
-from tests.conftest import catalog_md5s, partial_files, tree_md5s
+from tests.trees import catalog_md5s, partial_files, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import base_env, read_jsonl, start_group
 from tests.sshd import SshHosts, Unavailable

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import catalog_md5s
+from tests.trees import catalog_md5s
 from tests.emulator import Catalog
 from tests.helpers import PYTHON, command, jsonl_bytes, parse_jsonl, run
 from tests.torture import (

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tests.conftest import catalog_md5s
+from tests.trees import catalog_md5s
 from tests.emulator import Catalog
 from tests.torture import (
     STAGES, FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, file_key,

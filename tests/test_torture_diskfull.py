@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from tests.conftest import catalog_md5s
+from tests.trees import catalog_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
 from tests.torture import (

@@ -6,7 +6,7 @@ back every request."""
 
 import re
 
-from tests.conftest import catalog_md5s
+from tests.trees import catalog_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.torture import (
     FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, full_pipeline,

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from tests.conftest import catalog_md5s
+from tests.trees import catalog_md5s
 from tests.emulator import Catalog
 from tests.helpers import parse_jsonl
 from tests.torture import (
