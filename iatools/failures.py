@@ -6,7 +6,7 @@ of an access-restricted item, a file gone from the storage servers, or the
 job itself (a dark item, the metadata, an interruption).  See iatools(7).
 """
 
-from iatools.http import FetchError
+from iatools.http import PermanentError
 
 #: How many names of files failed alike the ``error`` message spells out;
 #: ``failed_files`` lists them all.
@@ -26,7 +26,7 @@ def explain_refusal(error, plan):
                "has no access to it")
     else:
         why = "archive.org refuses this file"
-    return FetchError(f"access denied (HTTP {status}): {why}", False, status)
+    return PermanentError(f"access denied (HTTP {status}): {why}", status)
 
 
 class Failures:

@@ -24,7 +24,7 @@ from iatools.pool import Pool
 from iatools.progress import Progress
 from iatools.selection import Filters, add_selection_options, filters_from_args
 from iatools.status import ExitStatus
-from iatools.transfer import Presence
+from iatools.transfer import KeepRule
 
 PROG = "ia-fetch"
 DESCRIPTION = """\
@@ -131,24 +131,22 @@ def main(argv=None):
     return cli.run(build_parser(), _fetch, argv)
 
 
-@dataclass
-class Settings:
-    """What every worker needs to know, fixed for the run."""
+@dataclass(frozen=True)
+class FetchSettings:
+    """What every worker of the pool needs to know, fixed for the run."""
 
-    args: argparse.Namespace
     session: object  # the ArchiveSession: item file lists, the host
+    base_url: str
+    client: object  # session.client_settings: User-Agent, credentials, timeout
     filters: Filters
-    presence: Presence
-
-    def __post_init__(self):
-        a = self.args
-        self.base_url = session.base_url(self.session)
-        self.client = session.client_settings(self.session, a.timeout)
-        self.retries, self.dry_run = a.retries, a.dry_run
-        self.bwlimit = a.bwlimit  # a timetable (bwlimit.parse_timetable), or None
-        self.flat, self.fsync = a.no_directories, not a.no_fsync
-        self.delete = a.delete
-        self.read_ahead = max(2 * a.jobs, 8)
+    keep_rule: KeepRule
+    retries: int
+    dry_run: bool
+    bwlimit: object  # a timetable (bwlimit.parse_timetable), or None
+    flat: bool  # --no-directories
+    fsync: bool
+    delete: bool
+    read_ahead: int  # jobs read before a worker takes them
 
     def new_connection(self, pacing):
         return Connection(self.client, pacing)
@@ -179,9 +177,14 @@ def _check_arguments(args):
 
 def _settings(args):
     archive_session = session.build_session(args)  # a bad config fails here, before any job
-    filters = filters_from_args(args)
-    presence = Presence(args.ignore_existing, args.checksum, not args.no_change_timestamp)
-    return Settings(args, archive_session, filters, presence)
+    return FetchSettings(
+        session=archive_session, base_url=session.base_url(archive_session),
+        client=session.client_settings(archive_session, args.timeout),
+        filters=filters_from_args(args),
+        keep_rule=KeepRule(args.ignore_existing, args.checksum, not args.no_change_timestamp),
+        retries=args.retries, dry_run=args.dry_run, bwlimit=args.bwlimit,
+        flat=args.no_directories, fsync=not args.no_fsync, delete=args.delete,
+        read_ahead=max(2 * args.jobs, 8))
 
 
 def _fetch(args):
@@ -189,11 +192,11 @@ def _fetch(args):
     settings = _settings(args)
     stop = signals.GracefulStop().install()
     jsonl.warn_if_terminal(0, "jobs")
-    run = _Run(args, settings)
-    return run.execute(stop)
+    pipeline = _Pipeline(args, settings)
+    return pipeline.execute(stop)
 
 
-class _Run:
+class _Pipeline:
     """The reader, the pool, the writer, and how the run ends."""
 
     def __init__(self, args, settings):

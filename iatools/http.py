@@ -21,18 +21,50 @@ from iatools.hostpacing import HostPaused
 
 
 class FetchError(Exception):
-    """Why a request or a file failed.  ``retryable`` says if trying again
-    later could help; a ``local`` error (the disk, not the network) is not
-    retried at once, since the next request would meet the same disk."""
+    """Why a request or a file failed; its class says its kind.
+    ``retryable``: trying again later could help; ``local``: the disk, not
+    the network, failed (not retried at once: the next request would meet
+    the same disk); ``no_space``: the disk (or the quota) is full."""
 
-    def __init__(self, message, retryable, http_status=None, retry_after=None, local=False,
-                 no_space=False):
+    retryable = True
+    local = False
+    no_space = False
+
+    def __init__(self, message, http_status=None, retry_after=None):
         super().__init__(message)
-        self.retryable = retryable
         self.http_status = http_status
         self.retry_after = retry_after
-        self.local = local
-        self.no_space = no_space  # the disk (or the quota) is full
+
+
+class TransientError(FetchError):
+    """A failure a later attempt may not meet: a refusal, a cut connection,
+    a corrupt body."""
+
+
+class PermanentError(FetchError):
+    """A failure every attempt would meet: no such item, access denied."""
+
+    retryable = False
+
+
+class LocalDiskError(FetchError):
+    """The local disk refused a write that it would refuse again."""
+
+    retryable = False
+    local = True
+
+
+class DiskUnavailableError(LocalDiskError):
+    """The local disk cannot be used now (not mounted, an I/O error), and
+    may be by a later run."""
+
+    retryable = True
+
+
+class NoSpaceError(DiskUnavailableError):
+    """The local disk (or the quota) is full."""
+
+    no_space = True
 
 
 class Cancelled(Exception):
@@ -54,9 +86,9 @@ def response_error(response):
         return None
     if status in TRANSIENT_STATUSES or status >= 500:
         retry_after = retry_after_seconds(response) if status in (429, 503) else None
-        return FetchError(f"HTTP {status} {response.reason}".strip(), True, status, retry_after)
+        return TransientError(f"HTTP {status} {response.reason}".strip(), status, retry_after)
     reason = PERMANENT_REASONS.get(status, f"HTTP {status} {response.reason}".strip())
-    return FetchError(reason, False, status)
+    return PermanentError(reason, status)
 
 
 def describe_exception(exc):
@@ -163,7 +195,7 @@ class Connection:
                 return response
             _finish(response)
             url = urljoin(url, _location_url(location))
-        raise FetchError(f"more than {self.MAX_REDIRECTS} redirects", True)
+        raise TransientError(f"more than {self.MAX_REDIRECTS} redirects")
 
     def _request(self, url, headers, compressed, method):
         sent = dict(self.client.headers)
@@ -233,7 +265,7 @@ def as_fetch_error(exc):
     """A FetchError for a failed attempt: itself, or a urllib3/OS error's."""
     if isinstance(exc, FetchError):
         return exc
-    return FetchError(describe_exception(exc), True)
+    return TransientError(describe_exception(exc))
 
 
 #: Seconds the first retry after a failure without Retry-After waits at

@@ -15,7 +15,7 @@ from urllib.parse import quote
 
 import orjson
 
-from iatools.http import FetchError, response_error
+from iatools.http import PermanentError, TransientError, response_error
 from iatools.jobs import file_name_problem
 
 
@@ -95,17 +95,17 @@ def fetch_metadata(connection, base_url, identifier):
     try:
         metadata = orjson.loads(body)
     except orjson.JSONDecodeError:
-        raise FetchError("metadata response was not JSON", True) from None
+        raise TransientError("metadata response was not JSON") from None
     if not isinstance(metadata, dict):
-        raise FetchError("metadata response was not a JSON object", True)
+        raise TransientError("metadata response was not a JSON object")
     if metadata == {}:
-        raise FetchError(f"item {identifier} does not exist", False)
+        raise PermanentError(f"item {identifier} does not exist")
     if metadata.get("is_dark"):
-        raise FetchError(f"item {identifier} is dark (not available)", False)
+        raise PermanentError(f"item {identifier} is dark (not available)")
     files = metadata.get("files")
     if not isinstance(files, list) or not all(
             isinstance(f, dict) and isinstance(f.get("name"), str) for f in files):
-        raise FetchError(f"item {identifier}: the metadata has no usable file list", True)
+        raise TransientError(f"item {identifier}: the metadata has no usable file list")
     return metadata
 
 
@@ -165,7 +165,7 @@ def select_entries(identifier, entries, file_name, filters):
     if file_name is not None:
         matches = [e for e in entries if e["name"] == file_name]
         if not matches:
-            raise FetchError(f"item {identifier} has no file {file_name!r}", False)
+            raise PermanentError(f"item {identifier} has no file {file_name!r}")
         return matches[:1]
     if filters.on_the_fly:
         entries = entries + on_the_fly_entries(identifier)

@@ -72,3 +72,58 @@ class TaskQueue:
             moments.append(self._delayed[0][0])
         future = [moment for moment in moments if moment > now]
         return min(future) if future else None
+
+
+class NewJobs:
+    """The jobs read that no worker has begun yet: at most ``limit``, so
+    that the reader offering one more blocks, which is the backpressure on
+    the pipe.  It shares the pool's ``condition``: workers wait on it for
+    new jobs; ``has_jobs`` and ``take`` are called with it held."""
+
+    def __init__(self, condition, cancel, limit):
+        self.condition = condition
+        self.cancel = cancel
+        self.limit = limit
+        self._jobs = collections.deque()
+        self._input_done = False
+        self._stop_taking = False
+
+    def offer(self, job):
+        """Queue a job, blocking while the queue is full; False when the
+        run takes no more jobs."""
+        with self.condition:
+            while len(self._jobs) >= self.limit and not self.stopping():
+                self.condition.wait()
+            if self.stopping():
+                return False
+            self._jobs.append(job)
+            self.condition.notify_all()
+            return True
+
+    def close(self):
+        """The input has ended."""
+        with self.condition:
+            self._input_done = True
+            self.condition.notify_all()
+
+    def stop_taking(self):
+        """Begin no more jobs (--halt soon)."""
+        with self.condition:
+            self._stop_taking = True
+            self.condition.notify_all()
+
+    def stopping(self):
+        return self._stop_taking or self.cancel.is_set()
+
+    def over(self):
+        """No job will come any more."""
+        return self._input_done or self.stopping()
+
+    def has_jobs(self):
+        return bool(self._jobs)
+
+    def take(self):
+        """The oldest job; one more may be offered."""
+        job = self._jobs.popleft()
+        self.condition.notify_all()
+        return job

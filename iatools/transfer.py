@@ -23,7 +23,8 @@ from dataclasses import dataclass
 
 import urllib3
 
-from iatools.http import Cancelled, FetchError, describe_exception, response_error
+from iatools.http import (Cancelled, DiskUnavailableError, LocalDiskError, NoSpaceError,
+                          PermanentError, TransientError, describe_exception, response_error)
 
 CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".iatools-part"
@@ -32,9 +33,9 @@ NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 _NAME_MAX = 255
 
 
-@dataclass
-class Presence:
-    """How to tell that a file already on disk needs no download."""
+@dataclass(frozen=True)
+class KeepRule:
+    """When a file already on disk is kept, needing no download."""
 
     ignore_existing: bool = False
     checksum: bool = False
@@ -50,7 +51,7 @@ def temp_path(path):
     return os.path.join(directory, temp)
 
 
-def is_present(plan, presence, head):
+def is_present(plan, keep_rule, head):
     """True when the file at ``plan.path`` can be kept as it is.
 
     ``ia download``'s rule: the size the metadata lists and a modification
@@ -65,26 +66,26 @@ def is_present(plan, presence, head):
         st = os.stat(plan.path)
     except OSError:
         return False
-    if presence.ignore_existing:
+    if keep_rule.ignore_existing:
         return True
     size_listed = plan.size is not None and not plan.is_files_xml
     if size_listed and st.st_size != plan.size:
         return False
-    if presence.checksum and plan.checksum_trusted:
+    if keep_rule.checksum and plan.checksum_trusted:
         return _md5_of_file(plan.path) == plan.md5
-    if size_listed and not presence.change_timestamp:
+    if size_listed and not keep_rule.change_timestamp:
         return True  # the local date is the download's: the size alone decides
     if size_listed and plan.mtime is not None and int(st.st_mtime) == int(plan.mtime):
         return True
-    return _server_agrees(st, plan, presence, head())
+    return _server_agrees(st, plan, keep_rule, head())
 
 
-def _server_agrees(st, plan, presence, response):
+def _server_agrees(st, plan, keep_rule, response):
     """Whether a HEAD ``response`` matches the file's size and date."""
     length = response.headers.get("Content-Length")
     if length is not None and length.isdigit() and int(length) != st.st_size:
         return False
-    if not presence.change_timestamp:
+    if not keep_rule.change_timestamp:
         return True
     last_modified = _last_modified(response)
     return last_modified is not None and int(st.st_mtime) == int(last_modified)
@@ -108,19 +109,19 @@ def ensure_inside(destdir, directories):
             existing = os.path.dirname(existing)
         resolved = os.path.realpath(existing)
         if resolved != root and not resolved.startswith(root + os.sep):
-            raise FetchError(f"refusing to write in {directory}: a symlink leads outside "
-                             f"{destdir}", False)
+            raise PermanentError(f"refusing to write in {directory}: a symlink leads outside "
+                                 f"{destdir}")
 
 
 class Transfer:
     """One file's download, attempt by attempt, under a RetryPolicy."""
 
-    def __init__(self, connection, plan, cancel, on_bytes, presence, fsync=True):
+    def __init__(self, connection, plan, cancel, on_bytes, keep_rule, fsync=True):
         self.connection = connection
         self.plan = plan
         self.cancel = cancel
         self.on_bytes = on_bytes
-        self.presence = presence
+        self.keep_rule = keep_rule
         self.fsync = fsync
         self.temp = temp_path(plan.path)
         self.fetched = 0
@@ -142,7 +143,7 @@ class Transfer:
         with self.connection.get(self.plan.url + "?cnt=0", headers=headers) as response:
             if response.status == 416:
                 self._discard_temp()
-                raise FetchError("server refused the resume range; starting the file over", True)
+                raise TransientError("server refused the resume range; starting the file over")
             error = response_error(response)
             if error:
                 raise error
@@ -206,7 +207,7 @@ class Transfer:
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             if self.cancel.is_set():
                 raise Cancelled() from None  # abort() cut the connection
-            raise FetchError(describe_exception(exc), True) from None
+            raise TransientError(describe_exception(exc)) from None
 
     def abort(self):
         """Cut the connection under a read that may be stalled, so a cancel
@@ -232,21 +233,20 @@ class Transfer:
             if no_space:
                 self._discard_temp()  # free the space for the other jobs
             code = errno.errorcode.get(exc.errno, "")
-            raise FetchError(f"cannot write {self.temp}: {exc.strerror} ({code})",
-                             no_space or exc.errno == errno.EIO, local=True,
-                             no_space=no_space) from None
+            kind = (NoSpaceError if no_space else
+                    DiskUnavailableError if exc.errno == errno.EIO else LocalDiskError)
+            raise kind(f"cannot write {self.temp}: {exc.strerror} ({code})") from None
 
     def _verify(self, md5):
         size = os.lstat(self.temp).st_size
         plan = self.plan
         if plan.size is not None and not plan.is_files_xml and size != plan.size:
             self._discard_temp()
-            raise FetchError(f"size mismatch: got {size} bytes, the metadata says {plan.size}",
-                             True)
+            raise TransientError(
+                f"size mismatch: got {size} bytes, the metadata says {plan.size}")
         if plan.checksum_trusted and md5 != plan.md5:
             self._discard_temp()
-            raise FetchError("md5 mismatch (corrupt download); the file will be fetched again",
-                             True)
+            raise TransientError("md5 mismatch (corrupt download); the file will be fetched again")
 
     def install(self):
         """Make the checked temporary durable, date it, and rename it into
@@ -258,7 +258,7 @@ class Transfer:
             finally:
                 os.close(fd)
         mtime = self.last_modified or self.plan.mtime
-        if self.presence.change_timestamp and mtime:
+        if self.keep_rule.change_timestamp and mtime:
             self._disk(os.utime, self.temp, (0, mtime))  # atime 0 and this mtime, as ia does
         self._disk(os.replace, self.temp, self.plan.path)
 
@@ -277,7 +277,7 @@ def _socket_of(response):
 def _check_length(response, received):
     expected = response.headers.get("Content-Length")
     if expected is not None and expected.isdigit() and int(expected) != received:
-        raise FetchError(f"connection closed early: got {received} of {expected} bytes", True)
+        raise TransientError(f"connection closed early: got {received} of {expected} bytes")
 
 
 def _range_start(response):

@@ -127,7 +127,7 @@ class _Audit:
         self.client = session.client_settings(archive_session, args.timeout)
         self.filters = filters_from_args(args)
         self.pacing = HostPacing(args.jobs)
-        self.local = threading.local()
+        self.thread_connections = threading.local()  # each item thread its own
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
         self.events = queue.SimpleQueue()
         self.progress = _Progress(live=not args.quiet and sys.stderr.isatty())
@@ -189,9 +189,9 @@ class _Audit:
 
     def _plan(self, job):
         """The job's FilePlans and every name the item lists."""
-        if not hasattr(self.local, "connection"):
-            self.local.connection = Connection(self.client, self.pacing)
-        connection = self.local.connection
+        if not hasattr(self.thread_connections, "connection"):
+            self.thread_connections.connection = Connection(self.client, self.pacing)
+        connection = self.thread_connections.connection
         metadata = RetryPolicy(self.args.retries, self.pacing).run(
             lambda: fetch_metadata(connection, self.base_url, job["id"]), connection)
         add_version(job, metadata)
