@@ -18,7 +18,7 @@ from iatools import cli, errors, jsonl, session, signals, sizes
 from iatools.bwlimit import bwlimit_argument
 from iatools.hostpacing import HostPacing
 from iatools.http import Connection
-from iatools.jobs import identifier_problem, job_from_record, make_event, validate_job
+from iatools.jobs import job_of_line
 from iatools.locks import DEFAULT_TIMEOUT, ItemLocks
 from iatools.pool import Pool
 from iatools.progress import Progress
@@ -348,22 +348,6 @@ class _Pipeline:
             self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
-
-
-def job_of_line(line_number, line, default_destdir, emit):
-    """The job on input line ``line_number``, its destdir filled in; BadLine
-    for a bad line.  A bad job whose id is usable is also failed through
-    ``emit``, so that the log knows of it."""
-    job = job_from_record(jsonl.parse_object(line))
-    try:
-        validate_job(job)
-    except jsonl.BadLine as exc:
-        if identifier_problem(job.get("id")) is None:
-            emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
-                            retryable=False))
-        raise
-    job["destdir"] = job.get("destdir") or default_destdir
-    return job
 
 
 def _stderr_is_live(args):

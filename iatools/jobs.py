@@ -10,6 +10,7 @@ import os
 import re
 import time
 
+from iatools import jsonl
 from iatools.jsonl import BadLine
 
 #: Fields an event adds to its job; stripped when an event is read as a job.
@@ -114,3 +115,19 @@ def make_event(kind, job, **details):
 def event_stamp():
     """When and where an event happens, the fields after its job's."""
     return {"ts": timestamp(), "host": HOST, "pid": os.getpid()}
+
+
+def job_of_line(line_number, line, default_destdir, emit):
+    """The job on input line ``line_number``, its destdir filled in; BadLine
+    for a bad line.  A bad job whose id is usable is also failed through
+    ``emit``, so that the log knows of it."""
+    job = job_from_record(jsonl.parse_object(line))
+    try:
+        validate_job(job)
+    except BadLine as exc:
+        if identifier_problem(job.get("id")) is None:
+            emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
+                            retryable=False))
+        raise
+    job["destdir"] = job.get("destdir") or default_destdir
+    return job

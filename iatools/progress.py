@@ -145,7 +145,7 @@ class Progress:
     def render(self):
         if not self.live:
             return
-        width, rows = _terminal_size()
+        width, rows = terminal_size()
         lines = [self._headline(width)] + self._slot_lines(width, rows - _SPARE_ROWS - 1)
         with self.lock:
             self._frame = "".join(line + "\n" for line in lines)
@@ -179,7 +179,7 @@ class Progress:
         with self.lock:
             self.clear()
             if self.live:
-                _write_stderr(self.tally.summary(self.prog, _terminal_size()[0]) + "\n")
+                _write_stderr(self.tally.summary(self.prog, terminal_size()[0]) + "\n")
             elif self.verbose:
                 _write_stderr(self.tally.summary(self.prog) + "\n")
 
@@ -239,7 +239,7 @@ class Progress:
         return f"  {name}{' ' * (name_width - display_width(name))}{numbers}"
 
 
-def _terminal_size():
+def terminal_size():
     """Columns and rows of the terminal, asked at each frame (a resize
     is then followed within a frame); 80 by 24 when it does not say (a
     new pseudo-terminal says 0 by 0)."""

@@ -18,13 +18,13 @@ import traceback
 from concurrent.futures import Future
 
 from iatools import cli, errors, jsonl, session, signals
-from iatools.fetch import job_of_line
 from iatools.hostpacing import HostPacing
 from iatools.http import Connection, FetchError, RetryPolicy
-from iatools.jobs import make_event
+from iatools.jobs import job_of_line, make_event
 from iatools.localtree import unlisted_files
 from iatools.selection import (add_selection_options, add_version, fetch_metadata,
                                filters_from_args, listed_names, plan_files)
+from iatools.progress import fit, terminal_size
 from iatools.sizes import format_size
 from iatools.status import ExitStatus
 
@@ -301,9 +301,11 @@ class _Progress:
         self.rendered = now
         elapsed = max(now - self.started, 1e-3)
         jobs = sum(self.counts.values())
-        sys.stderr.write(f"\r\x1b[Kia-verify: {jobs} jobs, {self.counts['damaged']} damaged, "
-                         f"{self.counts['failed']} failed, {format_size(self.bytes)} read, "
-                         f"{format_size(self.bytes / elapsed)}/s")
+        line = (f"ia-verify: {jobs} jobs, {self.counts['damaged']} damaged, "
+                f"{self.counts['failed']} failed, {format_size(self.bytes)} read, "
+                f"{format_size(self.bytes / elapsed)}/s")
+        # Fitted as ia-fetch's frame: a wrapped line would not be erased by \r.
+        sys.stderr.write("\r\x1b[K" + fit(line, terminal_size()[0]))
         sys.stderr.flush()
         self._drawn = True
 
