@@ -47,10 +47,10 @@ install:
 install-completion:
 	install -d $(DESTDIR)$(BASHCOMPDIR) $(DESTDIR)$(ZSHCOMPDIR)
 	for command in $(COMMANDS); do \
-	  PYTHONPATH=. $(PYTHON) -m iatools.completion bash $$command \
+	  PYTHONPATH=. $(PYTHON) -m iatools.commands.completion bash $$command \
 	    > $(DESTDIR)$(BASHCOMPDIR)/$$command || exit 1; \
 	done
-	PYTHONPATH=. $(PYTHON) -m iatools.completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_iatools
+	PYTHONPATH=. $(PYTHON) -m iatools.commands.completion zsh > $(DESTDIR)$(ZSHCOMPDIR)/_iatools
 
 uninstall:
 	$(PYTHON) -m pip uninstall -y iatools

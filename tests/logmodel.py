@@ -9,7 +9,7 @@ import tempfile
 import time
 from collections import Counter
 
-from iatools import jobs
+from iatools.contract import jobs
 from tests.helpers import command, parse_jsonl, run
 
 JOBLOG = command("ia-joblog")

@@ -8,9 +8,9 @@ import urllib.parse
 
 import requests
 
-from iatools.bwlimit import parse_timetable, rate_at
-from iatools.hostpacing import HostPacing
-from iatools.storagenodes import node_base
+from iatools.fetching.bwlimit import parse_timetable, rate_at
+from iatools.fetching.hostpacing import HostPacing
+from iatools.fetching.storagenodes import node_base
 from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.test_fetch import fetch, outcomes

@@ -12,8 +12,8 @@ import subprocess
 
 import pytest
 
-from iatools import checkpoint
-from iatools.checkpoint import SAVE_AFTER
+from iatools.log import checkpoint
+from iatools.log.checkpoint import SAVE_AFTER
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact,
                             stderr_text)
 from tests.helpers import parse_jsonl, run

@@ -13,7 +13,7 @@ from tests.test_manpages import (COMMANDS, help_text, help_texts, options_in_hel
 
 
 def script(shell, *args):
-    return subprocess.run([PYTHON, "-m", "iatools.completion", shell, *args], cwd=REPO,
+    return subprocess.run([PYTHON, "-m", "iatools.commands.completion", shell, *args], cwd=REPO,
                           capture_output=True, check=True).stdout.decode()
 
 

@@ -22,8 +22,8 @@ import time
 
 import pytest
 
-from iatools import jsonl, linegrammar
-from iatools.jobs import make_event
+from iatools.contract import jsonl, linegrammar
+from iatools.contract.jobs import make_event
 from tests.helpers import (PYTHON, base_env, command, jsonl_bytes, parse_jsonl, read_jsonl,
                            run, start_group)
 from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact,
@@ -1077,7 +1077,7 @@ def test_fast_and_full_readings_agree_on_a_large_log(tmp_path):
 
 def test_the_line_grammar_reads_the_bytes_make_event_writes():
     """The readers' fast paths match and splice the bytes of make_event's
-    events through iatools.linegrammar: a change to one that the other does
+    events through iatools.contract.linegrammar: a change to one that the other does
     not follow fails here, rather than sending every chunk to the slow path
     in silence (or worse)."""
     job = {"id": "item-1", "file": "dir/a b.txt", "size": 3, "updated": "2026-01-01", "n": 1}

@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from iatools import jobs, jsonl
-from iatools.status import ExitStatus
+from iatools.contract import jobs, jsonl
+from iatools.base.status import ExitStatus
 from tests.helpers import BIN, REPO, command, run
 
 MAN = REPO / "man"
@@ -177,7 +177,7 @@ def test_exit_status_lists_every_status_the_command_can_return(name):
     expected = {int(s) for s in STATUSES.get(name, COMMON_STATUSES)}
     assert expected <= listed, f"man/{name}.1 EXIT STATUS lacks {sorted(expected - listed)}"
     assert listed <= {int(s) for s in ExitStatus}, \
-        f"man/{name}.1 lists statuses iatools.status does not have: {listed - set(ExitStatus)}"
+        f"man/{name}.1 lists statuses iatools.base.status does not have: {listed - set(ExitStatus)}"
 
 
 def test_iatools_7_lists_every_exit_status():

@@ -5,8 +5,8 @@ leave the run waiting forever or ending with exit status 0."""
 import threading
 import time
 
-from iatools.hostpacing import HostPacing
-from iatools.pool import Pool
+from iatools.fetching.hostpacing import HostPacing
+from iatools.fetching.pool import Pool
 
 
 class _BrokenSettings:

@@ -104,7 +104,7 @@ def test_a_pipe_gets_only_errors_and_with_v_a_line_per_job(emulator, tmp_path):
 
 
 def test_names_lose_their_middle_and_wide_characters_count_twice():
-    from iatools.progress import display_width, fit, fit_parts, shorten_middle
+    from iatools.fetching.progress import display_width, fit, fit_parts, shorten_middle
 
     assert shorten_middle("demo-0001/a-long-file-name.mp4", 16) == "demo-00…name.mp4"
     assert shorten_middle("short", 16) == "short"

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from iatools.status import ExitStatus
+from iatools.base.status import ExitStatus
 from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import REPO, base_env, command, jsonl_bytes, parse_jsonl, run
@@ -167,12 +167,12 @@ def test_a_tenth_of_a_second_is_not_spent_importing(tmp_path):
     """--version and --no-disk-check load neither requests, internetarchive
     nor psutil (ia-route must start in well under 0.1 s)."""
     for args in (["--version"], ["--no-disk-check", "-d", str(tmp_path)]):
-        probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "iatools.route", *args],
+        probe = subprocess.run([sys.executable, "-X", "importtime", "-m", "iatools.commands.route", *args],
                                cwd=REPO, capture_output=True, input=b'{"id":"x"}\n')
         assert probe.returncode == 0, probe.stderr
         imported = {line.split("|")[-1].strip() for line in probe.stderr.decode().splitlines()
                     if line.startswith("import time:")}
-        assert "iatools.jsonl" in imported  # the probe did see the imports
+        assert "iatools.contract.jsonl" in imported  # the probe did see the imports
         assert not imported & {"requests", "internetarchive", "psutil", "urllib3"}, args
 
 

@@ -5,7 +5,7 @@ import hashlib
 
 import pytest
 
-from iatools.shard import item_hash, shard_of
+from iatools.contract.shard import item_hash, shard_of
 from tests.helpers import base_env, command, jsonl_bytes, parse_jsonl, run
 
 #: Fixed values of the documented hash (ia-resolve(1), "Shards").  If one of

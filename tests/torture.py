@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from iatools.locks import LOCK_SUFFIX
-from iatools.transfer import TEMP_SUFFIX
+from iatools.fetching.locks import LOCK_SUFFIX
+from iatools.fetching.transfer import TEMP_SUFFIX
 from tests.helpers import command, parse_jsonl, run
 
 #: The stages of the full pipeline, in order.

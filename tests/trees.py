@@ -5,7 +5,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from iatools.transfer import TEMP_SUFFIX
+from iatools.fetching.transfer import TEMP_SUFFIX
 
 
 def tree_md5s(root):

@@ -410,18 +410,13 @@ def p1(workdir, quick, limit=60):
     if rows[0].verify == "ok" and _count_lines(empty_log) != shape.jobs:
         rows[0].verify = "FAILED-VERIFY (not every job recorded as queued)"
     empty_log.unlink(missing_ok=True)
-    if (REPO / "iatools" / "route.py").exists():
-        disks = [workdir / "disk-a", workdir / "disk-b"]
-        for disk in disks:
-            disk.mkdir(exist_ok=True)
-        argv = [_tool("ia-route"), "--no-disk-check"] + [a for d in disks
-                                                          for a in ("-d", str(d))]
-        rows.append(_stage_row(workdir, argv, "ia-route --no-disk-check", jobs, shape.jobs,
-                               limit, note="2 disks"))
-    else:
-        rows.append(Row("P1", "ia-route --no-disk-check", unit="jobs/s", runs=0,
-                        target=">= 1,000,000 jobs/s",
-                        note="not available: iatools/route.py does not exist yet"))
+    disks = [workdir / "disk-a", workdir / "disk-b"]
+    for disk in disks:
+        disk.mkdir(exist_ok=True)
+    argv = [_tool("ia-route"), "--no-disk-check"] + [a for d in disks
+                                                      for a in ("-d", str(d))]
+    rows.append(_stage_row(workdir, argv, "ia-route --no-disk-check", jobs, shape.jobs,
+                           limit, note="2 disks"))
     return rows
 
 

@@ -24,7 +24,7 @@ import sys
 import threading
 from pathlib import Path
 
-from iatools.sizes import size_argument
+from iatools.base.sizes import size_argument
 from tests.emulator.catalog import Catalog
 from tests.emulator.emulator import Emulator
 from tests.emulator.settings import Settings

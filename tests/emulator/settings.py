@@ -3,7 +3,7 @@
 
 import dataclasses
 
-from iatools.sizes import parse_size
+from iatools.base.sizes import parse_size
 
 #: The kinds of request random faults may hit (``fault_kinds``).
 FAULT_KINDS = ("metadata", "redirect", "storage", "scrape")

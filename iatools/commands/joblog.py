@@ -1,0 +1,330 @@
+"""ia-joblog: record events in an append-only log; resume and report from it."""
+
+import argparse
+import os
+import sys
+
+import orjson
+
+from iatools.base import errors, signals
+
+from iatools.contract import cli, jsonl
+
+from iatools.log import logreport
+from iatools.log.completions import Completions
+from iatools.log.eventlog import LogWriter, check_existing, check_rereadable, lines_at
+from iatools.contract.jobs import FAILURE_FIELDS, job_from_record
+from iatools.contract.linegrammar import COMPLETION_EVENT, EVENT_START, QUEUED_EVENT, jobs_of, parse_event
+from iatools.fetching.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
+from iatools.log.logindex import IndexKeeper
+from iatools.log.openjobs import OpenJobs
+from iatools.base.sizes import duration_argument
+from iatools.log.skipjudge import SkipJudge
+from iatools.base.status import ExitStatus
+
+PROG = "ia-joblog"
+DESCRIPTION = """\
+Record iatools events in an append-only JSONL log (LOG), let a re-run skip
+what is already done, and report progress.  Jobs are matched by key: "id",
+or "id" and "file" for a file-level job, never by position."""
+EPILOG = """\
+commands:
+  append LOG    append the events read on stdin to LOG
+  tee LOG       like append, and copy the events to stdout
+  skip LOG      pass on the jobs from stdin that have not completed in LOG,
+                or whose item changed upstream since, recording each as
+                queued; drop the jobs failed for good (not retryable)
+  pending LOG   print the jobs recorded in LOG that have not completed
+  failed LOG    print the jobs whose latest outcome in LOG is a failure,
+                with the error
+  completed LOG print the jobs completed (or verified) in LOG
+  status LOG    summarise LOG: totals, what is left, rates, ETAs, the last
+                day hour by hour, failures (--watch: again and again)
+  locks DIR...  list ia-fetch's item locks under the destdirs DIR (--clear:
+                remove the stale ones)
+
+example:
+  ia-resolve --search 'collection:x' | ia-joblog skip s.jsonl \\
+    | ia-fetch -j 8 | ia-joblog append s.jsonl
+  ia-joblog status s.jsonl
+  ia-joblog completed s.jsonl | ia-verify -j 4 | ia-joblog append s.jsonl
+
+See ia-joblog(1) and iatools(7)."""
+
+
+def build_parser():
+    parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, summary in (
+        ("append", "append the events read on stdin to LOG"),
+        ("tee", "append the events read on stdin to LOG and copy them to stdout"),
+        ("skip", "pass on jobs not completed in LOG, recording them as queued"),
+        ("pending", "print the jobs recorded in LOG that have not completed"),
+        ("failed", "print the jobs whose latest outcome in LOG is a failure"),
+        ("completed", "print the jobs completed or verified in LOG"),
+        ("status", "summarise LOG"),
+    ):
+        command = commands.add_parser(name, help=summary, description=summary)
+        command.add_argument("log", metavar="LOG", help="the event log (JSONL)")
+        cli.add_verbosity(command, subcommand=True)
+        if name == "skip":
+            command.add_argument("--retry-permanent", action="store_true",
+                                 help='pass on the jobs whose latest outcome is a failure '
+                                      'that is not retryable ("retryable": false) too')
+        if name == "failed":
+            which = command.add_mutually_exclusive_group()
+            which.add_argument("--retryable", action="store_true",
+                               help="print only the failures worth trying again")
+            which.add_argument("--permanent", action="store_true",
+                               help='print only the failures not retryable ("retryable": false)')
+        if name == "status":
+            command.add_argument("--json", action="store_true",
+                                 help="print one JSON object instead of a table")
+            command.add_argument("--by", metavar="FIELD",
+                                 help="break the counts down by the job field FIELD")
+            command.add_argument("--watch", nargs="?", const=2.0, type=_interval,
+                                 metavar="SECONDS",
+                                 help="show the summary again every SECONDS (default 2), "
+                                      "in place on a terminal, until interrupted")
+    _add_locks_command(commands)
+    return parser
+
+
+def _add_locks_command(commands):
+    summary = "list the item locks ia-fetch holds or left under destdirs"
+    command = commands.add_parser("locks", help=summary, description=summary)
+    command.add_argument("destdirs", nargs="+", metavar="DIR", help="a destdir of ia-fetch")
+    command.add_argument("--clear", action="store_true",
+                         help="remove the stale locks (owner gone, or not refreshed for "
+                              "--lock-timeout)")
+    command.add_argument("--lock-timeout", type=duration_argument, default=DEFAULT_TIMEOUT,
+                         metavar="DURATION",
+                         help="a lock not refreshed for this long is stale (default: 1h, "
+                              "as ia-fetch)")
+    cli.add_verbosity(command, subcommand=True)
+
+
+def _interval(text):
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = 0
+    if not 0 < seconds < float("inf"):
+        raise argparse.ArgumentTypeError(
+            f"not a number of seconds above 0: {text!r} (without SECONDS, put --watch after LOG)")
+    return seconds
+
+
+def main(argv=None):
+    return cli.run(build_parser(), _dispatch, argv)
+
+
+def _dispatch(args):
+    command = COMMANDS[args.command]
+    if args.command not in ("append", "tee"):
+        signals.interrupt_on_stop_signals()
+    if args.command in ("pending", "failed", "completed"):
+        check_existing(args.log)
+        check_rereadable(args.log)
+    return command(args)
+
+
+def _open_log(path):
+    try:
+        return LogWriter(path)
+    except OSError as exc:
+        raise errors.UsageError(f"cannot open log {path}: {exc.strerror}") from None
+
+
+def append(args, copy_to_stdout=False):
+    """Record events; on Ctrl-C or SIGTERM go on until the input ends, since
+    the whole pipeline got the signal and its last events are on their way."""
+    drain = signals.DrainUntilEndOfInput().install()
+    jsonl.warn_if_terminal(0, "events")
+    log = _open_log(args.log)
+    index = IndexKeeper(args.log)
+    output = jsonl.Output() if copy_to_stdout else None
+    bad_lines = 0
+    try:
+        for batch in jsonl.LineReader(0).all_lines():
+            lines = []
+            for line_number, line in batch:
+                if jsonl.is_blank_or_comment(line):
+                    continue
+                try:
+                    _parse_event(line)
+                except jsonl.BadLine as exc:
+                    jsonl.report_bad_line(line_number, exc)
+                    bad_lines += 1
+                    line = _event_after_tear(line_number, line)
+                    if line is None:
+                        continue
+                lines.append(line + b"\n")
+            _write_log(log, lines)
+            if output is not None:
+                for line in lines:
+                    output.raw(line[:-1])
+                output.flush()
+            index.wrote(sum(map(len, lines)))
+    finally:
+        log.close()
+    if drain.received:
+        return ExitStatus.INTERRUPTED
+    index.close()
+    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+
+
+def _parse_event(line):
+    return parse_event(line, 'not an event (no "event" field): record events, not jobs')
+
+
+def _event_after_tear(line_number, line):
+    """A whole event glued after a torn one, or None.  GNU parallel prints
+    the unterminated last line of a job that died (its ssh killed) as it
+    is, so the next line of another job is glued to it: keep that line."""
+    start = line.find(EVENT_START, 1)
+    while start > 0:
+        try:
+            _parse_event(line[start:])
+        except jsonl.BadLine:
+            start = line.find(EVENT_START, start + 1)
+            continue
+        errors.warning(f"input line {line_number}: kept the whole event from byte {start + 1}")
+        return line[start:]
+    return None
+
+
+def _write_log(log, lines):
+    try:
+        log.append(lines)
+    except OSError as exc:
+        raise errors.IatoolsError(f"cannot write to log {log.path}: {exc.strerror}") from None
+
+
+def tee(args):
+    return append(args, copy_to_stdout=True)
+
+
+def skip(args):
+    state, _ = Completions.read(args.log)
+    jsonl.warn_if_terminal(0, "jobs")
+    log = _open_log(args.log)
+    output = jsonl.Output()
+    judge = SkipJudge(state, args.retry_permanent)
+    counting = False  # a total was announced upstream: announce what is dropped
+    try:
+        for first, lines, data in jsonl.whole_lines(0):
+            if not lines:  # the last line, without its newline
+                data, lines = data + b"\n", 1
+            counts = jsonl.count_lines(data)
+            counting = counting or bool(counts)
+            dropped_before = judge.dropped()
+            queued, passing = judge.plain_chunk(lines, data) or judge.lines(first, data)
+            # Log first: a job must never run downstream without its queued
+            # event on record.
+            _write_log(log, queued)
+            if counting and judge.dropped() > dropped_before:
+                counts.append(jsonl.count_line("skipped", judge.dropped() - dropped_before))
+            output.lines(counts + passing)
+            output.flush()
+    finally:
+        log.close()
+    errors.debug(f"skip: {judge.summary()}")
+    return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
+
+
+def pending(args):
+    state, done_end = Completions.read(args.log, report=False)
+    output = jsonl.Output()
+    for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
+        output.lines(jobs_of(events, QUEUED_EVENT))
+    output.flush()
+    return ExitStatus.OK
+
+
+#: Lines read back from the log at a time.
+_BATCH = 1 << 16
+
+
+def failed(args):
+    """The latest failed event of each key failed now, as its job and why."""
+    state = logreport.read(args.log)
+    wanted = True if args.retryable else False if args.permanent else None
+    failures = state.failures(retryable=wanted)
+    output = jsonl.Output()
+    for start in range(0, len(failures), _BATCH):
+        for line in lines_at(args.log, [f.offset for f in failures[start:start + _BATCH]]):
+            output.record(_failed_job(orjson.loads(line)))
+    output.flush()
+    return ExitStatus.OK
+
+
+def _failed_job(event):
+    job = job_from_record(event)
+    job.update((field, event[field]) for field in FAILURE_FIELDS if field in event)
+    return job
+
+
+def completed(args):
+    """The latest completed or verified event of each key completed now, as
+    its job (with the version it recorded), in log order."""
+    state, _ = Completions.read(args.log, report=False)
+    offsets = state.completed_offsets()
+    output = jsonl.Output()
+    for start in range(0, len(offsets), _BATCH):
+        output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
+                             COMPLETION_EVENT))
+    output.flush()
+    return ExitStatus.OK
+
+
+def locks(args):
+    """One line per lock: the item, its owner, whether it is stale."""
+    output = jsonl.Output()
+    for destdir in args.destdirs:
+        if not os.path.isdir(destdir):
+            raise errors.UsageError(f"{destdir}: not a directory")
+        for path in _lock_files(destdir):
+            owner, stale = lock_state(path, args.lock_timeout)
+            identifier = os.path.basename(path)[1:-len(LOCK_SUFFIX)]
+            cleared = args.clear and stale and _remove_lock(path)
+            output.record({"lock": path, "id": identifier, "owner": owner, "stale": stale,
+                           "cleared": cleared})
+    output.flush()
+    return ExitStatus.OK
+
+
+def _lock_files(destdir):
+    with os.scandir(destdir) as entries:
+        return sorted(e.path for e in entries
+                      if e.name.startswith(".") and e.name.endswith(LOCK_SUFFIX)
+                      and e.is_file(follow_symlinks=False))
+
+
+def _remove_lock(path):
+    try:
+        remove_lock(path)
+    except OSError as exc:
+        errors.error(f"cannot remove {path}: {exc.strerror}")
+        return False
+    return True
+
+
+def status(args):
+    check_existing(args.log)
+    unicode = logreport.unicode_terminal()
+    if args.watch is None:
+        logreport.show(args.log, args.by, args.json, unicode)
+        return ExitStatus.OK
+    try:
+        logreport.watch(args.log, args.by, args.json, unicode, args.watch)
+    except KeyboardInterrupt:  # the way a watch ends, as watch(1)'s does
+        pass
+    return ExitStatus.OK
+
+
+COMMANDS = {"append": append, "tee": tee, "skip": skip, "pending": pending,
+            "failed": failed, "completed": completed, "status": status, "locks": locks}
+
+if __name__ == "__main__":
+    sys.exit(main())

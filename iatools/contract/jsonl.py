@@ -1,0 +1,285 @@
+"""Reading and writing JSONL: one JSON object per line, bytes in and out.
+
+Input is read with ``os.read`` in chunks and split into lines, so a fast
+producer gives large batches (cheap) and a slow one gives single lines that
+are handed on at once: callers flush their output after each batch.  Parsing
+is left to the caller's loop, which knows the line number to report.
+"""
+
+import os
+import re
+
+import orjson
+
+from iatools.base import errors
+
+CHUNK_SIZE = 1 << 16
+#: A job or event line longer than this is rejected rather than parsed.
+MAX_LINE_BYTES = 1 << 20
+
+
+class BadLine(ValueError):
+    """A line that is not a usable record; the message says why, and
+    ``likely`` what the user probably meant (``hint_for``), if anything."""
+
+    def __init__(self, message, likely=""):
+        super().__init__(message + likely)
+        self.likely = likely
+
+
+class LineReader:
+    """Batches of ``(line_number, line)`` from a file descriptor.
+
+    Lines come without their line ending (``\\n`` or ``\\r\\n``).  A last
+    line without a newline is kept in ``unterminated`` for the caller to
+    judge: valid input on stdin, a torn write at the end of a log.
+    """
+
+    def __init__(self, fd):
+        self.fd = fd
+        self.line_number = 0
+        self.unterminated = None
+
+    def batches(self):
+        partial = []
+        while True:
+            data = os.read(self.fd, CHUNK_SIZE)
+            if not data:
+                break
+            if b"\n" not in data:
+                partial.append(data)  # a long line: join once, when it ends
+                continue
+            lines = (b"".join(partial) + data if partial else data).split(b"\n")
+            tail = lines.pop()
+            partial = [tail] if tail else []
+            yield self._number(lines)
+        if partial:
+            self.unterminated = b"".join(partial).rstrip(b"\r")
+            self.line_number += 1
+
+    def _number(self, lines):
+        first = self.line_number + 1
+        self.line_number += len(lines)
+        return [(n, line[:-1] if line[-1:] == b"\r" else line)
+                for n, line in enumerate(lines, first)]
+
+    def all_lines(self):
+        """Every line, the unterminated last one included (job input)."""
+        yield from self.batches()
+        if self.unterminated is not None:
+            yield [(self.line_number, self.unterminated)]
+
+
+def whole_lines(fd, size=CHUNK_SIZE, line_number=1):
+    """Yield ``(first_line_number, newlines, data)``, ``data`` being whole
+    lines as read, each ending in a newline (line endings kept as they are),
+    except the last chunk when the input does not end with a newline (it
+    has ``newlines`` 0).  For callers that judge a whole chunk at once;
+    ``LineReader`` splits the lines.  ``line_number``: that of the first
+    line read.
+    """
+    partial = []
+    while data := os.read(fd, size):
+        end = data.rfind(b"\n") + 1
+        if not end:
+            partial.append(data)  # a long line: join once, when it ends
+            continue
+        whole = b"".join(partial) + data[:end] if partial else data[:end]
+        partial = [data[end:]] if end < len(data) else []
+        newlines = whole.count(b"\n")
+        yield line_number, newlines, whole
+        line_number += newlines
+    if partial:
+        yield line_number, 0, b"".join(partial)
+
+
+def within_line_limit(data):
+    """Is no line of ``data`` longer than ``MAX_LINE_BYTES``?  For callers
+    that judge a whole chunk without ``parse_object``."""
+    return len(data) <= MAX_LINE_BYTES or max(map(len, data.split(b"\n"))) <= MAX_LINE_BYTES
+
+
+#: Bad lines reported one by one: this many with one same problem (the lines
+#: of a pretty-printed file, most alike), and this many in all.  The rest are
+#: counted, and the count is told at the end (``report_bad_line_count``): a
+#: pretty-printed file of 100,000 jobs would otherwise print a message per
+#: physical line.
+REPORTED_PER_PROBLEM = 10
+REPORTED_IN_ALL = 100
+
+
+class _BadLines:
+    """The bad lines of this run of a command (one per process; ``cli.run``
+    starts each count)."""
+
+    count = shown = 0
+    problems = {}  # problem (or likely cause) -> messages shown
+
+
+def report_bad_line(line_number, problem):
+    report_bad(f"input line {line_number}", problem)
+
+
+def report_bad(where, problem):
+    """Report a bad input (``where``: ``input line 12``, ``search result
+    3``) and say it was skipped, within the caps above."""
+    # Lines with one likely cause are alike, whatever the parser said of each.
+    alike = getattr(problem, "likely", "") or str(problem)
+    shown = _BadLines.problems.get(alike, 0)
+    _BadLines.count += 1
+    if shown >= REPORTED_PER_PROBLEM or _BadLines.shown >= REPORTED_IN_ALL:
+        return
+    _BadLines.problems[alike] = shown + 1
+    _BadLines.shown += 1
+    errors.error(f"{where}: {problem}; skipped")
+    if shown + 1 == REPORTED_PER_PROBLEM:
+        errors.error("more lines with this same problem are skipped without a message each; "
+                     "their number is told at the end")
+    elif _BadLines.shown == REPORTED_IN_ALL:
+        errors.error("more bad lines are skipped without a message each; their number is "
+                     "told at the end")
+
+
+def start_bad_line_count():
+    _BadLines.count = _BadLines.shown = 0
+    _BadLines.problems = {}
+
+
+def report_bad_line_count():
+    """At the end of a run: how many bad lines went unreported, if any."""
+    hidden = _BadLines.count - _BadLines.shown
+    if hidden:
+        errors.error(f"{_BadLines.count} bad lines skipped in all ({hidden} not shown)")
+
+
+#: Comment lines that announce counts to the commands downstream, skipped
+#: like any comment by every reader: ``# total N``, N jobs follow (a
+#: search's count, from its first page), and ``# skipped N``, N of the jobs
+#: announced were dropped on the way (another shard's, done already).
+#: ia-fetch's progress takes its total from them; see iatools(7).
+_COUNT_LINE = re.compile(rb"# (total|skipped) (\d+)[ \t\r]*")
+_COUNT_LINES = re.compile(rb"^# (?:total|skipped) \d+[ \t\r]*$", re.MULTILINE)
+
+
+def count_line(kind, count):
+    """The comment line announcing ``count`` jobs of ``kind`` (total, skipped)."""
+    return f"# {kind} {count}\n".encode()
+
+
+def announced_count(line):
+    """``(kind, count)`` for a count comment line, else None."""
+    match = _COUNT_LINE.fullmatch(line)
+    return (match.group(1).decode(), int(match.group(2))) if match else None
+
+
+def count_lines(data):
+    """The count comment lines in ``data`` (whole lines), to pass them on."""
+    if b"# " not in data:
+        return []
+    return [match.group(0).rstrip() + b"\n" for match in _COUNT_LINES.finditer(data)]
+
+
+def is_blank_or_comment(line):
+    stripped = line.lstrip()
+    return not stripped or stripped[:1] == b"#"
+
+
+def parse_object(line):
+    """Parse one line into a dict, or raise BadLine saying what is wrong."""
+    if len(line) > MAX_LINE_BYTES:
+        raise BadLine(f"line too long ({len(line)} bytes; the limit is {MAX_LINE_BYTES})")
+    try:
+        record = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise BadLine(f"invalid JSON ({_short_reason(exc)})", hint_for(line)) from None
+    if not isinstance(record, dict):
+        raise BadLine(f"not a JSON object (a {type(record).__name__})", hint_for(line))
+    return record
+
+
+def _short_reason(exc):
+    reason = str(exc)
+    return "invalid UTF-8" if "utf-8" in reason.lower() else reason.split(":")[0]
+
+
+#: A line of an object that ``jq`` (without -c) or ``json.dumps(indent=)``
+#: spread over several lines: a brace alone, or a ``"name": value`` member.
+_PRETTY_PRINTED = re.compile(rb'\s*(?:[{}\[\]],?|"[^"]*"\s*:.*)\s*')
+
+
+def hint_for(line):
+    """What the user most likely meant by a line that is not a job, as the
+    end of a message ("; looks like ..."), or ""."""
+    if _PRETTY_PRINTED.fullmatch(line):
+        return "; looks like pretty-printed JSON: use jq -c (one object per line)"
+    from iatools.contract.jobs import identifier_problem  # jobs builds on this module
+
+    try:
+        text = line.decode("utf-8").strip()
+    except UnicodeDecodeError:
+        return ""
+    if text and identifier_problem(text) is None:
+        return ("; looks like a plain identifier: make jobs of a list of identifiers "
+                "with ia-resolve -i FILE (or -i - for stdin)")
+    return ""
+
+
+def dumps(record):
+    return orjson.dumps(record, option=orjson.OPT_APPEND_NEWLINE)
+
+
+class Output:
+    """Buffered JSONL writer on stdout (or any fd); flush deliberately.
+
+    ``sys.stdout`` is line-buffered or unbuffered under PYTHONUNBUFFERED,
+    which costs a system call per line in pipes.
+    """
+
+    def __init__(self, fd=1):
+        self._file = open(fd, "wb", buffering=CHUNK_SIZE, closefd=False)
+
+    def record(self, record):
+        self._file.write(dumps(record))
+
+    def raw(self, line):
+        self._file.write(line + b"\n")
+
+    def lines(self, lines):
+        """Write already-terminated lines."""
+        self._file.write(b"".join(lines))
+
+    def flush(self):
+        self._file.flush()
+
+    def event(self, record):
+        """Write and flush one event, so that a recorder downstream has it at
+        once; False when the reader has closed the pipe (nothing more can
+        be written then)."""
+        try:
+            self.record(record)
+            self.flush()
+            return True
+        except BrokenPipeError:
+            return False
+
+
+#: How each kind of input is typed on a terminal, and piped in.
+_TERMINAL_HINTS = {
+    "jobs": ("JSON jobs", {"ia-fetch": "ia-resolve ID | ia-fetch",
+                           "ia-route": "ia-resolve ID | ia-route -d DIR",
+                           "ia-verify": "ia-resolve ID | ia-verify -d DIR",
+                           "ia-joblog": "ia-resolve ID | ia-joblog skip LOG"}),
+    "events": ("JSON events", {"ia-joblog": "ia-fetch < jobs.jsonl | ia-joblog append LOG"}),
+    "an item list": ("identifiers, one a line,",
+                     {"ia-resolve": "ia-resolve -i - < ids.txt"}),
+}
+
+
+def warn_if_terminal(fd, what):
+    """Say how to feed a command that is reading a terminal, not a pipe."""
+    if os.isatty(fd):
+        typed, pipes = _TERMINAL_HINTS[what]
+        example = pipes.get(errors.prog())
+        piped = f"pipe {what} in (e.g. {example})" if example else f"pipe {what} in"
+        errors.warning(f"reading {what} from the terminal; type {typed} and press Ctrl-D, "
+                       f"or {piped}; see --help")

@@ -1,0 +1,301 @@
+"""The bytes of a job or event line: the one owner of their grammar.
+
+``jobs.make_event`` writes an event as compact JSON with ``"event"`` and
+the key first, the job's own fields, then ``"ts"``, ``"host"``, ``"pid"``
+(``jobs.event_stamp``) and what happened (iatools(7)).  The readers do not
+parse most lines: they match and splice those bytes with the regular
+expressions here, a whole chunk at a time, and give any line of another
+shape to the full parser.  A change to the layout is made here and in
+``make_event``, nowhere else.
+
+The key of a job is matched as the bytes of its JSON text: ``ID`` for an
+item job, ``ID","file":"NAME`` for a file job -- exactly what a compact JSON
+line holds between the quotes when ``"file"`` follows ``"id"``.  So a
+regular expression takes the key straight out of a line (``KEY``), and a
+parsed job gives the same bytes (``key_bytes``).  An identifier holds no
+quote, so the form is unambiguous.
+"""
+
+import re
+from operator import itemgetter
+
+import orjson
+
+from iatools.contract import jsonl
+from iatools.contract.jobs import EVENT_FIELDS, event_stamp, job_from_record, validate_job
+from iatools.contract.jsonl import BadLine, within_line_limit
+
+# -- keys ------------------------------------------------------------------
+
+#: An identifier as archive.org allows it (``jobs.identifier_problem``),
+#: written out so that a regular expression can judge it in place.
+_ID_CHARS = rb'[A-Za-z0-9_][A-Za-z0-9_.\-]{0,99}'
+_ID = rb'(?![^"]*\.\.)' + _ID_CHARS
+#: A file name that ``jobs.file_name_problem`` accepts and JSON holds as it
+#: is: no escapes (a backslash sends the line to the full parser), no empty,
+#: ``.`` or ``..`` component, no leading slash.
+_COMPONENT = rb'(?!\.\.?[/"])[^"\\/\x00-\x1f]+'
+_FILE = _COMPONENT + rb'(?:/' + _COMPONENT + rb')*'
+#: What stands between the identifier and the file name in a file job's key.
+_FILE_IN_KEY = b'","file":"'
+
+
+def _key(identifier):
+    """``"id":"KEY"`` with the key as group 1; a "file" that is not a plain
+    string (``"file":null``) must go to the full parser, which rejects it."""
+    return rb'"id":"(' + identifier + rb'(?:' + _FILE_IN_KEY + _FILE + rb')?)"(?!,"file":)'
+
+
+KEY = _key(_ID)
+#: KEY without its look for ".." in the identifier, a fifth of the time a
+#: plain job line takes to match: ``plain_chunk`` looks for ".." in the
+#: whole chunk at once instead.
+_CHUNK_KEY = _key(_ID_CHARS)
+
+
+def key_bytes(job):
+    """The key of a validated job or event, as ``KEY`` takes it from a line."""
+    key = job["id"].encode()
+    if "file" in job:
+        key += _FILE_IN_KEY + job["file"].encode("utf-8", "surrogatepass")
+    return key
+
+
+def key_parts(key):
+    """The identifier and the file name (b"" for an item job) of a key."""
+    identifier, _, name = key.partition(_FILE_IN_KEY)
+    return identifier, name
+
+
+def key_identifier(key):
+    """The identifier of a key, quicker than ``key_parts`` (no quote in it)."""
+    return key.partition(b'"')[0]
+
+
+def describe_key(key):
+    """A key as people read it: ``ID`` or ``ID/FILE``."""
+    return key.replace(_FILE_IN_KEY, b"/").decode("utf-8", "replace")
+
+
+# -- plain values and job lines ---------------------------------------------
+
+#: What a plain line holds besides its key: field names and strings in
+#: printable ASCII without escapes, whole numbers, true, false and null --
+#: lines that the full parser would give back byte for byte, so they can be
+#: judged a whole chunk at a time (see PERFORMANCE in ia-joblog(1)).
+PLAIN_STRING = rb'"[ !#-\[\]-~]*"'
+PLAIN_VALUE = rb"(?:" + PLAIN_STRING + rb"|0|-?[1-9][0-9]{0,17}|true|false|null)"
+SIZE = rb"0|[1-9][0-9]{0,17}"
+
+
+def plain_job_line(*known_fields, reserved=(b"id", b"file", b"size", b"destdir", b"event")):
+    """The regular expression of a plain job line: ``{`` and the key (group
+    1), then any of ``known_fields`` (patterns starting with their comma) and
+    plain fields whose name is not ``reserved``, then ``}``.  Only for the
+    chunks that ``plain_chunk`` accepts."""
+    user_field = (rb',"(?!(?:' + b"|".join(reserved) + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
+    return re.compile(rb"^\{" + _CHUNK_KEY + rb"(?:" + b"|".join(known_fields + (user_field,))
+                      + rb")*\}$", re.MULTILINE)
+
+
+def plain_chunk(data):
+    """May ``plain_job_line`` expressions judge the lines of ``data``?  Only
+    ASCII without ".." (the full parser takes the rest, and reports what is
+    wrong), no line over the limit."""
+    return data.isascii() and b".." not in data and within_line_limit(data)
+
+
+def all_lines_closed(lines, data):
+    """Does every one of the ``lines`` of the chunk end with ``}``, and none
+    pass the line limit?  A line torn by a crash does not end with ``}``; it
+    and a line too long must go to the full parser to be reported."""
+    return data.count(b"}\n") == lines and within_line_limit(data)
+
+
+def job_lines(data):
+    """The lines of a chunk of whole closed lines, each without its closing
+    ``}`` and newline: ready to take more fields and a new ending."""
+    lines = data.split(b"}\n")
+    lines.pop()
+    return lines
+
+
+def reclose(line, ending):
+    """A whole job line (no line ending) with ``ending`` (more fields, ``}``
+    and a newline) in place of its closing brace."""
+    return line.rstrip()[:-1] + ending
+
+
+# -- the lines of a chunk, parsed ---------------------------------------------
+
+def jobs_in_chunk(first_line_number, data, on_bad_line):
+    """Yield ``(line, record, job)`` for each job in ``data``, whole lines
+    read from a job stream (CRLF accepted; blank lines and comments
+    skipped), ``record`` being the line's object and ``job`` the job made of
+    it.  A bad line is reported on stderr with its number, which then goes
+    to ``on_bad_line``."""
+    for line_number, line in enumerate(split_lines(data), first_line_number):
+        if jsonl.is_blank_or_comment(line):
+            continue
+        try:
+            record = jsonl.parse_object(line)
+            job = validate_job(job_from_record(record))
+        except BadLine as exc:
+            jsonl.report_bad_line(line_number, exc)
+            on_bad_line(line_number)
+            continue
+        yield line, record, job
+
+
+def parse_event(line, not_an_event='no "event" field'):
+    """The event of a line, validated as a job and checked to be an event;
+    raise BadLine (with ``not_an_event`` for a job)."""
+    event = validate_job(jsonl.parse_object(line))
+    if not isinstance(event.get("event"), str):
+        raise BadLine(not_an_event)
+    return event
+
+
+def split_lines(data):
+    """The lines of a chunk of whole lines, without their endings (LF or CRLF)."""
+    return without_cr(data.split(b"\n")[:-1])
+
+
+def line_starts(data):
+    """The offset of each line of a chunk, and of its end."""
+    return [0] + [m.end() for m in re.finditer(b"\n", data)]
+
+
+def without_cr(lines):
+    """The lines, each without the CR of a CRLF ending."""
+    return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+
+
+# -- event lines, found by their beginning ------------------------------------
+# Each of these patterns is searched for in ``marked(chunk)``, so that every
+# line starts with a newline and a match can only begin a line.
+
+def marked(data):
+    """A chunk as the patterns of event lines search it."""
+    return b"\n" + data
+
+
+def mentions(data):
+    """How often a chunk names a completion, and a failure: where the
+    patterns find fewer, a line has another shape (or a field holds the
+    word), and the chunk goes to the full parser."""
+    return data.count(b"completed") + data.count(b"verified"), data.count(b'"failed"')
+
+
+#: Every event iatools writes starts with this.
+EVENT_START = b'{"event":'
+DONE_EVENTS = ("completed", "verified")
+#: A completion: "completed" (ia-fetch) or "verified" (ia-verify); group 1: the key.
+DONE_LINE = re.compile(rb'\n\{"event":"(?:completed|verified)",' + KEY + rb"[,}]")
+#: Any other event; groups: its kind and its key.
+OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")([a-z_]+)",' + KEY + rb"[,}]")
+#: A failed event, whole (group 1).
+FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
+#: A queued event's beginning (counted in a chunk, not marked).
+QUEUED_START = b'{"event":"queued",'
+
+
+def outcome_with_fields(kinds, *fields):
+    """An event of one of ``kinds`` whose job fields are plain, matched up
+    to its "ts": group 1 the key, then the groups of the ``fields``
+    (``(name, value pattern)``, each pattern with a group; b"" when
+    absent).  (A field named "ts" ends the job: matching it as a job field
+    would try every field after.)"""
+    names = b"|".join(name + b'"' for name, _ in fields)
+    known = b"".join(rb',"' + name + rb'":' + value + rb"|" for name, value in fields)
+    return re.compile(rb'\n\{"event":"(?:' + kinds + rb')",' + KEY + rb"(?:" + known
+                      + rb',"(?!' + names + rb'|ts")[ !#-\[\]-~]*":' + PLAIN_VALUE
+                      + rb')*,"ts":"')
+
+
+# Timestamps compare as strings only in this exact form; anything else a
+# hand-edited log holds is treated as unknown rather than trusted.
+TS = rb"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?Z"
+#: The "ts" of a line (group 1), the last one in it.
+LAST_TS = re.compile(rb'.*,"ts":"(' + TS + rb')"')
+#: The "bytes" of a completion, found from the end of the line, where the
+#: writers put it.
+COMPLETED_BYTES = re.compile(rb'\n\{"event":"completed",[^\n]*,"bytes":([0-9]+)[,}]')
+#: The minute of a completion (its "ts" cut after the minutes) and its
+#: "bytes", if it has them.
+MINUTE = len("2026-12-06T19:42")
+COMPLETED_WHEN = re.compile(
+    rb'\n\{"event":"completed",[^\n]*?,"ts":"(\d{4}-\d\d-\d\dT\d\d:\d\d):\d\d(?:\.\d{1,6})?Z"'
+    rb'(?:[^\n]*,"bytes":([0-9]+)[,}])?')
+
+#: Events that undo a completion: ia-verify found the files damaged, or skip
+#: found the item changed upstream (a queued event with this reason).
+#: (Either word quoted anywhere in a chunk sends it to the full parser.)
+_REOPENING = re.compile(rb'"damaged"|"changed"')
+
+
+def reopens(event):
+    """Does this event make its key no longer completed?"""
+    kind = event["event"]
+    return kind == "damaged" or (kind == "queued" and event.get("reason") == "changed")
+
+
+def may_reopen(data):
+    """May a chunk hold an event that ``reopens``?  Such chunks are read
+    line by line, in order (they are rare: an audit's damage, an upstream
+    change)."""
+    return _REOPENING.search(data) is not None
+
+
+# -- whole event lines: the job inside, and queued events made of jobs -------
+
+_EVENT_FIELD_NAMES = b"|".join(sorted(f.encode() for f in EVENT_FIELDS))
+
+
+def _event_line(kinds, details=b""):
+    """The regular expression of an event line of one of ``kinds`` as the
+    iatools commands write it: "event", the job, "ts", "host", "pid", then
+    fields matching ``details`` -- with no event field among the job's, so
+    that the job is group 1, its key group 2."""
+    return re.compile(
+        rb'^\{"event":"(?:' + kinds + rb')",(' + KEY + rb'(?:,"(?!(?:id|file|'
+        + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE + rb")*)"
+        + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+' + details + rb'\}$', re.MULTILINE)
+
+
+#: A queued event as skip writes it.
+QUEUED_EVENT = _event_line(b"queued")
+#: A completed or verified event as ia-fetch and ia-verify write them: the
+#: details are event fields whose values are plain, a number with a
+#: fraction ("seconds") or a list of plain values ("files_removed": file names).
+_DETAIL = (rb"(?:" + PLAIN_VALUE + rb"|-?[0-9]+\.[0-9]+|\[(?:" + PLAIN_VALUE + rb"(?:,"
+           + PLAIN_VALUE + rb")*)?\])")
+COMPLETION_EVENT = _event_line(
+    b"completed|verified", rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":' + _DETAIL + rb")*")
+
+
+def jobs_of(events, shape):
+    """The job lines of event lines (no line endings): cut out of those of
+    the ``shape`` (``QUEUED_EVENT``, ``COMPLETION_EVENT``; all at once when
+    each is one), others parsed."""
+    jobs = list(map(itemgetter(0), shape.findall(b"\n".join(events))))
+    if len(jobs) == len(events):
+        return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
+    return [_job_of(e, shape) for e in events]
+
+
+def _job_of(event, shape):
+    match = shape.fullmatch(event)
+    if match:
+        return b"{" + match[1] + b"}\n"
+    return jsonl.dumps(job_from_record(orjson.loads(event)))
+
+
+def queued_events(jobs):
+    """The queued events of plain job lines: each line with "event" put
+    first and the time, host and pid (one for the chunk) last -- the bytes
+    make_event would give, built without parsing: the splice replaces the
+    boundary between two lines, which is "}\\n{" and nothing else."""
+    suffix = b"," + jsonl.dumps(event_stamp())[1:-1]
+    return (QUEUED_START + jobs[1:-2].replace(b"}\n{", suffix + b"\n" + QUEUED_START)
+            + suffix + b"\n")

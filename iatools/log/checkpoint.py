@@ -1,0 +1,238 @@
+"""Checkpoints: what a reader learned from the beginning of a log, kept
+beside it, so that the next reader parses only what was appended since.
+
+Parsing costs about 3 microseconds a line: a minute or more for a log of
+tens of millions of events.  Checking that the log still begins with the
+bytes a checkpoint covers costs a CRC-32 over a memory map: under 2 s for
+4 GB.  So a checkpoint is trusted only when the log is at least as long as
+the part it covers and that part's CRC-32 is unchanged; a log replaced, cut
+short or edited, and a checkpoint damaged or from another version, are
+ignored and the log is read from its start.  A checkpoint is a cache:
+deleting one costs time, never correctness (iatools(7), CHECKPOINTS).
+
+The file: ``MAGIC``, the payload (whatever the reader saves), then a
+trailer: one JSON object (the log position covered, the payload's length
+and CRC-32, the Python whose key hashes it holds) and its length in 4
+bytes.
+"""
+
+import fcntl
+import mmap
+import os
+import stat
+import struct
+import sys
+import zlib
+from dataclasses import dataclass
+
+import orjson
+
+from iatools.base import errors
+from iatools.base.sizes import free_bytes
+
+MAGIC = b"iatools checkpoint 2\n"
+#: A reader saves a checkpoint only when it parsed at least this much past
+#: the last one: for less, parsing again costs less than writing.
+SAVE_AFTER = 8 << 20
+#: ... and only when the filesystem keeps this much room besides: the log
+#: itself must be able to grow.
+KEEP_FREE = 256 << 20
+#: Key hashes (KeySet.hash_keys) are the same in every process of one
+#: Python, not across versions.
+_HASHES = (f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
+           f"-{sys.hash_info.width}")
+_TRAILER_LENGTH = struct.Struct("<I")
+_BLOB_LENGTH = struct.Struct("<Q")
+_CRC_WINDOW = 1 << 23
+
+
+@dataclass(frozen=True)
+class Position:
+    """A line boundary in a log: how many bytes come before it, their
+    CRC-32, and the number of the line that starts there."""
+    offset: int = 0
+    line: int = 1
+    crc: int = 0
+
+    def after(self, data, lines):
+        """The position after ``data``, ``lines`` whole lines read from here."""
+        return Position(self.offset + len(data), self.line + lines, zlib.crc32(data, self.crc))
+
+
+START = Position()
+
+
+def path_for(log_path, kind):
+    return f"{log_path}.{kind}-checkpoint"
+
+
+def worth_saving(loaded, reached):
+    return reached.offset - loaded.offset >= SAVE_AFTER
+
+
+def load(log_path, kind, restore):
+    """``(position, state)``: the state ``restore(reader)`` reads back from
+    the checkpoint of ``kind``, and the position in the log it covers; or
+    ``(START, None)`` when there is none to trust."""
+    path = path_for(log_path, kind)
+    try:
+        with open(path, "rb") as file:
+            position, length, crc = _trailer(file)
+            if not _log_begins_with(log_path, position):
+                errors.debug(f"{path}: the log has changed since; not used")
+                return START, None
+            file.seek(len(MAGIC))
+            reader = _Reader(file, length)
+            state = restore(reader)
+            if reader.left or reader.crc != crc:
+                raise ValueError("damaged")
+            errors.debug(f"{path}: used; reading the log from line {position.line}")
+            return position, state
+    except FileNotFoundError:
+        return START, None
+    except (OSError, ValueError, KeyError, TypeError, IndexError) as exc:
+        errors.debug(f"{path}: not used ({exc})")
+        return START, None
+
+
+def _trailer(file):
+    """The position, payload length and payload CRC-32 a checkpoint file
+    ends with, checked against the file's size."""
+    if file.read(len(MAGIC)) != MAGIC:
+        raise ValueError("not a checkpoint of this version")
+    end = file.seek(0, os.SEEK_END)
+    file.seek(end - _TRAILER_LENGTH.size)
+    (size,) = _TRAILER_LENGTH.unpack(file.read(_TRAILER_LENGTH.size))
+    file.seek(end - _TRAILER_LENGTH.size - size)
+    trailer = orjson.loads(file.read(size))
+    if trailer["hashes"] != _HASHES:
+        raise ValueError(f"written by {trailer['hashes']}")
+    length = trailer["payload_bytes"]
+    if len(MAGIC) + length + size + _TRAILER_LENGTH.size != end:
+        raise ValueError("cut short")
+    position = Position(trailer["offset"], trailer["line"], trailer["crc"])
+    return position, length, trailer["payload_crc"]
+
+
+#: log path -> the longest Position of it checked in this process: the
+#: bytes before it do not change (the log is only appended to), so a second
+#: checkpoint of the same log (pending reads two) is checked from there.
+_checked = {}
+
+
+def _log_begins_with(log_path, position):
+    """Does the log still begin with the bytes ``position`` covers?"""
+    checked = _checked.get(log_path, START)
+    if checked.offset > position.offset:
+        checked = START
+    with open(log_path, "rb") as log:
+        if os.fstat(log.fileno()).st_size < position.offset:
+            return False
+        crc = checked.crc
+        # A window at a time (a page mapped counts in the resident size),
+        # each starting on a page.
+        first = checked.offset - checked.offset % mmap.ALLOCATIONGRANULARITY
+        for start in range(first, position.offset, _CRC_WINDOW):
+            length = min(_CRC_WINDOW, position.offset - start)
+            with mmap.mmap(log.fileno(), length, offset=start, access=mmap.ACCESS_READ) as view, \
+                    memoryview(view) as data:
+                crc = zlib.crc32(data[max(0, checked.offset - start):], crc)
+    if crc != position.crc:
+        return False
+    _checked[log_path] = max(checked, position, key=lambda p: p.offset)
+    return True
+
+
+def save(log_path, kind, position, size, dump):
+    """Save what ``dump(writer)`` writes (about ``size`` bytes) as the
+    checkpoint of ``kind`` for the log up to ``position``.  Gives up quietly
+    when it cannot: a read-only directory, a filesystem short of room,
+    another reader saving the same checkpoint."""
+    path = path_for(log_path, kind)
+    temp = path + ".tmp"
+    try:
+        if not stat.S_ISREG(os.stat(log_path).st_mode):
+            return  # a pipe, say: its bytes cannot be checked again
+        if free_bytes(os.path.dirname(path) or ".") < size + KEEP_FREE:
+            errors.debug(f"{path}: not saved, to leave room for the log")
+            return
+        # One fixed temporary name, locked while written: a reader killed
+        # mid-write leaves one file behind, which the next one reuses.
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT, 0o644)
+        with open(fd, "wb") as file:
+            if not _locked_as_named(fd, temp):
+                return
+            try:
+                _write(file, position, dump)
+                os.replace(temp, path)
+            except OSError:
+                os.unlink(temp)
+                raise
+    except OSError as exc:
+        errors.debug(f"{path}: not saved ({exc.strerror})")
+
+
+def _locked_as_named(fd, name):
+    """Lock ``fd`` for this process alone, if it is still the file called
+    ``name`` (another reader may have just renamed it into place)."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    try:
+        return os.stat(name).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _write(file, position, dump):
+    file.truncate(0)
+    file.write(MAGIC)
+    writer = _Writer(file)
+    dump(writer)
+    trailer = orjson.dumps({"offset": position.offset, "line": position.line,
+                            "crc": position.crc, "hashes": _HASHES, "payload_bytes": writer.length,
+                            "payload_crc": writer.crc})
+    file.write(trailer + _TRAILER_LENGTH.pack(len(trailer)))
+    file.flush()
+
+
+class _Writer:
+    """The payload's way out: counts its bytes and their CRC-32."""
+
+    def __init__(self, file):
+        self.file = file
+        self.length = self.crc = 0
+
+    def write(self, data):
+        self.file.write(data)
+        self.length += len(data)
+        self.crc = zlib.crc32(data, self.crc)
+
+    def blob(self, data):
+        """Write ``data`` so that ``_Reader.blob`` reads it back whole."""
+        self.write(_BLOB_LENGTH.pack(len(data)))
+        self.write(data)
+
+
+class _Reader:
+    """The payload's way in, within its length, counting its CRC-32."""
+
+    def __init__(self, file, length):
+        self.file = file
+        self.left = length
+        self.crc = 0
+
+    def read(self, size):
+        if size > self.left:
+            raise ValueError("cut short")
+        data = self.file.read(size)
+        if len(data) != size:
+            raise ValueError("cut short")
+        self.left -= size
+        self.crc = zlib.crc32(data, self.crc)
+        return data
+
+    def blob(self):
+        (size,) = _BLOB_LENGTH.unpack(self.read(_BLOB_LENGTH.size))
+        return self.read(size)

@@ -1,0 +1,170 @@
+"""The append-only event log: safe concurrent appends and tolerant reads.
+
+Writing: each batch of lines goes out in one ``write`` on an ``O_APPEND``
+descriptor under an exclusive ``flock``, so appenders never interleave or
+tear each other's lines.  A batch that cannot be written whole (disk full) is
+cut back off, keeping the log valid.  Once written, an event survives the
+death of any process; ``fsync`` runs at most once per ``SYNC_INTERVAL``
+(group commit) and at close, which bounds what a power cut can take.
+
+Reading: the log comes in chunks of whole lines (``read_chunks``), which
+the commands scan with regular expressions on the beginning of each line
+(iatools.contract.linegrammar) and hand to the full parser (``events_in``) only when a
+line does not have the shape the writers give it.  A torn last line (a crash
+mid-write) is reported once and ignored; any other malformed line is
+reported with its number and skipped.  The log is never rewritten.
+"""
+
+import fcntl
+import os
+import stat
+import time
+
+from iatools.base import errors
+from iatools.log.checkpoint import START
+from iatools.contract.jsonl import MAX_LINE_BYTES, BadLine, whole_lines
+from iatools.contract.linegrammar import parse_event, split_lines, without_cr
+
+SYNC_INTERVAL = 1.0
+#: Reading the log in large chunks leaves fewer, longer steps to Python.
+READ_SIZE = 1 << 19  # half the line limit: most chunks are within it
+
+
+class LogWriter:
+    def __init__(self, path):
+        self.path = path
+        self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self._last_sync = time.monotonic()
+
+    def append(self, lines):
+        """Append complete lines (bytes ending in a newline) as one write."""
+        if not lines:
+            return
+        data = b"".join(lines)
+        fcntl.flock(self.fd, fcntl.LOCK_EX)
+        try:
+            self._write_at_end(data)
+        finally:
+            fcntl.flock(self.fd, fcntl.LOCK_UN)
+        if time.monotonic() - self._last_sync >= SYNC_INTERVAL:
+            self.sync()
+
+    def _write_at_end(self, data):
+        size = os.fstat(self.fd).st_size
+        if size and os.pread(self.fd, 1, size - 1) != b"\n":
+            data = b"\n" + data  # a torn line from a crash: start afresh
+        try:
+            written = os.write(self.fd, data)
+            while written < len(data):
+                written += os.write(self.fd, data[written:])
+        except OSError:
+            os.ftruncate(self.fd, size)  # never leave half a batch behind
+            raise
+
+    def sync(self):
+        os.fsync(self.fd)
+        self._last_sync = time.monotonic()
+
+    def close(self):
+        try:
+            self.sync()
+        finally:
+            os.close(self.fd)
+
+
+def read_chunks(path, report=True, start=START):
+    """Yield ``(first_line_number, lines, data)``: ``lines`` whole lines of
+    the log from the ``checkpoint.Position`` ``start`` on, each ending in a
+    newline, in chunks of about ``READ_SIZE`` bytes.
+
+    A torn last line is reported (with ``report``) and left out.  A missing
+    log yields nothing: nothing has happened yet.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise errors.UsageError(f"cannot read log {path}: {exc.strerror}") from None
+    try:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            raise errors.UsageError(f"cannot read log {path}: Is a directory")
+        if start.offset:  # (a log read from a pipe has no checkpoint)
+            os.lseek(fd, start.offset, os.SEEK_SET)
+        for first, lines, data in whole_lines(fd, READ_SIZE, start.line):
+            if not lines:
+                if report:
+                    errors.warning(f"{path}: line {first} is incomplete "
+                                   "(a write cut short by a crash?); ignored")
+                break
+            yield first, lines, data
+    finally:
+        os.close(fd)
+
+
+def lines_at(path, offsets):
+    """The lines of the log that start at each of the increasing
+    ``offsets``, without their line endings, read a chunk at a time."""
+    lines = []
+    with open(path, "rb", buffering=0) as log:
+        base, data = 0, b""
+        for offset in offsets:
+            start = offset - base
+            end = data.find(b"\n", start) if 0 <= start < len(data) else -1
+            if end < 0:
+                log.seek(offset)
+                base, data, start = offset, log.read(READ_SIZE + MAX_LINE_BYTES), 0
+                end = data.find(b"\n")
+                if end < 0:
+                    raise errors.IatoolsError(f"{path} was cut short while being read")
+            lines.append(data[start:end])
+    return without_cr(lines)
+
+
+def check_existing(path):
+    """A log that a reader is given must be there: a typo in its name must
+    not pass for a log where nothing has happened yet."""
+    try:
+        os.stat(path)
+    except FileNotFoundError:
+        raise errors.UsageError(f"cannot read log {path}: No such file "
+                                "(only skip, append and tee create a log)") from None
+    except OSError:
+        pass  # reported when it is read
+
+
+def check_rereadable(path):
+    """A log that a command reads twice must be a file (or missing), not
+    a pipe, whose second reading would find nothing."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return  # missing: nothing has happened yet; other errors: on reading
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise errors.UsageError(f"cannot read log {path} twice, as this command does: "
+                                "not a regular file (save it to a file first)")
+
+
+def events_in(path, first_line_number, data, prefilter=None, report=True):
+    """Yield ``(line_number, event)`` for each valid event in a chunk from
+    ``read_chunks``, parsing every line: the slow path, which reports bad
+    lines.  ``prefilter(line)`` may reject lines before they are parsed (a
+    cheap substring test); rejected lines are not checked for validity."""
+    for line_number, line in enumerate(split_lines(data), first_line_number):
+        if prefilter is not None and not prefilter(line):
+            continue
+        try:
+            event = parse_event(line)
+        except BadLine as exc:
+            if report and line.strip():
+                errors.warning(f"{path}: line {line_number}: {exc}; skipped")
+            continue
+        yield line_number, event
+
+
+def read_events(path, prefilter=None, report=True):
+    """Yield ``(line_number, event)`` for each valid event in the log, every
+    line parsed (see ``events_in``).  With ``report`` false, a second pass
+    over a log stays silent about what the first already reported."""
+    for first, _, data in read_chunks(path, report):
+        yield from events_in(path, first, data, prefilter, report)

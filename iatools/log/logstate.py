@@ -1,0 +1,343 @@
+"""What a log says about each job, read in one pass without a dict per key.
+
+A key is completed when its latest outcome among completed, verified,
+damaged and "changed upstream" (iatools.contract.linegrammar.reopens) is a completed or
+verified event; a started or failed event after a completion changes
+nothing.  For a key not completed, its latest started or failed event since
+it was last completed decides whether it is in progress or failed; else it
+is to do: damaged, changed, or (seen only in queued, planned, skipped
+events) pending.
+
+Keys are held as 64-bit hashes in ``KeySet``s (see iatools(7) on the tiny
+chance of two keys colliding), and each chunk of the log is judged in C by
+regular expressions on the beginning of its lines: ``"event"`` and the key
+come first (iatools(7)).  A chunk with a line of any other shape goes to the
+full parser, line by line, which reports the bad lines.  Only failed events,
+which are few, are always parsed whole.
+
+A reading starts from the log's checkpoint, when it has one to trust, and
+saves a new one when it has read enough past it (iatools.log.checkpoint).
+"""
+
+import re
+from collections import Counter, deque
+from functools import cached_property
+from operator import attrgetter
+from itertools import compress, repeat
+from typing import NamedTuple
+
+import orjson
+
+from iatools.log import checkpoint
+from iatools.log.eventlog import events_in, read_chunks
+from iatools.base.keyset import KeyMap, KeySet
+from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
+                                 FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START, SIZE, TS,
+                                 all_lines_closed, key_bytes, line_starts, marked, may_reopen,
+                                 outcome_with_fields, reopens)
+
+QUEUED, STARTED, FAILED, COMPLETED, DAMAGED, CHANGED = range(6)
+#: Events that change the state of a key not completed; the others only
+#: make it known.
+_UNFINISHED = {b"started": STARTED, b"failed": FAILED}
+_TIMESTAMP = re.compile(TS.decode())
+#: A queued event whose job fields are plain, up to its "ts"; groups: the
+#: key and its "size" (b"" without).
+_QUEUED_SIZE = outcome_with_fields(b"queued", (b"size", b"(" + SIZE + b")"))
+#: The key sets, which hold a key once per event, drop their duplicates
+#: once they pass this many and twice as many as after the last fold.
+_FOLD_AFTER = 1 << 24
+
+
+def _restore(reader):
+    """The attributes of a LogState that ``LogState._dump`` saved."""
+    completed, seen = KeySet.load(reader), KeySet.load(reader)
+    sizes = KeyMap.load(reader, 1)
+    rest = orjson.loads(reader.blob())
+    hashes, states = rest["unfinished"]
+    failed, *failures = rest["failure"]
+    reopened, why = rest["reopened"]
+    return {"completed": completed, "seen": seen, "unfinished": dict(zip(hashes, states)),
+            "failure": dict(zip(failed, map(Failure._make, zip(*failures)))),
+            "reopened": dict(zip(reopened, why)), "sizes": sizes, "minutes": rest["minutes"],
+            "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
+            "_after_fold": rest["after_fold"]}
+
+
+class Failure(NamedTuple):
+    """The latest failure of a key: what went wrong, and where it is told."""
+    error: str
+    retryable: bool
+    id: str
+    file: str  # "" for an item job
+    ts: str
+    offset: int
+
+    @classmethod
+    def of(cls, event, offset):
+        ts = event.get("ts")
+        # Only "retryable": false says that trying again is useless.
+        return cls(str(event.get("error") or "unknown error"), event.get("retryable") is not False,
+                   event["id"], event.get("file", ""), ts if isinstance(ts, str) else "", offset)
+
+
+class LogState:
+    """The state of every key of a log.  ``history_since``: completions at
+    or after this minute (as a timestamp begins: 2026-12-06T19:42) are
+    counted per minute, for the rates and the history; ``by_field``: count
+    by the value of this job field too (every line is then parsed:
+    slower)."""
+
+    def __init__(self, by_field=None, history_since=""):
+        self.by_field = by_field
+        self.history_since = history_since[:MINUTE]
+        # The keys of the completed events, and of all the others.
+        self.completed = KeySet()
+        self.seen = KeySet(self.completed.salt)
+        self._after_fold = 0
+        # For keys not (yet) completed: the latest started or failed event
+        # (hash -> state), the latest failure (hash -> Failure), and for
+        # those completed once, what undid it (hash -> DAMAGED or CHANGED).
+        self.unfinished = {}
+        self.failure = {}
+        self.reopened = {}
+        self.group = {}
+        # The "bytes" of every completed event.
+        self.bytes_done = 0
+        # Completions since history_since: minute -> [jobs, bytes].
+        self.minutes = {}
+        # The "size" of each key's latest queued event that has one.
+        self.sizes = KeyMap(1)
+        self.last_ts = ""
+
+    def read(self, path):
+        """Fold the events of the log at ``path``: those after its
+        checkpoint, if it has one to trust, on the state saved there; then
+        save the checkpoint again, at the end.  (Not with by_field: a
+        checkpoint does not keep the groups.)"""
+        loaded = checkpoint.START
+        if self.by_field is None:
+            loaded, saved = checkpoint.load(path, "status", _restore)
+            self.__dict__.update(saved or {})
+        position = loaded
+        for first, lines, data in read_chunks(path, start=loaded):
+            last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
+            if (self.by_field is not None or not last_ts or may_reopen(data)
+                    or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
+                self._read_slow(path, first, data, position.offset)
+            self._fold_if_large()
+            position = position.after(data, lines)
+        if self.by_field is None:
+            self._save(path, loaded, position)
+        return self
+
+    def _fold_if_large(self):
+        held = self.completed.added + self.seen.added + self.sizes.added
+        if held > max(_FOLD_AFTER, 2 * self._after_fold):
+            self.completed.fold()
+            self.seen.fold()
+            self.sizes.fold(without=self.completed)
+            self._after_fold = self.completed.added + self.seen.added + self.sizes.added
+
+    def _save(self, path, loaded, position):
+        """Save the state as the checkpoint at ``position``, if worth it."""
+        if checkpoint.worth_saving(loaded, position):
+            # A key held once, in one set, is all the counts need; fewer
+            # to save and to load.
+            self.completed.fold()
+            self.seen.fold(without=self.completed)
+            self.sizes.fold(without=self.completed)
+            self.minutes = {m: n for m, n in self.minutes.items() if m >= self.history_since}
+            self._after_fold = self.completed.added + self.seen.added + self.sizes.added
+            size = (self.completed.dumped_size() + self.seen.dumped_size()
+                    + self.sizes.dumped_size() + 50 * len(self.minutes)
+                    + 100 * (len(self.unfinished) + len(self.failure) + len(self.reopened)))
+            checkpoint.save(path, "status", position, size, self._dump)
+
+    def _dump(self, writer):
+        self.completed.dump(writer)
+        self.seen.dump(writer)
+        self.sizes.dump(writer)
+        writer.blob(orjson.dumps({
+            "unfinished": [list(self.unfinished), list(self.unfinished.values())],
+            "failure": [list(self.failure), *map(list, zip(*self.failure.values()))]
+            if self.failure else [[]] + [[]] * len(Failure._fields),
+            "reopened": [list(self.reopened), list(self.reopened.values())],
+            "bytes_done": self.bytes_done, "last_ts": self.last_ts, "minutes": self.minutes,
+            "after_fold": self._after_fold}))
+
+    def _read_fast(self, lines, data, last_ts, base):
+        """Fold a chunk whose lines all have the writers' shape, judged by
+        their beginning; False (nothing folded) for any other chunk.
+        ``base``: the chunk's offset in the log."""
+        text = marked(data)
+        done_keys = DONE_LINE.findall(text)
+        others = OPEN_LINE.findall(text)
+        if len(done_keys) + len(others) != lines or not all_lines_closed(lines, data):
+            return False
+        try:
+            failures = [(orjson.loads(m[1]), base + m.start()) for m in FAILED_LINE.finditer(text)]
+        except orjson.JSONDecodeError:
+            return False
+        sized = _QUEUED_SIZE.findall(text)
+        if len(sized) != data.count(QUEUED_START):
+            return False
+        kinds, keys = zip(*others) if others else ((), ())
+        hash_keys = self.completed.hash_keys
+        self._fold(hash_keys(keys), kinds, hash_keys(done_keys), failures)
+        self.sizes.add(hash_keys([key for key, size in sized if size]),
+                       [int(size) for _, size in sized if size])
+        self.bytes_done += sum(map(int, COMPLETED_BYTES.findall(text)))
+        if last_ts >= self.history_since:  # (the log is in time order)
+            for minute, size in COMPLETED_WHEN.findall(text):
+                self._count_minute(minute.decode(), int(size or 0))
+        self.last_ts = max(self.last_ts, last_ts)
+        return True
+
+    def _read_slow(self, path, first, data, base):
+        """Fold a chunk line by line, in order: the full parser reports bad
+        lines; an event that reopens a key takes effect where it stands."""
+        starts = line_starts(data)
+        batch = ([], [], [], [])
+        for line_number, event in events_in(path, first, data):
+            h = self.completed.hash_key(key_bytes(event))
+            kind = event["event"]
+            ts = event.get("ts")
+            ts = ts if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts) else ""
+            self.last_ts = max(self.last_ts, ts)
+            hashes, kinds, done_hashes, failures = batch
+            if kind in DONE_EVENTS:
+                if kind == "completed":
+                    self._completed_bytes(ts, event.get("bytes"))
+                done_hashes.append(h)
+            elif reopens(event):
+                self._fold(*batch)
+                batch = ([], [], [], [])
+                self._reopen(h, DAMAGED if kind == "damaged" else CHANGED)
+            else:
+                hashes.append(h)
+                kinds.append(kind.encode())
+                if kind == "failed":
+                    failures.append((event, base + starts[line_number - first]))
+            if kind == "queued" and _is_size(event.get("size")):
+                self.sizes.add([h], [event["size"]])
+            if self.by_field is not None:
+                self._group(h, event)
+        self._fold(*batch)
+
+    def _completed_bytes(self, ts, size):
+        size = size if _is_size(size) else 0
+        self.bytes_done += size
+        if ts:
+            self._count_minute(ts[:MINUTE], size)
+
+    def _count_minute(self, minute, size):
+        if minute >= self.history_since:
+            counts = self.minutes.setdefault(minute, [0, 0])
+            counts[0] += 1
+            counts[1] += size
+
+    def _group(self, h, event):
+        """The group of a key: the value of the field in its latest event
+        that has it (ia-route adds "destdir" after skip queued the job)."""
+        if self.by_field in event:
+            self.group[h] = _group_value(event[self.by_field])
+        else:
+            self.group.setdefault(h, _group_value(None))
+
+    def _fold(self, hashes, kinds, done_hashes, failures):
+        """Fold a chunk's events, in log order: the keys and kinds of those
+        not completed, the keys of the completed ones, the failed events
+        and their offsets."""
+        self.seen.add(hashes)
+        self.completed.add(done_hashes)
+        states = list(map(_UNFINISHED.get, kinds))
+        self.unfinished.update(compress(zip(hashes, states), states))
+        hash_key = self.completed.hash_key
+        self.failure.update((hash_key(key_bytes(event)), Failure.of(event, offset))
+                            for event, offset in failures)
+        # A completed key needs no unfinished state; dropping it keeps the
+        # dicts small.  (A later event of a completed key is ignored in the
+        # end, by _unfinished_states.)
+        for held in (self.unfinished, self.failure, self.reopened):
+            deque(map(held.pop, done_hashes, repeat(None)), maxlen=0)
+
+    def _reopen(self, h, why):
+        """A completed key is to do again: its files are damaged, or the
+        item changed upstream."""
+        self.completed.discard([h])
+        self.seen.add([h])
+        self.unfinished.pop(h, None)
+        self.failure.pop(h, None)
+        self.reopened[h] = why
+
+    @cached_property
+    def _unfinished_states(self):
+        """hash -> STARTED, FAILED, DAMAGED or CHANGED, for the keys not
+        completed (once the log is read)."""
+        completed = self.completed
+        states = {h: s for h, s in self.reopened.items() if h not in completed}
+        states.update((h, s) for h, s in self.unfinished.items() if h not in completed)
+        return states
+
+    def counts(self):
+        tally = Counter(self._unfinished_states.values())
+        completed, total = self.completed.count_with(self.seen)
+        permanent = sum(not f.retryable for f in self._failures())
+        return {
+            "total": total,
+            "completed": completed,
+            "failed": tally[FAILED],
+            "failed_retryable": tally[FAILED] - permanent,
+            "failed_permanent": permanent,
+            "in_progress": tally[STARTED],
+            "pending": total - completed - tally[FAILED] - tally[STARTED],
+            "changed": tally[CHANGED],
+            "damaged": tally[DAMAGED],
+        }
+
+    def _failures(self):
+        """The Failure of each key whose latest outcome is a failure."""
+        return [self.failure[h] for h, s in self._unfinished_states.items() if s == FAILED]
+
+    def failures(self, retryable=None):
+        """The Failures of the keys failed now (only the retryable or the
+        permanent ones, if ``retryable`` says), in log order."""
+        return sorted((f for f in self._failures() if retryable in (None, f.retryable)),
+                      key=attrgetter("offset"))
+
+    def remaining_bytes(self):
+        """The sum of the latest "size" of the keys to do: neither completed
+        nor failed (a key never queued with a size counts 0)."""
+        failed = [h for h, s in self._unfinished_states.items() if s == FAILED]
+        return (sum(sum(sizes) for _, sizes in self.sizes.latest_columns(self.completed))
+                - sum(size for size, in filter(None, self.sizes.latest(failed))))
+
+    def recent_failures(self, limit=5):
+        """The latest Failures of the keys failed now, the latest first."""
+        return sorted(self._failures(), key=attrgetter("offset"), reverse=True)[:limit]
+
+    def common_errors(self, limit=5):
+        return Counter(f.error for f in self._failures()).most_common(limit)
+
+    def groups(self):
+        unfinished = self._unfinished_states
+        members = {}
+        for h, value in self.group.items():
+            state = COMPLETED if h in self.completed else unfinished.get(h, QUEUED)
+            members.setdefault(value, Counter())[state] += 1
+        return {value: _counts(tally) for value, tally in sorted(members.items())}
+
+
+def _counts(tally):
+    return {"total": sum(tally.values()), "completed": tally[COMPLETED],
+            "failed": tally[FAILED], "in_progress": tally[STARTED],
+            "pending": tally[QUEUED] + tally[DAMAGED] + tally[CHANGED]}
+
+
+def _group_value(value):
+    return "(none)" if value is None else str(value)
+
+
+def _is_size(value):
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0

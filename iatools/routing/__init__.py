@@ -1,0 +1,3 @@
+"""Destination disks by free space, for ``ia-route``.  Built on
+iatools.contract and iatools.base.
+"""
