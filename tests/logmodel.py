@@ -154,8 +154,9 @@ def assert_readings_agree_with_model(log, events, recent_from=None, rng=None):
         # skip records the changed jobs: on a copy, which the next reading
         # of the log does not see.
         copy = shutil.copy(log, elsewhere)
-        if os.path.exists(f"{log}.completed-checkpoint"):
-            shutil.copy(f"{log}.completed-checkpoint", elsewhere)
+        for kind in ("completed", "completions"):
+            if os.path.exists(f"{log}.{kind}-checkpoint"):
+                shutil.copy(f"{log}.{kind}-checkpoint", elsewhere)
         skipped = _joblog("skip", copy, input=compact(jobs))
     assert skipped.returncode == 0, stderr_text(skipped)
     assert job_keys(parse_jsonl(skipped.stdout)) == [

@@ -15,12 +15,13 @@ import pytest
 from iatools.log import checkpoint
 from iatools.log.checkpoint import SAVE_AFTER
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact,
-                            stderr_text)
+                            model_of, stderr_text)
 from tests.helpers import parse_jsonl, run
 from tests.torture import tmpfs
 
 KINDS = ["completed", "pending", "status"]
-ALL = [f"{kind}-checkpoint" for kind in KINDS]
+#: ... and the records of the completions, which status and pending never load.
+ALL = sorted(f"{kind}-checkpoint" for kind in KINDS + ["completions"])
 
 
 def joblog(*args, input=b""):
@@ -99,6 +100,51 @@ def test_a_few_completions_after_the_checkpoint_close_their_jobs(big):
     with open(log, "ab") as f:
         f.write(compact(more))
     assert_readings_agree_with_model(log, events + more)
+
+
+def tail_event(kind, key, template, **version):
+    """An event of ``kind`` for ``key`` as the writers put it (the fast
+    path reads it), timed and placed as ``template``."""
+    ident, file = key
+    return {"event": kind, "id": ident, **({"file": file} if file else {}), **version,
+            "ts": template["ts"], "host": "h", "pid": 7, "files": 1, "bytes": 10}
+
+
+def test_skip_compares_a_job_with_the_latest_completion_after_the_checkpoint(big):
+    """A short tail (the checkpoints are not saved again) completes keys
+    once more, some with another version, and reopens others: skip
+    compares a job with the latest completion, not with the version the
+    checkpoint knew."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    state, _, _, _, version, _ = model_of(events)
+    keys = [k for k, s in state.items() if s == "completed" and version[k][1] is not None]
+    again, damaged = keys[:30], keys[30:40]
+    new_versions = [{"size": version[k][0] + (n % 3 == 0), "updated": version[k][1] + "x" * (n % 3 == 1)}
+                    for n, k in enumerate(again)]
+    more = [tail_event("completed", k, events[-1], **v) for k, v in zip(again, new_versions)]
+    more += [tail_event("damaged", k, events[-1], size=version[k][0]) for k in damaged]
+    with open(log, "ab") as f:
+        f.write(compact(more))
+    old_jobs = [{"id": k[0], **({"file": k[1]} if k[1] else {}), "size": version[k][0],
+                 "updated": version[k][1]} for k in again + damaged]
+    result = joblog("-v", "skip", log, input=compact(old_jobs))
+    assert result.returncode == 0, stderr_text(result)
+    assert "completed-checkpoint: used" in stderr_text(result)
+    passed = [k for n, k in enumerate(again) if n % 3 != 2] + damaged
+    assert [(j["id"], j.get("file")) for j in parse_jsonl(result.stdout)] == passed
+    with open(log, "r+b") as f:  # without the queued events skip wrote
+        f.truncate(len(compact(events + more)))
+    assert_readings_agree_with_model(log, events + more)
+
+
+def test_the_completions_are_read_again_when_their_checkpoint_is_lost(big):
+    """skip (for a job of another version) and completed need the records
+    of the completions: without their checkpoint, read from the log."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    log.with_name(f"{log.name}.completions-checkpoint").unlink()
+    assert_readings_agree_with_model(log, events)
 
 
 def edit_in_place(log, events):

@@ -175,6 +175,36 @@ class KeyMap:
             bucket[:] = folded.tobytes()
         self.added = sum(map(len, self._buckets)) // self._record.size
 
+    def hashes(self):
+        """The hash of every record, in bucket order, as an array."""
+        return array("q", b"".join(self._buckets))[::self.width + 1]
+
+    def update(self, later):
+        """Add the records of the KeyMap ``later`` (of the same width) after
+        those here: a bucket at a time, in C."""
+        deque(map(iadd, self._buckets, later._buckets), maxlen=0)
+        self.added += later.added
+
+    def keys_and_tags(self, salt, columns, without=frozenset()):
+        """A KeySet (of ``salt``) of the hashes here, and the TaggedKeys of
+        the numbers at ``columns`` (0: the first) of their latest record --
+        of a folded map, built a bucket at a time, in C (adding hash by
+        hash costs a microsecond each); the hashes in the set ``without``
+        left out."""
+        width = self.width + 1
+        keys, tags = KeySet(salt), TaggedKeys()
+        for bucket, key_bucket, tag_bucket in zip(self._buckets, keys._buckets, tags._buckets):
+            records = array("q", bucket)
+            hashes = records[::width]
+            tagged = _tags(hashes, *(records[1 + n::width] for n in columns))
+            if without:
+                kept = list(map(not_, map(without.__contains__, hashes)))
+                hashes, tagged = array("q", compress(hashes, kept)), compress(tagged, kept)
+            key_bucket += hashes
+            tag_bucket += array("q", tagged)
+        keys.added = sum(map(len, keys._buckets)) // 8
+        return keys, tags
+
     def latest_columns(self, without=None):
         """For each bucket: the list of the hashes in it (each once, not
         those in the KeySet ``without``) and a list of each of the numbers
@@ -203,6 +233,40 @@ class KeyMap:
         keys._buckets = _load_buckets(reader, keys._record.size)
         keys.added = sum(map(len, keys._buckets)) // keys._record.size
         return keys
+
+
+class TaggedKeys:
+    """A 64-bit tag of some numbers (say, an item's version) for each of a
+    set of key hashes, in buckets chosen by the key hash as in a KeySet: "does key h
+    have tag t" is one byte search in a small bucket, in C, with no record
+    unpacked.  (Built by ``KeyMap.keys_and_tags``.)"""
+
+    def __init__(self):
+        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+
+    def has_each(self, hashes, *numbers):
+        """An iterator of booleans: is each key hash here, tagged with the
+        numbers given with it (the ``numbers``' items)?"""
+        buckets = map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK)))
+        return map(contains, buckets, map(_PACK, _tags(hashes, *numbers)))
+
+    def dump(self, writer):
+        _dump_buckets(writer, self._buckets)
+
+    def dumped_size(self):
+        return 8 * len(self._buckets) + sum(map(len, self._buckets))
+
+    @classmethod
+    def load(cls, reader):
+        tags = cls()
+        tags._buckets = _load_buckets(reader, 8)
+        return tags
+
+
+def _tags(hashes, *numbers):
+    """The tag of each key hash and its numbers: the hash of their tuple (a
+    hash of ints is the same in every process)."""
+    return map(hash, zip(hashes, *numbers))
 
 
 #: Buckets written or read at a time: a few calls instead of 65,536, and a

@@ -13,17 +13,26 @@ fields by one regular expression, a whole chunk at a time; a chunk with a
 line of another shape, or an event that reopens a key, is parsed line by
 line.  A reading starts from the log's checkpoint, when it has one to
 trust, and saves a new one when it has read enough past it.
+
+Skip asks of most jobs only "completed, with this very version?": one
+lookup in ``current``, the completed keys tagged with the version of their
+latest completion.  The records of the completions themselves (32 bytes
+each, two thirds of what a reading holds) are saved in a checkpoint of
+their own and loaded only when needed: by ``completed``, for a job whose
+version is not the one tagged, and to save the checkpoints again.
 """
 
 import re
 from array import array
 from itertools import compress, repeat
+from operator import and_, not_
 
 import orjson
 
+from iatools.base import errors
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
-from iatools.base.keyset import KeyMap, KeySet
+from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
 from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed, key_bytes,
                                  line_starts, marked, may_reopen, mentions, outcome_with_fields,
                                  reopens)
@@ -32,8 +41,12 @@ from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_li
 #: key, its "size" and "updated" (b"" when absent).
 _DONE_WITH_VERSION = outcome_with_fields(b"completed|verified", (b"size", b"(" + SIZE + b")"),
                                          (b"updated", rb'"([^"\\\n]*)"'))
-#: "size" of a completion that recorded none.
+#: "size" of a completion (or a job) that gives none.
 NO_SIZE = -1
+#: The columns of a completion's record: the offset of its line, its size
+#: (or NO_SIZE) and the hash of its "updated"; the version is the last two.
+_RECORD_WIDTH = 3
+_VERSION = (1, 2)
 
 
 def _may_be_outcome(line):
@@ -42,33 +55,59 @@ def _may_be_outcome(line):
 
 
 class Completions:
-    """``done``: the hashes of the completed keys; ``latest``: for each
-    completion, (offset of its line, size or NO_SIZE, hash of "updated");
-    ``permanent``: the hashes of the keys whose latest outcome is a
-    permanent failure."""
+    """``done``: the hashes of the completed keys; ``current``: each tagged
+    with the version its latest completion recorded; ``permanent``: the
+    hashes of the keys whose latest outcome is a permanent failure;
+    ``reopened``: those whose latest outcome reopens them."""
 
     def __init__(self, salt=None):
         self.done = KeySet(salt)
-        self.latest = KeyMap(3)
+        self.current = TaggedKeys()
         self.permanent = set()
+        self.reopened = set()
         self.no_update = self.done.hash_key(b"")
+        # The records of the completions read after the checkpoint.
+        self._later = KeyMap(_RECORD_WIDTH)
+        # Keys completed or reopened after the checkpoint: ``current`` may
+        # hold an older version of them.
+        self._touched = set()
+        # Those of the checkpoint, once loaded; where they come from.
+        self._records = None
+        self._path, self._covered = None, checkpoint.START
 
     @classmethod
     def read(cls, path, report=True):
         """The completions of the log at ``path`` and the Position read up to."""
         epoch = checkpoint.current_epoch(path)
         loaded, state = checkpoint.load(path, "completed", cls._load)
-        state = state or cls()
-        position = loaded
-        for first, lines, data in read_chunks(path, report, loaded):
-            if not state._read_fast(lines, data, position.offset):
-                state._read_slow(path, first, data, position.offset, report)
-            position = position.after(data, lines)
+        if state is None:
+            state = cls()
+            state._records = KeyMap(_RECORD_WIDTH)
+        state._path, state._covered = path, loaded
+        position = state._read_from(loaded, report)
+        if state._records is not None or checkpoint.worth_saving(loaded, position):
+            state._index()
+        else:
+            state._settle_later()
         if checkpoint.worth_saving(loaded, position):
-            state.latest.fold()
-            size = state.done.dumped_size() + state.latest.dumped_size() + 8 * len(state.permanent)
+            records = state._records
+            checkpoint.save(path, "completions", position, records.dumped_size(), records.dump,
+                            epoch)
+            size = 2 * state.done.dumped_size() + 8 * len(state.permanent | state.reopened)
             checkpoint.save(path, "completed", position, size, state._dump, epoch)
         return state, position
+
+    def _read_from(self, start, report, until=None):
+        """Read the log from the Position ``start`` (to its end, or to past
+        the offset ``until``); the Position reached."""
+        position = start
+        for first, lines, data in read_chunks(self._path, report, start):
+            if not self._read_fast(lines, data, position.offset):
+                self._read_slow(first, data, position.offset, report)
+            position = position.after(data, lines)
+            if until is not None and position.offset >= until:
+                break
+        return position
 
     def _read_fast(self, lines, data, base):
         text = marked(data)
@@ -83,36 +122,55 @@ class Completions:
             return False
         for event in failures:
             self._failed(self.done.hash_key(key_bytes(event)), event)
-        keys, sizes, updated = zip(*map(re.Match.groups, done, repeat(b""))) if done else ((),) * 3
-        offsets = [base + m.start() for m in done]
-        self._completed(self.done.hash_keys(keys), offsets,
-                        [int(s) if s else NO_SIZE for s in sizes], self.done.hash_keys(updated))
+        if done:
+            keys, sizes, updated = zip(*map(re.Match.groups, done, repeat(b"")))
+            self._completed(self.done.hash_keys(keys), [base + m.start() for m in done],
+                            self.sizes(sizes), self.hash_updates(updated))
         return True
 
-    def _read_slow(self, path, first, data, base, report):
+    def _read_slow(self, first, data, base, report):
         starts = line_starts(data)
-        for line_number, event in events_in(path, first, data, _may_be_outcome, report):
+        for line_number, event in events_in(self._path, first, data, _may_be_outcome, report):
             h = self.done.hash_key(key_bytes(event))
             if event["event"] in DONE_EVENTS:
-                size, updated = event.get("size"), event.get("updated")
+                size = event.get("size")
                 self._completed([h], [base + starts[line_number - first]],
                                 [size if isinstance(size, int) else NO_SIZE],
-                                [self.hash_update(updated)])
+                                [self.hash_update(event.get("updated"))])
             elif event["event"] == "failed":
                 self._failed(h, event)
             elif reopens(event):
-                self.done.discard([h])
+                self.reopened.add(h)
+                self._touched.add(h)
                 self.permanent.discard(h)
+
+    @staticmethod
+    def sizes(sizes):
+        """The "size" fields a regular expression took out of lines (b""
+        when absent) as numbers (NO_SIZE)."""
+        if b"" not in sizes:
+            return list(map(int, sizes))
+        return [int(s) if s else NO_SIZE for s in sizes]
 
     def hash_update(self, updated):
         """The hash of an "updated" value as a completion records it."""
         text = updated.encode("utf-8", "surrogatepass") if isinstance(updated, str) else b""
         return self.done.hash_key(text)
 
+    def hash_updates(self, updated):
+        """hash_update of each of the "updated" fields a regular expression
+        took out of lines (b"" when absent): each distinct one hashed once
+        (most are alike, or absent)."""
+        distinct = list(set(updated))
+        hashes = dict(zip(distinct, self.done.hash_keys(distinct)))
+        return list(map(hashes.__getitem__, updated))
+
     def _completed(self, hashes, offsets, sizes, updated):
-        self.done.add(hashes)
-        self.latest.add(hashes, offsets, sizes, updated)
-        self.permanent.difference_update(hashes)
+        self._later.add(hashes, offsets, sizes, updated)
+        if self.permanent:
+            self.permanent.difference_update(hashes)
+        if self.reopened:
+            self.reopened.difference_update(hashes)
 
     def _failed(self, h, event):
         if event.get("retryable") is False:
@@ -120,36 +178,88 @@ class Completions:
         else:
             self.permanent.discard(h)
 
+    def _settle_later(self):
+        """Bring ``done`` up to date with the completions and reopenings read
+        after the checkpoint (few: more are folded into the records by
+        ``_index``)."""
+        completed = self._later.hashes().tolist()
+        self._touched.update(completed)
+        self.done.add([h for h in completed if h not in self.reopened])
+        self.done.discard(self._touched & self.reopened)
+
+    def _index(self):
+        """``done`` and ``current`` built afresh from all the records."""
+        records = self.records()
+        records.fold()
+        self.done, self.current = records.keys_and_tags(self.done.salt, _VERSION, self.reopened)
+        self._touched = set()
+
+    def records(self):
+        """The KeyMap of every completion read: (offset, size, hash of
+        "updated") by key hash, loaded from the checkpoint at first use."""
+        if self._records is None:
+            self._records = self._load_records()
+        if self._later.added:
+            self._records.update(self._later)
+            self._later = KeyMap(_RECORD_WIDTH)
+        return self._records
+
+    def _load_records(self):
+        loaded, records = checkpoint.load(self._path, "completions",
+                                          lambda reader: KeyMap.load(reader, _RECORD_WIDTH))
+        if records is not None and loaded == self._covered:
+            return records
+        errors.debug(f"{self._path}: the completions of its checkpoint are read again")
+        again = Completions(self.done.salt)
+        again._path = self._path
+        again._read_from(checkpoint.START, False, until=self._covered.offset)
+        return again._later
+
+    def unchanged_each(self, hashes, sizes, updated):
+        """For key hashes and the version a job now gives each (its size or
+        NO_SIZE, the hash_update of its "updated"): an iterator of
+        booleans, true where the key is completed and its latest
+        completion recorded that very version.  (False: not completed, or
+        ``changed`` decides.)"""
+        found = self.current.has_each(hashes, sizes, updated)
+        if self._touched:
+            found = map(and_, found, map(not_, map(self._touched.__contains__, hashes)))
+        return found
+
     def changed(self, hashes, sizes, updated):
-        """For completed keys and the version a job now gives each (its size
-        or None, the hash_update of its "updated"): is the version
-        different from the one the latest completion recorded?  Each of
-        size and updated counts only when both sides have it (a key whose
-        record cannot be found has none)."""
+        """For completed keys and the version a job now gives each (as for
+        ``unchanged_each``): is the version different from the one the
+        latest completion recorded?  Each of size and updated counts only
+        when both sides have it (a key whose record cannot be found has
+        none)."""
         no_update = self.no_update
         return [was is not None
-                and ((size is not None and was[1] != NO_SIZE and size != was[1])
+                and ((size != NO_SIZE and was[1] != NO_SIZE and size != was[1])
                      or (update != no_update and was[2] != no_update and update != was[2]))
-                for was, size, update in zip(self.latest.latest(hashes), sizes, updated)]
+                for was, size, update in zip(self.records().latest(hashes), sizes, updated)]
 
     def completed_offsets(self):
         """The offsets of the latest completion of each completed key, in
         log order."""
         offsets = array("q")
-        for hashes, bucket_offsets, _, _ in self.latest.latest_columns():
-            offsets.extend(compress(bucket_offsets, self.done.contains_each(hashes)))
+        for hashes, bucket_offsets, _, _ in self.records().latest_columns():
+            if self.reopened:
+                bucket_offsets = compress(bucket_offsets,
+                                          map(not_, map(self.reopened.__contains__, hashes)))
+            offsets.extend(bucket_offsets)
         return array("q", sorted(offsets))
 
     def _dump(self, writer):
         self.done.dump(writer)
-        self.latest.dump(writer)
-        writer.blob(orjson.dumps(sorted(self.permanent)))
+        self.current.dump(writer)
+        writer.blob(orjson.dumps([sorted(self.permanent), sorted(self.reopened)]))
 
     @classmethod
     def _load(cls, reader):
         done = KeySet.load(reader)
         state = cls(done.salt)
         state.done = done
-        state.latest = KeyMap.load(reader, 3)
-        state.permanent = set(orjson.loads(reader.blob()))
+        state.current = TaggedKeys.load(reader)
+        permanent, reopened = orjson.loads(reader.blob())
+        state.permanent, state.reopened = set(permanent), set(reopened)
         return state

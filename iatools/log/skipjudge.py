@@ -11,6 +11,7 @@ from itertools import compress, repeat
 import orjson
 
 from iatools.contract import jsonl
+from iatools.log.completions import NO_SIZE
 from iatools.contract.jobs import FAILURE_FIELDS, make_event
 from iatools.contract.linegrammar import (SIZE, jobs_in_chunk, key_bytes, plain_chunk, plain_job_line,
                                  queued_events)
@@ -67,9 +68,8 @@ class SkipJudge:
         if len(found) != lines:
             return None
         keys, sizes, updated = zip(*found)
-        verdicts = self._verdicts(self.state.done.hash_keys(keys),
-                                  [int(s) if s else None for s in sizes],
-                                  self.state.done.hash_keys(updated))
+        verdicts = self._verdicts(self.state.done.hash_keys(keys), self.state.sizes(sizes),
+                                  self.state.hash_updates(updated))
         self.tally.update(verdicts)
         if all(v == _NEW for v in verdicts):
             return [queued_events(data)], [data]
@@ -83,16 +83,26 @@ class SkipJudge:
 
     def _verdicts(self, hashes, sizes, updated):
         """_NEW, _CHANGED, _DONE or _PERMANENT for each job, given its key's
-        hash and its version."""
-        verdicts = [_DONE if d else _NEW for d in self.state.done.contains_each(hashes)]
-        done = [i for i, v in enumerate(verdicts) if v == _DONE]
-        if done:
-            changed = self.state.changed([hashes[i] for i in done], [sizes[i] for i in done],
-                                         [updated[i] for i in done])
-            for i in compress(done, changed):
-                verdicts[i] = _CHANGED
+        hash and its version (size or NO_SIZE, hash of "updated").  One
+        lookup says "done, same version" for most; only the others are
+        looked up among the completed keys, and their versions compared."""
+        state = self.state
+        unchanged = list(state.unchanged_each(hashes, sizes, updated))
+        verdicts = list(map(_DONE.__mul__, unchanged))  # _DONE, or _NEW (0)
+        others = list(compress(range(len(hashes)), map(operator.not_, unchanged)))
+        if not others:
+            return verdicts
+        other_hashes = list(map(hashes.__getitem__, others))
+        done = list(state.done.contains_each(other_hashes))
+        done_at = list(compress(others, done))
+        if done_at:
+            changed = state.changed(list(map(hashes.__getitem__, done_at)),
+                                    list(map(sizes.__getitem__, done_at)),
+                                    list(map(updated.__getitem__, done_at)))
+            for i, is_changed in zip(done_at, changed):
+                verdicts[i] = _CHANGED if is_changed else _DONE
         if self.permanent:
-            for i in compress(range(len(hashes)), map(self.permanent.__contains__, hashes)):
+            for i in compress(others, map(self.permanent.__contains__, other_hashes)):
                 if verdicts[i] == _NEW:
                     verdicts[i] = _PERMANENT
         return verdicts
@@ -102,8 +112,8 @@ class SkipJudge:
         with the full parser."""
         queued, passing, bad_lines = [], [], []
         for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
-            size = job.get("size")
-            (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))], [size],
+            (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))],
+                                        [job.get("size", NO_SIZE)],
                                         [self.state.hash_update(job.get("updated"))])
             self.tally[verdict] += 1
             if verdict == _NEW:
