@@ -120,8 +120,8 @@ def test_skip_compares_a_job_with_the_latest_completion_after_the_checkpoint(big
     state, _, _, _, version, _ = model_of(events)
     keys = [k for k, s in state.items() if s == "completed" and version[k][1] is not None]
     again, damaged = keys[:30], keys[30:40]
-    new_versions = [{"size": version[k][0] + (n % 3 == 0), "updated": version[k][1] + "x" * (n % 3 == 1)}
-                    for n, k in enumerate(again)]
+    new_versions = [{"size": version[k][0] + (n % 3 == 0),
+                     "updated": version[k][1] + "x" * (n % 3 == 1)} for n, k in enumerate(again)]
     more = [tail_event("completed", k, events[-1], **v) for k, v in zip(again, new_versions)]
     more += [tail_event("damaged", k, events[-1], size=version[k][0]) for k in damaged]
     with open(log, "ab") as f:

@@ -257,9 +257,16 @@ class TaggedKeys:
         return 8 * len(self._buckets) + sum(map(len, self._buckets))
 
     @classmethod
-    def load(cls, reader):
+    def load(cls, reader, keep=True):
+        """The TaggedKeys ``dump`` wrote; (not ``keep``) read past, none kept:
+        an empty one, which says of every key that it has not the tag."""
         tags = cls()
-        tags._buckets = _load_buckets(reader, 8)
+        if keep:
+            tags._buckets = _load_buckets(reader, 8)
+        else:
+            left = sum(array("Q", reader.read(8 << _BUCKET_BITS)))
+            for start in range(0, left, _BYTES_AT_ONCE):
+                reader.read(min(_BYTES_AT_ONCE, left - start))
         return tags
 
 
@@ -272,6 +279,7 @@ def _tags(hashes, *numbers):
 #: Buckets written or read at a time: a few calls instead of 65,536, and a
 #: bounded copy.
 _BUCKETS_AT_ONCE = 1024
+_BYTES_AT_ONCE = 1 << 23
 
 
 def _dump_buckets(writer, buckets):

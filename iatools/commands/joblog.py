@@ -234,7 +234,7 @@ def skip(args):
 
 
 def pending(args):
-    state, done_end = Completions.read(args.log, report=False)
+    state, done_end = Completions.read(args.log, report=False, tagged=False)
     output = jsonl.Output()
     for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
         output.lines(jobs_of(events, QUEUED_EVENT))
@@ -268,8 +268,8 @@ def _failed_job(event):
 def completed(args):
     """The latest completed or verified event of each key completed now, as
     its job (with the version it recorded), in log order."""
-    state, _ = Completions.read(args.log, report=False)
-    offsets = state.completed_offsets()
+    state, end = Completions.read(args.log, report=False, tagged=False)
+    offsets = state.completed_offsets(end.offset)
     output = jsonl.Output()
     for start in range(0, len(offsets), _BATCH):
         output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
