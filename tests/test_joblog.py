@@ -761,6 +761,14 @@ def test_skip_and_append_of_one_pipeline_share_the_log(tmp_path, fake_fetch):
     assert all(sorted(k) == ["completed", "queued"] for k in kinds.values())
     again = shell(f"{JOBLOG} skip {log} < {tmp_path}/jobs.jsonl")
     assert again.returncode == 0 and again.stdout == b""
+    # The same jobs as plain lines, judged a chunk at a time: none passed,
+    # none recorded.
+    (tmp_path / "plain.jsonl").write_bytes(compact([{"id": f"j{n:05d}", "size": n}
+                                                    for n in range(count)]))
+    size = log.stat().st_size
+    again = shell(f"{JOBLOG} skip {log} < {tmp_path}/plain.jsonl")
+    assert again.returncode == 0 and again.stdout == b""
+    assert log.stat().st_size == size
 
 
 def test_skip_records_jobs_as_queued_before_passing_them_on(tmp_path):

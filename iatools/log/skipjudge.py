@@ -71,8 +71,11 @@ class SkipJudge:
         verdicts = self._verdicts(self.state.done.hash_keys(keys), self.state.sizes(sizes),
                                   self.state.hash_updates(updated))
         self.tally.update(verdicts)
-        if all(v == _NEW for v in verdicts):
+        passed = verdicts.count(_NEW)
+        if passed == lines:
             return [queued_events(data)], [data]
+        if not passed and _CHANGED not in verdicts:
+            return [], []
         split = data.splitlines(keepends=True)
         new = b"".join(compress(split, map(operator.eq, verdicts, repeat(_NEW))))
         changed = list(compress(split, map(operator.eq, verdicts, repeat(_CHANGED))))
