@@ -9,6 +9,7 @@ checkpoint.SAVE_AFTER bytes, and judges it by the model of tests/logmodel.
 import os
 import random
 import subprocess
+import time
 
 import pytest
 
@@ -332,3 +333,25 @@ def test_an_edit_in_place_is_seen_even_after_an_append(written, then_append):
         events += more
     assert checkpoints_used(log) == []
     assert_readings_agree_with_model(log, events)
+
+
+def test_skip_leaves_a_child_to_index_what_it_queued(tmp_path):
+    """skip exits without waiting for the index of its queued events, and
+    the child it leaves behind brings the checkpoints up to date."""
+    jobs = b"".join(b'{"id":"item-%07d_x","size":%d}\n' % (n, n) for n in range(80_000))
+    log = tmp_path / "s.jsonl"
+    result = joblog("skip", log, input=jobs)
+    assert result.returncode == 0, stderr_text(result)
+    assert result.stdout == jobs
+    assert log.stat().st_size > SAVE_AFTER
+    deadline = time.monotonic() + 120
+    while checkpoints(log) != sorted(ALL + ["stamp-checkpoint"]):
+        assert time.monotonic() < deadline, checkpoints(log)
+        time.sleep(0.2)
+    lines = jobs.count(b"\n")
+    status = joblog("-v", "status", "--json", log)
+    assert f"reading the log from line {lines + 1}" in stderr_text(status)
+    assert "the log was read to check it" not in stderr_text(status)
+    (summary,) = parse_jsonl(status.stdout)
+    assert (summary["total"], summary["pending"]) == (lines, lines)
+    assert summary["remaining_bytes"] == sum(range(80_000))

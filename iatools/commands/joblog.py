@@ -209,6 +209,7 @@ def skip(args):
     state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(0, "jobs")
     log = _open_log(args.log)
+    index = IndexKeeper(args.log)
     output = jsonl.Output()
     judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
@@ -223,12 +224,14 @@ def skip(args):
             # Log first: a job must never run downstream without its queued
             # event on record.
             _write_log(log, queued)
+            index.wrote(sum(map(len, queued)))
             if counting and judge.dropped() > dropped_before:
                 counts.append(jsonl.count_line("skipped", judge.dropped() - dropped_before))
             output.lines(counts + passing)
             output.flush()
     finally:
         log.close()
+    index.leave()
     errors.debug(f"skip: {judge.summary()}")
     return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
 
