@@ -262,8 +262,8 @@ def failed(args):
 def completed(args):
     """The latest completed or verified event of each key completed now, as
     its job (with the version it recorded), in log order."""
-    state, end = Completions.read(args.log, report=False, tagged=False)
-    offsets = state.completed_offsets(end.offset)
+    state, _ = Completions.read(args.log, report=False, tagged=False)
+    offsets = state.completed_offsets()
     output = jsonl.Output()
     for start in range(0, len(offsets), _BATCH):
         output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),

@@ -78,6 +78,7 @@ class Completions:
         # Those of the checkpoint, once loaded; where they come from.
         self._records = None
         self._path, self._covered = None, checkpoint.START
+        self._read_to = checkpoint.START
 
     @classmethod
     def read(cls, path, report=True, tagged=True):
@@ -90,7 +91,7 @@ class Completions:
             state = cls()
             state._records = KeyMap(_RECORD_WIDTH)
         state._path, state._covered = path, loaded
-        position = state._read_from(loaded, report)
+        position = state._read_to = state._read_from(loaded, report)
         if state._records is not None or checkpoint.worth_saving(loaded, position):
             state._index()
         else:
@@ -247,14 +248,14 @@ class Completions:
                      or (update != no_update and was[2] != no_update and update != was[2]))
                 for was, size, update in zip(self.records().latest(hashes), sizes, updated)]
 
-    def completed_offsets(self, end):
+    def completed_offsets(self):
         """The offsets of the latest completion of each completed key, in
-        log order (``end``: past the last).  The records are let go on the
+        log order.  The records are let go on the
         way (the state then loads them again if asked).  Sorted a stretch of
         the log at a time: a sort of them all at once holds an int object
         for each, 280 MB for 7 million."""
         records, self._records = self.records(), None
-        stretch = end // _STRETCHES + 1
+        stretch = self._read_to.offset // _STRETCHES + 1
         parts = [array("q") for _ in range(_STRETCHES)]
         for hashes, offsets, _, _ in records.latest_columns():
             if self.reopened:
