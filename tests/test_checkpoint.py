@@ -148,6 +148,21 @@ def test_the_completions_are_read_again_when_their_checkpoint_is_lost(big):
     assert_readings_agree_with_model(log, events)
 
 
+def test_the_completions_of_another_reading_are_not_used(big):
+    """Two readers saving at once may leave the records of the completions
+    of one beside the completed keys of the other, their hashes salted
+    apart: those records are read again from the log."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    records = log.with_name(f"{log.name}.completions-checkpoint")
+    other_reading = records.read_bytes()
+    for kind in KINDS:
+        log.with_name(f"{log.name}.{kind}-checkpoint").unlink()
+    assert_readings_agree_with_model(log, events)
+    records.write_bytes(other_reading)
+    assert_readings_agree_with_model(log, events)
+
+
 def edit_in_place(log, events):
     """Turn the first completed event into a failure, keeping the log's
     length and inode, as only a hand edit would; the new list of events."""

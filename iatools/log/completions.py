@@ -53,6 +53,10 @@ _VERSION = (1, 2)
 _STRETCHES = 256
 
 
+def _restore_records(reader):
+    return int.from_bytes(reader.read(8), "big"), KeyMap.load(reader, _RECORD_WIDTH)
+
+
 def _may_be_outcome(line):
     return (b"completed" in line or b"verified" in line or b"failed" in line
             or b"damaged" in line or b"changed" in line)
@@ -83,8 +87,8 @@ class Completions:
     @classmethod
     def read(cls, path, report=True, tagged=True):
         """The completions of the log at ``path`` and the Position read up to;
-        (not ``tagged``) without ``current``, for a reader that needs only
-        ``done``."""
+        (not ``tagged``) without ``current``, and without the records once
+        saved (loaded again if asked), for a reader of ``done`` alone."""
         epoch = checkpoint.current_epoch(path)
         loaded, state = checkpoint.load(path, "completed", partial(cls._load, tagged=tagged))
         if state is None:
@@ -98,10 +102,14 @@ class Completions:
             state._settle_later()
         if checkpoint.worth_saving(loaded, position):
             records = state._records
-            checkpoint.save(path, "completions", position, records.dumped_size(), records.dump,
-                            epoch)
+            checkpoint.save(path, "completions", position, 8 + records.dumped_size(),
+                            state._dump_records, epoch)
             size = 2 * state.done.dumped_size() + 8 * len(state.permanent | state.reopened)
             checkpoint.save(path, "completed", position, size, state._dump, epoch)
+            if not tagged:
+                state._records, state._covered = None, position
+        if not tagged:
+            state.current = TaggedKeys()
         return state, position
 
     def _read_from(self, start, report, until=None):
@@ -214,10 +222,16 @@ class Completions:
             self._later = KeyMap(_RECORD_WIDTH)
         return self._records
 
+    def _dump_records(self, writer):
+        # The salt of their hashes: two readers saving at once may leave
+        # the records of one beside the completed keys of the other.
+        writer.write(self.done.salt.to_bytes(8, "big"))
+        self._records.dump(writer)
+
     def _load_records(self):
-        loaded, records = checkpoint.load(self._path, "completions",
-                                          lambda reader: KeyMap.load(reader, _RECORD_WIDTH))
-        if records is not None and loaded == self._covered:
+        loaded, saved = checkpoint.load(self._path, "completions", _restore_records)
+        salt, records = saved or (None, None)
+        if records is not None and salt == self.done.salt and loaded == self._covered:
             return records
         errors.debug(f"{self._path}: the completions of its checkpoint are read again")
         again = Completions(self.done.salt)
