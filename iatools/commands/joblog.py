@@ -168,7 +168,7 @@ def append(args, copy_to_stdout=False):
         log.close()
     if drain.received:
         return ExitStatus.INTERRUPTED
-    index.close()
+    index.leave()
     return ExitStatus.FAILED if bad_lines else ExitStatus.OK
 
 
