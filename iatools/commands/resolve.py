@@ -70,8 +70,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _resolve, argv)
+def main(argv=None, streams=None):
+    """Run ia-resolve with ``argv`` on ``streams`` (cli.Streams); the exit status."""
+    return cli.run(build_parser(), _resolve, argv, streams)
 
 
 def _resolve(args):
@@ -80,8 +81,8 @@ def _resolve(args):
     fields = _parse_fields(args.field)
     if not (args.identifiers or args.itemlist or args.search):
         raise errors.UsageError("nothing to resolve: give identifiers, --itemlist or --search")
-    itemlists = [_open_itemlist(path) for path in args.itemlist]
-    emitter = _Emitter(fields, args.shard, announce=args.total)
+    itemlists = [_open_itemlist(path, args.streams) for path in args.itemlist]
+    emitter = _Emitter(args.streams.stdout, fields, args.shard, announce=args.total)
     for position, identifier in enumerate(args.identifiers, 1):
         emitter.identifier(identifier, f"argument {position}")
     emitter.flush()
@@ -109,10 +110,10 @@ def _parse_fields(specs):
     return fields
 
 
-def _open_itemlist(path):
+def _open_itemlist(path, streams):
     if path == "-":
-        jsonl.warn_if_terminal(0, "an item list")
-        return "stdin", 0
+        jsonl.warn_if_terminal(streams.stdin_is_terminal, "an item list")
+        return "stdin", streams.stdin
     try:
         return path, os.open(path, os.O_RDONLY)
     except OSError as exc:
@@ -123,11 +124,11 @@ class _Emitter:
     """Writes the jobs of its shard to stdout, counting the bad inputs it
     is told about."""
 
-    def __init__(self, fields, shard=None, announce=False):
+    def __init__(self, stdout, fields, shard=None, announce=False):
         self.fields = fields
         self.shard = shard
         self.announce = announce
-        self.output = jsonl.Output()
+        self.output = jsonl.Output(stdout)
         self.bad = self.written = self.other_shards = 0
 
     def identifier(self, identifier, where, size=None, updated=None):
