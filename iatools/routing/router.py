@@ -46,6 +46,7 @@ class Router:
 
     @property
     def disks(self):
+        """The disks (``disks.Disk``): path, jobs routed there, room ..."""
         return self.placer.disks
 
     @property
