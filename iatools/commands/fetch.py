@@ -131,8 +131,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _fetch, argv)
+def main(argv=None, streams=None):
+    """Run ia-fetch with ``argv`` on ``streams`` (cli.Streams); the exit status."""
+    return cli.run(build_parser(), _fetch, argv, streams)
 
 
 @dataclass(frozen=True)
@@ -195,7 +196,7 @@ def _fetch(args):
     _check_arguments(args)
     settings = _settings(args)
     stop = signals.GracefulStop().install()
-    jsonl.warn_if_terminal(0, "jobs")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     pipeline = _Pipeline(args, settings)
     return pipeline.execute(stop)
 
@@ -206,9 +207,11 @@ class _Pipeline:
     def __init__(self, args, settings):
         self.args = args
         self.cancel = threading.Event()
-        self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
+        self.streams = args.streams
+        live = not args.quiet and self.streams.stderr_is_terminal
+        self.progress = Progress(live=live, verbose=args.verbose)
         # Events on the terminal the frame is drawn on go above it, as messages do.
-        self.events_above = self.progress.live and os.isatty(1)
+        self.events_above = self.progress.live and self.streams.stdout_is_terminal
         self.count_lock = threading.Lock()
         self.locks = ItemLocks(args.lock_timeout)
         pacing = HostPacing(args.jobs, notify=self._slowed)
@@ -216,7 +219,9 @@ class _Pipeline:
         self.pool = Pool(settings, self._emit, self.cancel, pacing, self.progress, self.locks)
         self.events = queue.SimpleQueue()
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
-        self.bad_lines = self.failed = self.finished = 0
+        self.reader = jsonl.RecordReader(self.streams.stdin, self._job,
+                                         on_comment=self._announced)
+        self.failed = self.finished = 0
         self.broken_pipe = False
         self.halted = False
 
@@ -260,21 +265,15 @@ class _Pipeline:
             return ExitStatus.BROKEN_PIPE
         if stop.requested:
             return ExitStatus.INTERRUPTED
-        if self.failed or self.bad_lines or self.halted or self.pool.crashed:
+        if self.failed or self.reader.bad_lines or self.halted or self.pool.crashed:
             return ExitStatus.FAILED
         return ExitStatus.OK
 
     # -- reader thread ------------------------------------------------------
     def _read_jobs(self):
         try:
-            for batch in jsonl.LineReader(0).all_lines():
-                for line_number, line in batch:
-                    if jsonl.is_blank_or_comment(line):
-                        self._announced(line)
-                        continue
-                    job = self._job(line_number, line)
-                    if job is None:
-                        continue
+            for jobs in self.reader.batches():
+                for job in jobs:
                     if not self.pool.offer(job):
                         return
                     self.progress.read += 1
@@ -290,20 +289,12 @@ class _Pipeline:
             self.progress.tally.announce(*count)
 
     def _job(self, line_number, line):
-        try:
-            return job_of_line(line_number, line, self.default_destdir, self._failed_input)
-        except jsonl.BadLine as exc:
-            return self._bad_line(line_number, exc)
+        return job_of_line(line_number, line, self.default_destdir, self._failed_input)
 
     def _failed_input(self, event):
         """A bad job that is a job all the same: it counts in the total."""
         self.progress.read += 1
         self._emit(event)
-
-    def _bad_line(self, line_number, problem):
-        jsonl.report_bad_line(line_number, problem)
-        self.bad_lines += 1
-        return None
 
     # -- events: counted where they are made, written by the writer thread --
     def _emit(self, event):
@@ -325,7 +316,7 @@ class _Pipeline:
         self._halt(halt)
 
     def _write_events(self):
-        output = jsonl.Output()
+        output = jsonl.Output(self.streams.stdout)
         while (event := self.events.get()) is not None:
             self._tally(event)
             if self.broken_pipe:
@@ -352,10 +343,6 @@ class _Pipeline:
             self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
-
-
-def _stderr_is_live(args):
-    return not args.quiet and sys.stderr.isatty()
 
 
 if __name__ == "__main__":
