@@ -103,7 +103,11 @@ class IndexKeeper:
 def _let_go_of_the_pipeline():
     """In a refresh child: no hold on the writer's standard streams, so that
     the next command in the pipeline (or the shell reading them) sees their
-    end when the writer exits, not when the child does."""
+    end when the writer exits, not when the child does; and a session of
+    its own, so that what ends the pipeline's (a hang-up, a harness killing
+    what a command left behind) does not end a refresh: a refresh cut
+    short is lost work, though never a wrong checkpoint."""
+    os.setsid()
     quiet = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(quiet, fd)
