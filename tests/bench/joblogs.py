@@ -427,7 +427,7 @@ def _first_readings(log, jobs, moment, workdir, loop):
     rows = [_reader_row(reader, log, moment, workdir, when, drop) for reader in READERS]
     limit = FIRST_READING_RATIO * loop.wall
     for row in rows:
-        _judge(row, f"<= {FIRST_READING_RATIO}x the line loop ({limit:.0f} s) and <= 200 MB",
+        _judge(row, f"<= {FIRST_READING_RATIO}x the line loop ({limit:.1f} s) and <= 200 MB",
                row.wall <= limit and row.peak_rss_mb is not None and row.peak_rss_mb <= 200)
     rows.append(_skip_row(log, jobs, moment, workdir, when, drop))
     for row in rows:
