@@ -178,9 +178,10 @@ def _reader_row(reader, log, moment, workdir, when, before=None, note=""):
 
 
 def _repeated(run_once, before=None):
-    """``run_once()`` -> (Measurement, None or what was wrong); again twice
-    when quick and ``before`` can put the log back as it was.  (median
-    run, number of runs, the first thing wrong)."""
+    """``run_once()`` -> (Measurement, None or what was wrong), after
+    ``before()``; twice more when the first took under REPEAT_UNDER seconds
+    and there is a ``before`` to put the log back as it was.  Returns the
+    median run, the number of runs and the first thing wrong."""
     results = []
     while True:
         if before:
