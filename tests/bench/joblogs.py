@@ -357,6 +357,12 @@ class _Feeder:
         try:
             while self.sent < end:
                 chunk = self.file.read(min(_FEED_CHUNK, end - self.sent))
+                if not chunk:  # the file was cut short meanwhile
+                    break
+                # Whole lines (``end`` is a line's end): an event cut in two
+                # would be counted in neither chunk.
+                if not chunk.endswith(b"\n"):
+                    chunk += self.file.readline()
                 _write_all(pipe, chunk)
                 self.sent += len(chunk)
                 self.lines += chunk.count(b"\n")
