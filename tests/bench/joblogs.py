@@ -27,6 +27,7 @@ import threading
 import time
 from dataclasses import dataclass
 
+from iatools.log import checkpoint
 from tests.bench import measure
 from tests.bench.logs import (LogShape, _check, _count_lines, _env, _judge, _row,
                               _run_to_file, cached_data)
@@ -76,11 +77,15 @@ def j1(workdir, quick):
     if generated or derived:
         note += f"; data generated in {generated + derived:.0f} s"
     rows = [_skip_fresh(live, jobs, shape, workdir, note)]
+    exited = time.monotonic()
     rows += _readings(live, Moment(shape.jobs, 0, 0), workdir, "right after skip")
+    _note_index_catching_up(rows[0], live, exited)
     after_skip = _Snapshot(live, workdir / "after-skip")
     rows.append(_append_full_speed(live, events, shape, workdir))
+    _note_index_catching_up(rows[-1], live, time.monotonic())
     after_skip.restore()
     rows += _append_live(live, events, shape, workdir)
+    _note_index_catching_up(rows[-1], live, time.monotonic())
     settled = Moment(shape.jobs, shape.completed, shape.failed, shape.permanent)
     index = _Snapshot(live, workdir / "settled")
     rows += _readings(live, settled, workdir, "settled, from the index", index.restore)
@@ -107,6 +112,26 @@ def cached_events(log):
             out.write(queued.sub(b"", chunk))
     os.replace(temp, events)
     return events, time.monotonic() - started
+
+
+#: The writers leave their last index refresh to a child (ia-joblog(1),
+#: CHECKPOINTS); how long the bench waits for it to cover the whole log.
+INDEX_PATIENCE = 900
+
+
+def _note_index_catching_up(row, log, exited):
+    """Wait until the index the writer left covers the whole log (or
+    INDEX_PATIENCE), and say in the writer's row how long that took after
+    it ``exited``: the time a reading still parses a tail of its own."""
+    started = exited
+    size = log.stat().st_size
+    while any(getattr(checkpoint.covered(str(log), kind), "offset", -1) != size
+              for kind in ("completed", "pending", "status")):
+        if time.monotonic() - started > INDEX_PATIENCE:
+            row.note += f"; index not caught up {INDEX_PATIENCE} s after"
+            return
+        time.sleep(0.5)
+    row.note += f"; index caught up {time.monotonic() - started:.0f} s after it exited"
 
 
 class _Snapshot:
