@@ -8,7 +8,6 @@ and their checks: fetching/settings.py.
 """
 
 import argparse
-import os
 import sys
 import threading
 
@@ -45,8 +44,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _fetch, argv)
+def main(argv=None, streams=None):
+    """Run ia-fetch with ``argv`` on ``streams`` (cli.Streams); the exit status."""
+    return cli.run(build_parser(), _fetch, argv, streams)
 
 
 def _check_arguments(args):
@@ -66,7 +66,7 @@ def _fetch(args):
     _check_arguments(args)
     settings = settings_from_options(args)
     stop = signals.GracefulStop().install()
-    jsonl.warn_if_terminal(0, "jobs")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     return _Pipeline(args, settings).execute(stop)
 
 
@@ -75,11 +75,14 @@ class _Pipeline:
     and the signals."""
 
     def __init__(self, args, settings):
-        self.progress = Progress(live=_stderr_is_live(args), verbose=args.verbose)
+        self.streams = args.streams
+        live = not args.quiet and self.streams.stderr_is_terminal
+        self.progress = Progress(live=live, verbose=args.verbose)
         # Events on the terminal the frame is drawn on go above it, as messages do.
-        self.events_above = self.progress.live and os.isatty(1)
+        self.events_above = self.progress.live and self.streams.stdout_is_terminal
+        self.reader = jsonl.RecordReader(self.streams.stdin, _numbered_record,
+                                         on_comment=self._announced)
         self.fetch = Fetch(self._records(), settings, self.progress)
-        self.bad_lines = 0
         self.broken_pipe = False
 
     def execute(self, stop):
@@ -113,26 +116,17 @@ class _Pipeline:
             return ExitStatus.BROKEN_PIPE
         if stop.requested:
             return ExitStatus.INTERRUPTED
-        if fetch.failed or self.bad_lines or fetch.bad_jobs or fetch.halted or fetch.crashed:
+        if fetch.failed or self.reader.bad_lines or fetch.bad_jobs or fetch.halted \
+                or fetch.crashed:
             return ExitStatus.FAILED
         return ExitStatus.OK
 
     # -- read by the fetch's feeder thread ------------------------------------
     def _records(self):
-        """``(where, record)`` for each job line of stdin; blank lines and
-        comments are skipped, count announcements noted."""
-        for batch in jsonl.LineReader(0).all_lines():
-            for line_number, line in batch:
-                if jsonl.is_blank_or_comment(line):
-                    self._announced(line)
-                    continue
-                try:
-                    record = jsonl.parse_object(line)
-                except jsonl.BadLine as problem:
-                    jsonl.report_bad_line(line_number, problem)
-                    self.bad_lines += 1
-                    continue
-                yield f"input line {line_number}", record
+        """``(where, record)`` for each job line of stdin; the fetch checks
+        the jobs, the reader the JSON."""
+        for records in self.reader.batches():
+            yield from records
 
     def _announced(self, line):
         """A count announced upstream (``# total N``): the total shown
@@ -143,7 +137,7 @@ class _Pipeline:
 
     # -- the writer thread: alone writes to stdout ------------------------------
     def _write_events(self, stop):
-        output = jsonl.Output()
+        output = jsonl.Output(self.streams.stdout)
         try:
             for event in self.fetch:
                 self._tally(event)
@@ -169,8 +163,10 @@ class _Pipeline:
             errors.error(f"{event['id']}: {event['error']}")
 
 
-def _stderr_is_live(args):
-    return not args.quiet and sys.stderr.isatty()
+def _numbered_record(line_number, line):
+    """A job line's record, and where it was read: for the fetch to name
+    it if it is no usable job."""
+    return f"input line {line_number}", jsonl.parse_object(line)
 
 
 if __name__ == "__main__":

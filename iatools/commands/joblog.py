@@ -140,7 +140,7 @@ def append(args, copy_to_stdout=False):
     """Record events; on Ctrl-C or SIGTERM go on until the input ends, since
     the whole pipeline got the signal and its last events are on their way."""
     drain = signals.DrainUntilEndOfInput().install()
-    jsonl.warn_if_terminal(0, "events")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "events")
     log = _open_log(args.log)
     index = IndexKeeper(args.log)
     output = jsonl.Output() if copy_to_stdout else None
@@ -207,7 +207,7 @@ def tee(args):
 
 def skip(args):
     state, _ = Completions.read(args.log)
-    jsonl.warn_if_terminal(0, "jobs")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     log = _open_log(args.log)
     output = jsonl.Output()
     judge = SkipJudge(state, args.retry_permanent)

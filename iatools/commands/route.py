@@ -56,8 +56,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _route, argv)
+def main(argv=None, streams=None):
+    """Run ia-route with ``argv`` on ``streams`` (cli.Streams); the exit status."""
+    return cli.run(build_parser(), _route, argv, streams)
 
 
 def _route(args):
@@ -72,24 +73,25 @@ def _route(args):
         router = HashSpread(disks)
     else:
         router = SpaceRouter(disks, args.margin, args.assume_size, args.wait, args.no_wait)
-    jsonl.warn_if_terminal(0, "jobs")
-    return _Run(router, args.force).execute()
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
+    return _Run(router, args.force, args.streams).execute()
 
 
 class _Run:
     """Read jobs, route them, write them: one input batch at a time."""
 
-    def __init__(self, router, force):
+    def __init__(self, router, force, streams):
         self.router = router
         self.force = force
-        self.output = jsonl.Output()
+        self.stdin = streams.stdin
+        self.output = jsonl.Output(streams.stdout)
         self.pending = []  # routed lines not yet written
         self.bad_lines = 0
         self.counting = False  # counts were announced upstream
         router.before_wait = self.write_pending
 
     def execute(self):
-        for first, count, data in jsonl.whole_lines(0):
+        for first, count, data in jsonl.whole_lines(self.stdin):
             if not count:  # the last line, without its newline
                 data, count = data + b"\n", 1
             skipped = self.router.skipped
