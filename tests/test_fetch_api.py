@@ -2,15 +2,22 @@
 configuration reaches it as it reaches a user's program, through
 IA_CONFIG_FILE and the proxy variables of the environment."""
 
+import io
 import os
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from iatools.base.signals import STOP_SIGNALS
+from iatools.base.status import ExitStatus
+from iatools.commands import fetch as fetch_command
+from iatools.contract.cli import Streams
 from iatools.fetching.run import fetch
 from tests.emulator import Catalog
+from tests.helpers import jsonl_bytes, parse_jsonl
 from tests.trees import catalog_md5s, partial_files, tree_md5s
 
 
@@ -158,3 +165,20 @@ def test_an_error_of_the_jobs_iterable_ends_the_iteration(emulator, user_env, tm
             for event in events:
                 seen.append(event)
     assert outcomes(seen)[good]["event"] == "completed"
+
+
+def test_ia_fetch_runs_in_process_on_its_streams_and_leaves_the_process_as_it_was(
+        emulator, user_env, tmp_path):
+    emu, env = emulator
+    user_env(env)
+    good = emu.catalog.sorted_items()[0].identifier
+    stdin = jsonl_bytes([{"id": good}]) + b"not json\n"
+    streams = Streams(stdin=io.BytesIO(stdin), stdout=io.BytesIO(), stderr=io.StringIO(),
+                      environ=os.environ)
+    handlers = [signal.getsignal(signum) for signum in STOP_SIGNALS]
+    fds = os.listdir("/proc/self/fd")
+    assert fetch_command.main(["-d", str(tmp_path)], streams=streams) == ExitStatus.FAILED
+    assert outcomes(parse_jsonl(streams.stdout.getvalue()))[good]["event"] == "completed"
+    assert "ia-fetch: error: input line 2: invalid JSON" in streams.stderr.getvalue()
+    assert [signal.getsignal(signum) for signum in STOP_SIGNALS] == handlers
+    assert os.listdir("/proc/self/fd") == fds

@@ -65,9 +65,9 @@ def _check_arguments(args):
 def _fetch(args):
     _check_arguments(args)
     settings = settings_from_options(args)
-    stop = signals.GracefulStop().install()
-    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
-    return _Pipeline(args, settings).execute(stop)
+    with signals.GracefulStop() as stop:
+        jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
+        return _Pipeline(args, settings).execute(stop)
 
 
 class _Pipeline:
