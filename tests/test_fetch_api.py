@@ -2,6 +2,7 @@
 configuration reaches it as it reaches a user's program, through
 IA_CONFIG_FILE and the proxy variables of the environment."""
 
+import dataclasses
 import io
 import os
 import signal
@@ -16,6 +17,7 @@ from iatools.base.status import ExitStatus
 from iatools.commands import fetch as fetch_command
 from iatools.contract.cli import Streams
 from iatools.fetching.run import fetch
+from iatools.fetching.settings import settings_from_keywords, settings_from_options
 from tests.emulator import Catalog
 from tests.helpers import jsonl_bytes, parse_jsonl
 from tests.trees import catalog_md5s, partial_files, tree_md5s
@@ -176,9 +178,59 @@ def test_ia_fetch_runs_in_process_on_its_streams_and_leaves_the_process_as_it_wa
     streams = Streams(stdin=io.BytesIO(stdin), stdout=io.BytesIO(), stderr=io.StringIO(),
                       environ=os.environ)
     handlers = [signal.getsignal(signum) for signum in STOP_SIGNALS]
-    fds = os.listdir("/proc/self/fd")
+    pipes = open_pipes()
     assert fetch_command.main(["-d", str(tmp_path)], streams=streams) == ExitStatus.FAILED
     assert outcomes(parse_jsonl(streams.stdout.getvalue()))[good]["event"] == "completed"
     assert "ia-fetch: error: input line 2: invalid JSON" in streams.stderr.getvalue()
     assert [signal.getsignal(signum) for signum in STOP_SIGNALS] == handlers
-    assert os.listdir("/proc/self/fd") == fds
+    assert open_pipes() == pipes  # its wake-up pipe closed (sockets close when collected)
+
+
+def open_pipes():
+    found = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            target = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:
+            continue  # the descriptor listdir itself used
+        if target.startswith("pipe:"):
+            found.add(fd)
+    return found
+
+
+def test_keywords_and_the_command_line_make_the_same_settings(emulator, user_env, tmp_path):
+    emu, env = emulator
+    user_env(env)
+    argv = ["-j", "6", "-d", str(tmp_path), "--glob=*.pdf", "--glob=*.epub", "-C",
+            "--halt", "soon,fail=10%", "--bwlimit", "1M", "--lock-timeout", "30m",
+            "--retries", "2", "--timeout", "5", "--no-fsync"]
+    keywords = dict(workers=6, destdir=tmp_path, glob=["*.pdf", "*.epub"], checksum=True,
+                    halt="soon,fail=10%", bwlimit="1M", lock_timeout="30m", retries=2,
+                    timeout=5, no_fsync=True)
+    for options, arguments in (({}, []), (keywords, argv)):
+        ours = settings_from_keywords(**options)
+        theirs = settings_from_options(fetch_command.build_parser().parse_args(arguments))
+        assert comparable(ours) == comparable(theirs)
+        assert ours.client.timeout == theirs.client.timeout
+
+
+def comparable(settings):
+    """The settings but the HTTP session and client, which are new objects."""
+    return {field.name: getattr(settings, field.name) for field in dataclasses.fields(settings)
+            if field.name not in ("session", "client")}
+
+
+def test_a_fetch_dropped_unfinished_stops(make_emulator, user_env, tmp_path):
+    catalog = Catalog.generate(items=6, files_per_item=1, file_size=1 << 20)
+    emu, env = make_emulator(catalog, bandwidth=256 << 10)
+    user_env(env)
+    before = set(threading.enumerate())
+    events = fetch([{"id": item.identifier} for item in catalog.sorted_items()],
+                   destdir=tmp_path)
+    assert next(events)["event"] == "started"
+    del events  # no with, no stop(): collected, it stops
+    deadline = time.monotonic() + 10
+    while our_threads(before) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert our_threads(before) == []
+    assert len(list(tmp_path.glob("*/*.bin"))) < len(catalog.items)

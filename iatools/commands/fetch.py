@@ -36,6 +36,8 @@ directory.  See ia-fetch(1) and iatools(7)."""
 
 
 def build_parser():
+    """ia-fetch's parser: the fetch's options, and what the command line
+    alone can get wrong."""
     parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
     # Not an option: caught to point the `ia download ID` habit to ia-resolve.
     parser.add_argument("identifiers", nargs="*", help=argparse.SUPPRESS)

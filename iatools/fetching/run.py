@@ -184,6 +184,7 @@ class _Engine:
         self._start_lock = threading.Lock()
 
     def start(self):
+        """Start the threads, once."""
         with self._start_lock:
             if self._threads:
                 return
@@ -195,6 +196,7 @@ class _Engine:
             thread.start()
 
     def stop(self):
+        """Begin no more jobs, and cut the transfers in flight."""
         self.pool.cancel_now()
 
     def join(self):
