@@ -267,7 +267,7 @@ def test_the_writer_leaves_checkpoints_that_cover_all_it_wrote(tmp_path, writer)
     log = tmp_path / "s.jsonl"
     result = joblog(writer, log, input=compact(events))
     assert result.returncode == 0, stderr_text(result)
-    assert checkpoints(log) == ALL
+    assert checkpoints(log) == sorted(ALL + ["stamp-checkpoint"])
     lines = len(events)
     for command, kinds in (("status", ["status"]), ("pending", ["completed", "pending"]),
                            ("completed", ["completed"])):
@@ -277,3 +277,54 @@ def test_the_writer_leaves_checkpoints_that_cover_all_it_wrote(tmp_path, writer)
             assert (f"{kind}-checkpoint: used; reading the log from line {lines + 1}"
                     in stderr_text(result)), (kind, stderr_text(result))
     assert_readings_agree_with_model(log, events, recent_from=0)
+
+
+@pytest.fixture
+def written(tmp_path):
+    """A log of about 11 MB written by ia-joblog append, read once (its
+    checkpoints saved), and its events."""
+    events = big_log(random.Random(11), 60_000)
+    log = tmp_path / "s.jsonl"
+    result = joblog("append", log, input=compact(events))
+    assert result.returncode == 0, stderr_text(result)
+    assert_readings_agree_with_model(log, events)
+    return log, events
+
+
+def checked_by_crc(log):
+    """Did a status reading check its checkpoint by reading the log?"""
+    result = joblog("-v", "status", log)
+    assert "status-checkpoint: used" in stderr_text(result), stderr_text(result)
+    return "the log was read to check it" in stderr_text(result)
+
+
+def test_a_log_as_its_writers_left_it_is_not_read_to_check_a_checkpoint(written):
+    log, events = written
+    assert not checked_by_crc(log)
+    more = big_log(random.Random(12), 100)
+    assert joblog("append", log, input=compact(more)).returncode == 0
+    assert not checked_by_crc(log)
+    assert_readings_agree_with_model(log, events + more)
+
+
+def test_a_write_by_another_program_makes_the_checkpoints_checked(written):
+    log, events = written
+    more = big_log(random.Random(12), 100)
+    with open(log, "ab") as f:
+        f.write(compact(more))
+    assert checked_by_crc(log)
+    assert_readings_agree_with_model(log, events + more)
+
+
+@pytest.mark.parametrize("then_append", [False, True])
+def test_an_edit_in_place_is_seen_even_after_an_append(written, then_append):
+    """An edit keeps the log's inode and length; the writer that comes after
+    it finds the log not as the stamp says and begins a new epoch."""
+    log, events = written
+    events = edit_in_place(log, events)
+    if then_append:
+        more = big_log(random.Random(12), 100)
+        assert joblog("append", log, input=compact(more)).returncode == 0
+        events += more
+    assert checkpoints_used(log) == []
+    assert_readings_agree_with_model(log, events)

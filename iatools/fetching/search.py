@@ -65,6 +65,8 @@ class Search:
         self.received = self.bad = 0
 
     def pages(self):
+        """Yield the jobs of each page (a list), as the pages arrive; a
+        search that fails for good raises ``errors.IatoolsError``."""
         url = sessions.base_url(self.session) + "/services/search/v1/scrape"
         params = {"q": self.query, "count": self.page_size,
                   "fields": ",".join(("identifier", "item_size", UPDATE_DATES) + self.fields)}

@@ -3,9 +3,16 @@ beside it, so that the next reader parses only what was appended since.
 
 Parsing costs about 3 microseconds a line: a minute or more for a log of
 tens of millions of events.  Checking that the log still begins with the
-bytes a checkpoint covers costs a CRC-32 over a memory map: under 2 s for
-4 GB.  So a checkpoint is trusted only when the log is at least as long as
-the part it covers and that part's CRC-32 is unchanged; a log replaced, cut
+bytes a checkpoint covers costs a CRC-32 over a memory map: 2 to 9 s for
+4 GB, as much as a reading from a checkpoint may take.  So the writers
+(iatools.log.eventlog) leave a stamp beside the log after each append: the
+log's device, inode, size and change time, and an epoch that a writer
+renews when the log is not as the last stamp left it (someone else wrote to
+it).  A checkpoint saved while the stamp held notes its epoch; while the
+stamp still holds with that epoch, no byte of the log was changed but by
+iatools' appends, and the checkpoint is trusted without a reading.  Any
+other checkpoint is trusted only when the log is at least as long as the
+part it covers and that part's CRC-32 is unchanged; a log replaced, cut
 short or edited, and a checkpoint damaged or from another version, are
 ignored and the log is read from its start.  A checkpoint is a cache:
 deleting one costs time, never correctness (iatools(7), CHECKPOINTS).
@@ -70,6 +77,68 @@ def worth_saving(loaded, reached):
     return reached.offset - loaded.offset >= SAVE_AFTER
 
 
+class AppendStamp:
+    """The stamp of a log, kept by one of its writers: ``before`` and
+    ``after`` each append, under the log's lock."""
+
+    def __init__(self, log_path):
+        self.path = path_for(log_path, "stamp")
+        self.epoch = None
+
+    def before(self, log_fd):
+        """Go on with the stamp's epoch if the log is as it left it, else
+        begin a new one."""
+        saved = _read_stamp(self.path)
+        if saved is None or saved[:4] != _identity(os.fstat(log_fd)):
+            self.epoch = int.from_bytes(os.urandom(8), "big") >> 1
+        else:
+            self.epoch = saved[4]
+
+    def after(self, log_fd):
+        record = _STAMP.pack(*_identity(os.fstat(log_fd)), self.epoch)
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o644)
+            try:
+                os.pwrite(fd, record + zlib.crc32(record).to_bytes(4, "big"), 0)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            errors.debug(f"{self.path}: not written ({exc.strerror})")
+
+
+#: A stamp: the log's device, inode, size and change time, then the epoch;
+#: a CRC-32 of them follows.
+_STAMP = struct.Struct("<QQQQQ")
+
+
+def _identity(status):
+    return status.st_dev, status.st_ino, status.st_size, status.st_ctime_ns
+
+
+def _read_stamp(path):
+    try:
+        with open(path, "rb") as file:
+            data = file.read(_STAMP.size + 4)
+    except OSError:
+        return None
+    record = data[:_STAMP.size]
+    if len(data) != _STAMP.size + 4 or zlib.crc32(record) != int.from_bytes(data[-4:], "big"):
+        return None
+    return _STAMP.unpack(record)
+
+
+def current_epoch(log_path):
+    """The epoch of the log's stamp if the log is as its last writer left
+    it, else None.  A reader asks before it reads: the bytes it then reads
+    are that epoch's."""
+    saved = _read_stamp(path_for(log_path, "stamp"))
+    try:
+        held = saved is not None and saved[:4] == _identity(os.stat(log_path))
+    except OSError:
+        return None
+    return saved[4] if held else None
+
+
 def load(log_path, kind, restore):
     """``(position, state)``: the state ``restore(reader)`` reads back from
     the checkpoint of ``kind``, and the position in the log it covers; or
@@ -77,8 +146,8 @@ def load(log_path, kind, restore):
     path = path_for(log_path, kind)
     try:
         with open(path, "rb") as file:
-            position, length, crc = _trailer(file)
-            if not _log_begins_with(log_path, position):
+            position, length, crc, epoch = _trailer(file)
+            if not _unchanged(log_path, position, epoch):
                 errors.debug(f"{path}: the log has changed since; not used")
                 return START, None
             file.seek(len(MAGIC))
@@ -111,7 +180,17 @@ def _trailer(file):
     if len(MAGIC) + length + size + _TRAILER_LENGTH.size != end:
         raise ValueError("cut short")
     position = Position(trailer["offset"], trailer["line"], trailer["crc"])
-    return position, length, trailer["payload_crc"]
+    return position, length, trailer["payload_crc"], trailer.get("epoch")
+
+
+def _unchanged(log_path, position, epoch):
+    """Is the part of the log a checkpoint covers as it was?  Without a
+    reading while the stamp holds with the checkpoint's epoch."""
+    if epoch is not None and epoch == current_epoch(log_path):
+        return os.stat(log_path).st_size >= position.offset
+    errors.debug(f"{log_path}: not as its writers left it since the checkpoint; "
+                 "the log was read to check it")
+    return _log_begins_with(log_path, position)
 
 
 #: log path -> the longest Position of it checked in this process: the
@@ -143,9 +222,10 @@ def _log_begins_with(log_path, position):
     return True
 
 
-def save(log_path, kind, position, size, dump):
+def save(log_path, kind, position, size, dump, epoch=None):
     """Save what ``dump(writer)`` writes (about ``size`` bytes) as the
-    checkpoint of ``kind`` for the log up to ``position``.  Gives up quietly
+    checkpoint of ``kind`` for the log up to ``position``, read in the
+    stamp's ``epoch`` (``current_epoch`` before the reading).  Gives up quietly
     when it cannot: a read-only directory, a filesystem short of room,
     another reader saving the same checkpoint."""
     path = path_for(log_path, kind)
@@ -163,7 +243,7 @@ def save(log_path, kind, position, size, dump):
             if not _locked_as_named(fd, temp):
                 return
             try:
-                _write(file, position, dump)
+                _write(file, position, dump, epoch)
                 os.replace(temp, path)
             except OSError:
                 os.unlink(temp)
@@ -185,14 +265,14 @@ def _locked_as_named(fd, name):
         return False
 
 
-def _write(file, position, dump):
+def _write(file, position, dump, epoch):
     file.truncate(0)
     file.write(MAGIC)
     writer = _Writer(file)
     dump(writer)
     trailer = orjson.dumps({"offset": position.offset, "line": position.line,
                             "crc": position.crc, "hashes": _HASHES, "payload_bytes": writer.length,
-                            "payload_crc": writer.crc})
+                            "payload_crc": writer.crc, "epoch": epoch})
     file.write(trailer + _TRAILER_LENGTH.pack(len(trailer)))
     file.flush()
 

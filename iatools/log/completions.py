@@ -56,6 +56,7 @@ class Completions:
     @classmethod
     def read(cls, path, report=True):
         """The completions of the log at ``path`` and the Position read up to."""
+        epoch = checkpoint.current_epoch(path)
         loaded, state = checkpoint.load(path, "completed", cls._load)
         state = state or cls()
         position = loaded
@@ -66,7 +67,7 @@ class Completions:
         if checkpoint.worth_saving(loaded, position):
             state.latest.fold()
             size = state.done.dumped_size() + state.latest.dumped_size() + 8 * len(state.permanent)
-            checkpoint.save(path, "completed", position, size, state._dump)
+            checkpoint.save(path, "completed", position, size, state._dump, epoch)
         return state, position
 
     def _read_fast(self, lines, data, base):

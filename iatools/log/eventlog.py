@@ -3,7 +3,9 @@
 Writing: each batch of lines goes out in one ``write`` on an ``O_APPEND``
 descriptor under an exclusive ``flock``, so appenders never interleave or
 tear each other's lines.  A batch that cannot be written whole (disk full) is
-cut back off, keeping the log valid.  Once written, an event survives the
+cut back off, keeping the log valid.  After each batch the writer stamps
+the log (iatools.log.checkpoint.AppendStamp), so that a checkpoint can be
+trusted without reading the log again.  Once written, an event survives the
 death of any process; ``fsync`` runs at most once per ``SYNC_INTERVAL``
 (group commit) and at close, which bounds what a power cut can take.
 
@@ -21,7 +23,7 @@ import stat
 import time
 
 from iatools.base import errors
-from iatools.log.checkpoint import START
+from iatools.log.checkpoint import START, AppendStamp
 from iatools.contract.jsonl import MAX_LINE_BYTES, BadLine, split_lines, whole_lines, without_cr
 from iatools.contract.linegrammar import parse_event
 
@@ -34,6 +36,7 @@ class LogWriter:
     def __init__(self, path):
         self.path = path
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+        self._stamp = AppendStamp(path)
         self._last_sync = time.monotonic()
 
     def append(self, lines):
@@ -43,7 +46,9 @@ class LogWriter:
         data = b"".join(lines)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
+            self._stamp.before(self.fd)
             self._write_at_end(data)
+            self._stamp.after(self.fd)
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         if time.monotonic() - self._last_sync >= SYNC_INTERVAL:

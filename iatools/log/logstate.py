@@ -115,7 +115,7 @@ class LogState:
         checkpoint, if it has one to trust, on the state saved there; then
         save the checkpoint again, at the end.  (Not with by_field: a
         checkpoint does not keep the groups.)"""
-        loaded = checkpoint.START
+        loaded, epoch = checkpoint.START, checkpoint.current_epoch(path)
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
@@ -128,7 +128,7 @@ class LogState:
             self._fold_if_large()
             position = position.after(data, lines)
         if self.by_field is None:
-            self._save(path, loaded, position)
+            self._save(path, loaded, position, epoch)
         return self
 
     def _fold_if_large(self):
@@ -139,7 +139,7 @@ class LogState:
             self.sizes.fold(without=self.completed)
             self._after_fold = self.completed.added + self.seen.added + self.sizes.added
 
-    def _save(self, path, loaded, position):
+    def _save(self, path, loaded, position, epoch):
         """Save the state as the checkpoint at ``position``, if worth it."""
         if checkpoint.worth_saving(loaded, position):
             # A key held once, in one set, is all the counts need; fewer
@@ -152,7 +152,7 @@ class LogState:
             size = (self.completed.dumped_size() + self.seen.dumped_size()
                     + self.sizes.dumped_size() + 50 * len(self.minutes)
                     + 100 * (len(self.unfinished) + len(self.failure) + len(self.reopened)))
-            checkpoint.save(path, "status", position, size, self._dump)
+            checkpoint.save(path, "status", position, size, self._dump, epoch)
 
     def _dump(self, writer):
         self.completed.dump(writer)

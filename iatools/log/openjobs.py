@@ -40,6 +40,7 @@ class OpenJobs:
         """The open jobs of the log at ``path``, whose completed keys
         ``done`` were read up to the Position ``done_end``: from its
         checkpoint, if there is one to trust, on."""
+        epoch = checkpoint.current_epoch(path)
         loaded, jobs = checkpoint.load(path, "pending", partial(cls._load, salt=done.salt))
         jobs = jobs or cls(done.salt)
         # The completions that noted keys may have had since they were
@@ -60,7 +61,7 @@ class OpenJobs:
         jobs._renote({h: offset for h, offset in reopened.items() if h not in done})
         if checkpoint.worth_saving(loaded, position):
             size = jobs.noted.dumped_size() + 16 * len(jobs.hashes)
-            checkpoint.save(path, "pending", position, size, jobs._dump)
+            checkpoint.save(path, "pending", position, size, jobs._dump, epoch)
         return jobs
 
     def _lines(self, path, first, count, data, done, with_completed):
