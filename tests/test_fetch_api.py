@@ -3,7 +3,6 @@ configuration reaches it as it reaches a user's program, through
 IA_CONFIG_FILE and the proxy variables of the environment."""
 
 import dataclasses
-import io
 import os
 import signal
 import threading
@@ -15,11 +14,11 @@ import pytest
 from iatools.base.signals import STOP_SIGNALS
 from iatools.base.status import ExitStatus
 from iatools.commands import fetch as fetch_command
-from iatools.contract.cli import Streams
 from iatools.fetching.run import fetch
 from iatools.fetching.settings import settings_from_keywords, settings_from_options
 from tests.emulator import Catalog
 from tests.helpers import jsonl_bytes, parse_jsonl
+from tests.inprocess import call
 from tests.trees import catalog_md5s, partial_files, tree_md5s
 
 
@@ -174,14 +173,14 @@ def test_ia_fetch_runs_in_process_on_its_streams_and_leaves_the_process_as_it_wa
     emu, env = emulator
     user_env(env)
     good = emu.catalog.sorted_items()[0].identifier
-    stdin = jsonl_bytes([{"id": good}]) + b"not json\n"
-    streams = Streams(stdin=io.BytesIO(stdin), stdout=io.BytesIO(), stderr=io.StringIO(),
-                      environ=os.environ)
     handlers = [signal.getsignal(signum) for signum in STOP_SIGNALS]
     pipes = open_pipes()
-    assert fetch_command.main(["-d", str(tmp_path)], streams=streams) == ExitStatus.FAILED
-    assert outcomes(parse_jsonl(streams.stdout.getvalue()))[good]["event"] == "completed"
-    assert "ia-fetch: error: input line 2: invalid JSON" in streams.stderr.getvalue()
+    outcome = call(fetch_command.main, ["-v", "-d", tmp_path],
+                   stdin=jsonl_bytes([{"id": good}]) + b"not json\n")
+    assert outcome.status == ExitStatus.FAILED
+    assert outcomes(parse_jsonl(outcome.stdout))[good]["event"] == "completed"
+    assert "ia-fetch: error: input line 2: invalid JSON" in outcome.stderr
+    assert "ia-fetch: 1 completed, 0 failed" in outcome.stderr  # -v's summary, there too
     assert [signal.getsignal(signum) for signum in STOP_SIGNALS] == handlers
     assert open_pipes() == pipes  # its wake-up pipe closed (sockets close when collected)
 
