@@ -64,3 +64,13 @@ def test_verify_finds_a_whole_item_and_then_a_damaged_one(tmp_path, user_environ
     assert (event["event"], event["files_wrong_md5"]) == ("damaged", [name])
     assert damaged.messages() == [f"ia-verify: warning: {item.identifier}: damaged "
                                   "(1 wrong md5)"]
+
+
+def test_fetch_writes_its_summary_to_the_given_stderr(tmp_path, user_environment, capfd):
+    item = next(iter(user_environment.items.values()))
+    job = json.dumps({"id": item.identifier}).encode() + b"\n"
+    outcome = call(fetch.main, ["-v", "-d", tmp_path], stdin=job)
+    assert outcome.status == ExitStatus.OK, outcome.stderr
+    assert [json.loads(line)["event"] for line in outcome.lines()] == ["started", "completed"]
+    assert outcome.messages()[-1].startswith("ia-fetch: 1 ")
+    assert capfd.readouterr() == ("", "")  # nothing on the process's own fds

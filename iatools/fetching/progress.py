@@ -245,14 +245,13 @@ def terminal_size():
     new pseudo-terminal says 0 by 0)."""
     try:
         size = os.get_terminal_size(errors.stderr().fileno())
-    except (AttributeError, OSError, ValueError):  # a stderr without a file descriptor
+    except (OSError, ValueError):
         return 80, 24
     return size.columns or 80, size.lines or 24
 
 
 def _write_stderr(text):
-    """On the run's stderr, where its messages go (``errors.stderr``)."""
-    stderr = errors.stderr()
+    stderr = errors.stderr()  # the run's, where its messages go too
     try:
         stderr.write(text)
         stderr.flush()
