@@ -72,6 +72,19 @@ def model_of(events):
     return state, first_event, failure, bytes_done, version, permanent
 
 
+def _remaining_bytes(events, state):
+    """The sum of the latest queued "size" of the keys neither completed nor
+    failed; a key reopened (damaged, changed upstream) counts the size it
+    was queued with since, if any."""
+    size = {}
+    for e in events:
+        if reopens(e):
+            size[(e["id"], e.get("file"))] = 0
+        if e["event"] == "queued" and type(e.get("size")) is int and e["size"] >= 0:
+            size[(e["id"], e.get("file"))] = e["size"]
+    return sum(n for key, n in size.items() if state[key] not in ("completed", "failed"))
+
+
 def big_log(rng, count, recent_from=None):
     """count compact events over a few thousand keys (item and file keys,
     non-ASCII and escaped file names, user fields of each kind), old
@@ -128,6 +141,7 @@ def assert_readings_agree_with_model(log, events, recent_from=None, rng=None):
     assert summary["bytes"] == sum(e.get("bytes", 0) for e in events
                                    if e["event"] == "completed")
     assert summary["bytes"] >= bytes_done
+    assert summary["remaining_bytes"] == _remaining_bytes(events, state)
     failed_now = [failure[k] for k, s in state.items() if s == "failed"]
     assert summary["failed_retryable"] == sum(r for _, r in failed_now)
     assert summary["failed_permanent"] == sum(not r for _, r in failed_now)

@@ -4,8 +4,6 @@ import argparse
 import os
 import sys
 
-import orjson
-
 from iatools.base import errors, signals
 
 from iatools.contract import cli, jsonl
@@ -13,9 +11,9 @@ from iatools.contract import cli, jsonl
 from iatools.log import logreport
 from iatools.log.completions import Completions
 from iatools.log.eventlog import LogWriter, check_existing, check_rereadable, lines_at
-from iatools.contract.jobs import FAILURE_FIELDS, job_from_record
 from iatools.contract.linegrammar import COMPLETION_EVENT, EVENT_START, QUEUED_EVENT, jobs_of, parse_event
 from iatools.fetching.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
+from iatools.log.joblog import JobLog
 from iatools.log.logindex import IndexKeeper
 from iatools.log.openjobs import OpenJobs
 from iatools.base.sizes import duration_argument
@@ -209,6 +207,7 @@ def skip(args):
     state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     log = _open_log(args.log)
+    index = IndexKeeper(args.log)
     output = jsonl.Output()
     judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
@@ -223,12 +222,14 @@ def skip(args):
             # Log first: a job must never run downstream without its queued
             # event on record.
             _write_log(log, queued)
+            index.wrote(sum(map(len, queued)))
             if counting and judge.dropped() > dropped_before:
                 counts.append(jsonl.count_line("skipped", judge.dropped() - dropped_before))
             output.lines(counts + passing)
             output.flush()
     finally:
         log.close()
+    index.leave()
     errors.debug(f"skip: {judge.summary()}")
     return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
 
@@ -248,21 +249,12 @@ _BATCH = 1 << 16
 
 def failed(args):
     """The latest failed event of each key failed now, as its job and why."""
-    state = logreport.read(args.log)
     wanted = True if args.retryable else False if args.permanent else None
-    failures = state.failures(retryable=wanted)
     output = jsonl.Output()
-    for start in range(0, len(failures), _BATCH):
-        for line in lines_at(args.log, [f.offset for f in failures[start:start + _BATCH]]):
-            output.record(_failed_job(orjson.loads(line)))
+    for job in JobLog(args.log).failed(retryable=wanted):
+        output.record(job)
     output.flush()
     return ExitStatus.OK
-
-
-def _failed_job(event):
-    job = job_from_record(event)
-    job.update((field, event[field]) for field in FAILURE_FIELDS if field in event)
-    return job
 
 
 def completed(args):

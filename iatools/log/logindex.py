@@ -1,19 +1,23 @@
-"""The recorders keep the readers' checkpoints up to date as they go.
+"""The writers keep the readers' checkpoints up to date as they go.
 
-``append`` and ``tee`` see every event a run writes; a reader that comes
-after them should parse only what was written since the last save, not
-everything since the last reader.  So a recorder brings the three
+``append``, ``tee`` and ``skip`` see every event a run writes; a reader that
+comes after them should parse only what was written since the last save,
+not everything since the last reader.  So a writer brings the three
 checkpoints (completed, pending, status: iatools.log.checkpoint) up to date
-once it has written enough for a reader to save them (checkpoint.SAVE_AFTER):
-at most every ``REFRESH_EVERY`` seconds while it runs, in a child process
-(the pipeline does not wait for it), and once when its input ends.  Each
-refresh starts from the checkpoints there are and parses only the events
-after them, then saves them atomically, as any reader does: a writer
-killed mid-way leaves the last good checkpoints, and deleting them costs a
-reading from the start, never a wrong answer.  A refresh says nothing
-about damaged log lines: the readers report those.  (``skip``, at the
-start of a pipeline, leaves its queued events to the ``append`` at the end
-of it: it must not hold back the jobs it passes on.)
+whenever it has written enough for a reader to save them
+(checkpoint.SAVE_AFTER) and the last refresh is done: in a child process,
+which the pipeline does not wait for, at most half of the time (a refresh
+that took 4 s is followed by one 8 s after it began, at the soonest).  Each
+refresh starts from the checkpoints there are (trusted without reading the
+log while the writers' stamp holds) and parses only the events after them,
+then saves them atomically, as any reader does: a writer killed mid-way
+leaves the last good checkpoints, and deleting them costs a reading from
+the start, never a wrong answer.  A refresh says nothing about damaged log
+lines: the readers report those.
+
+When its input ends, ``append`` makes the last refresh itself, so that a
+reading after it parses nothing; ``skip``, at the head of a pipeline, leaves
+it to a child it does not wait for.
 """
 
 import os
@@ -25,8 +29,8 @@ from iatools.log import checkpoint, logreport
 from iatools.log.completions import Completions
 from iatools.log.openjobs import OpenJobs
 
-#: Seconds between two refreshes while a writer runs.
-REFRESH_EVERY = 300.0
+#: Seconds between the starts of two refreshes, at the least.
+REFRESH_GAP = 10.0
 
 
 def refresh(path):
@@ -49,7 +53,8 @@ class IndexKeeper:
 
     def __init__(self, path):
         self.path = path
-        self._last = time.monotonic()
+        self._started = time.monotonic()
+        self._took = 0.0
         self._child = None
         self._unindexed = 0
 
@@ -58,13 +63,17 @@ class IndexKeeper:
         when it is time and the last one is done."""
         self._unindexed += size
         if (self._unindexed < checkpoint.SAVE_AFTER or not self._child_done()
-                or time.monotonic() - self._last < REFRESH_EVERY):
+                or time.monotonic() - self._started < max(REFRESH_GAP, 2 * self._took)):
             return
-        self._last = time.monotonic()
+        self._start_child()
+
+    def _start_child(self):
+        self._started = time.monotonic()
         self._unindexed = 0
         self._child = os.fork()
         if self._child == 0:
             try:
+                _let_go_of_the_pipeline()
                 refresh(self.path)
             finally:
                 os._exit(0)
@@ -75,14 +84,33 @@ class IndexKeeper:
         pid, _ = os.waitpid(self._child, os.WNOHANG)
         if pid:
             self._child = None
+            self._took = time.monotonic() - self._started
         return pid != 0
 
     def close(self):
         """When the input has ended: the last refresh, here (none for a few
-        events: a reader would not save them, and loading the checkpoints
-        of a big log costs seconds)."""
+        events: a reader would not save them)."""
         if self._child is not None:
             os.waitpid(self._child, 0)
             self._child = None
         if self._unindexed >= checkpoint.SAVE_AFTER:
             refresh(self.path)
+
+    def leave(self):
+        """When the input has ended: the last refresh in a child that
+        outlives this process (skip must not hold the pipeline up)."""
+        if self._child is not None:
+            os.waitpid(self._child, 0)
+            self._child = None
+        if self._unindexed >= checkpoint.SAVE_AFTER:
+            self._start_child()
+
+
+def _let_go_of_the_pipeline():
+    """In a refresh child: no hold on the writer's standard streams, so that
+    the next command in the pipeline (or the shell reading them) sees their
+    end when the writer exits, not when the child does."""
+    quiet = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(quiet, fd)
+    os.close(quiet)

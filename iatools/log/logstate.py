@@ -19,6 +19,7 @@ A reading starts from the log's checkpoint, when it has one to trust, and
 saves a new one when it has read enough past it (iatools.log.checkpoint).
 """
 
+import os
 import re
 from collections import Counter, deque
 from functools import cached_property
@@ -31,12 +32,13 @@ import orjson
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
 from iatools.base.keyset import KeyMap, KeySet
+from iatools.log.standing import (CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED,
+                                  Standing)
 from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
                                  FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START, SIZE, TS,
                                  all_lines_closed, key_bytes, line_starts, marked, may_reopen,
                                  outcome_with_fields, reopens)
 
-QUEUED, STARTED, FAILED, COMPLETED, DAMAGED, CHANGED = range(6)
 #: Events that change the state of a key not completed; the others only
 #: make it known.
 _UNFINISHED = {b"started": STARTED, b"failed": FAILED}
@@ -47,6 +49,10 @@ _QUEUED_SIZE = outcome_with_fields(b"queued", (b"size", b"(" + SIZE + b")"))
 #: The key sets, which hold a key once per event, drop their duplicates
 #: once they pass this many and twice as many as after the last fold.
 _FOLD_AFTER = 1 << 24
+#: A reading from a checkpoint moves the standing of the keys that the
+#: events after it name (iatools.log.standing) when there are at most this
+#: many bytes of them; past that, counting every key afresh costs less.
+TAIL_LIMIT = 64 << 20
 
 
 def _restore(reader):
@@ -61,7 +67,7 @@ def _restore(reader):
             "failure": dict(zip(failed, map(Failure._make, zip(*failures)))),
             "reopened": dict(zip(reopened, why)), "sizes": sizes, "minutes": rest["minutes"],
             "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
-            "_after_fold": rest["after_fold"]}
+            "_after_fold": rest["after_fold"], "standing": Standing.restored(rest["standing"])}
 
 
 class Failure(NamedTuple):
@@ -109,6 +115,8 @@ class LogState:
         # The "size" of each key's latest queued event that has one.
         self.sizes = KeyMap(1)
         self.last_ts = ""
+        # Where the keys stand (counted at the end of the reading).
+        self.standing = None
 
     def read(self, path):
         """Fold the events of the log at ``path``: those after its
@@ -119,6 +127,8 @@ class LogState:
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
+        named = self._keys_named_after(path, loaded)
+        before = Standing.of_keys(self, named) if named is not None else None
         position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
             last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
@@ -127,9 +137,29 @@ class LogState:
                 self._read_slow(path, first, data, position.offset)
             self._fold_if_large()
             position = position.after(data, lines)
+        if before is None:
+            self.standing = self._count_all()
+        else:
+            self.standing = self.standing.moved(before, Standing.of_keys(self, named))
         if self.by_field is None:
             self._save(path, loaded, position, epoch)
         return self
+
+    def _keys_named_after(self, path, loaded):
+        """The hashes of the keys that the events after the checkpoint name,
+        each once; None when there is no standing to move (no checkpoint)
+        or too much to read."""
+        if self.standing is None or os.stat(path).st_size - loaded.offset > TAIL_LIMIT:
+            return None
+        keys = []
+        for first, lines, data in read_chunks(path, report=False, start=loaded):
+            text = marked(data)
+            named = DONE_LINE.findall(text) + [key for _, key in OPEN_LINE.findall(text)]
+            if len(named) != lines:
+                named = [key_bytes(event) for _, event in events_in(path, first, data,
+                                                                     report=False)]
+            keys += named
+        return list(set(self.completed.hash_keys(keys)))
 
     def _fold_if_large(self):
         held = self.completed.added + self.seen.added + self.sizes.added
@@ -142,13 +172,16 @@ class LogState:
     def _save(self, path, loaded, position, epoch):
         """Save the state as the checkpoint at ``position``, if worth it."""
         if checkpoint.worth_saving(loaded, position):
-            # A key held once, in one set, is all the counts need; fewer
-            # to save and to load.
-            self.completed.fold()
-            self.seen.fold(without=self.completed)
-            self.sizes.fold(without=self.completed)
+            held = self.completed.added + self.seen.added + self.sizes.added
+            if held > self._after_fold * 5 // 4:
+                # A key held once, in one set, is all the counts need; fewer
+                # to save and to load.  (Not after a short tail: folding
+                # ten million keys takes seconds, and saves a few bytes.)
+                self.completed.fold()
+                self.seen.fold(without=self.completed)
+                self.sizes.fold(without=self.completed)
+                self._after_fold = self.completed.added + self.seen.added + self.sizes.added
             self.minutes = {m: n for m, n in self.minutes.items() if m >= self.history_since}
-            self._after_fold = self.completed.added + self.seen.added + self.sizes.added
             size = (self.completed.dumped_size() + self.seen.dumped_size()
                     + self.sizes.dumped_size() + 50 * len(self.minutes)
                     + 100 * (len(self.unfinished) + len(self.failure) + len(self.reopened)))
@@ -164,7 +197,7 @@ class LogState:
             if self.failure else [[]] + [[]] * len(Failure._fields),
             "reopened": [list(self.reopened), list(self.reopened.values())],
             "bytes_done": self.bytes_done, "last_ts": self.last_ts, "minutes": self.minutes,
-            "after_fold": self._after_fold}))
+            "after_fold": self._after_fold, "standing": self.standing.saved()}))
 
     def _read_fast(self, lines, data, last_ts, base):
         """Fold a chunk whose lines all have the writers' shape, judged by
@@ -270,6 +303,10 @@ class LogState:
         self.unfinished.pop(h, None)
         self.failure.pop(h, None)
         self.reopened[h] = why
+        # The size it was queued with before it completed is not what is
+        # left to do now (and a checkpoint no longer has it): 0 until it is
+        # queued again.
+        self.sizes.add([h], [0])
 
     @cached_property
     def _unfinished_states(self):
@@ -280,21 +317,17 @@ class LogState:
         states.update((h, s) for h, s in self.unfinished.items() if h not in completed)
         return states
 
-    def counts(self):
+    def _count_all(self):
+        """The Standing of every key, counted afresh."""
         tally = Counter(self._unfinished_states.values())
         completed, total = self.completed.count_with(self.seen)
-        permanent = sum(not f.retryable for f in self._failures())
-        return {
-            "total": total,
-            "completed": completed,
-            "failed": tally[FAILED],
-            "failed_retryable": tally[FAILED] - permanent,
-            "failed_permanent": permanent,
-            "in_progress": tally[STARTED],
-            "pending": total - completed - tally[FAILED] - tally[STARTED],
-            "changed": tally[CHANGED],
-            "damaged": tally[DAMAGED],
-        }
+        tally[COMPLETED] = completed
+        tally[QUEUED] = total - sum(tally.values())
+        return Standing([tally[state] for state in range(6)],
+                        sum(not f.retryable for f in self._failures()), self._remaining_bytes())
+
+    def counts(self):
+        return self.standing.counts()
 
     def _failures(self):
         """The Failure of each key whose latest outcome is a failure."""
@@ -307,6 +340,9 @@ class LogState:
                       key=attrgetter("offset"))
 
     def remaining_bytes(self):
+        return self.standing.remaining
+
+    def _remaining_bytes(self):
         """The sum of the latest "size" of the keys to do: neither completed
         nor failed (a key never queued with a size counts 0)."""
         failed = [h for h, s in self._unfinished_states.items() if s == FAILED]

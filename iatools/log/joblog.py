@@ -1,0 +1,139 @@
+"""An event log as a Python object: what ``ia-joblog`` does, for programs.
+
+``JobLog(path)`` records events, skips the jobs already done, and reads the
+log back -- the same log, checkpoints and answers as the command, since the
+command's reading subcommands are thin shells over this class.  Jobs and
+events are plain dicts, as they are JSON objects on a command's lines.
+"""
+
+import os
+from itertools import islice
+
+import orjson
+
+from iatools.contract import jsonl
+from iatools.contract.jobs import FAILURE_FIELDS, job_from_record, validate_job
+from iatools.contract.linegrammar import COMPLETION_EVENT, QUEUED_EVENT, jobs_of
+from iatools.log import logreport
+from iatools.log.completions import Completions
+from iatools.log.eventlog import LogWriter, lines_at
+from iatools.log.logindex import IndexKeeper
+from iatools.log.openjobs import OpenJobs
+from iatools.log.skipjudge import SkipJudge
+
+#: Lines read back from the log at a time.
+_BATCH = 1 << 16
+#: Jobs that ``skip`` judges at a time: the first is passed on once this
+#: many came in, or the input ended.
+SKIP_BATCH = 256
+
+
+class JobLog:
+    """The event log at ``path`` (created by the first event recorded)."""
+
+    def __init__(self, path):
+        self.path = os.fspath(path)
+
+    def append(self, events):
+        """Record ``events`` (dicts, each with an "event" and a valid job);
+        return how many were recorded.  A bad event raises ValueError, and
+        those before it are recorded."""
+        return sum(1 for _ in self.tee(events))
+
+    def tee(self, events):
+        """Yield each of ``events`` once it is recorded."""
+        with _Recorder(self.path) as recorder:
+            for event in events:
+                _check_event(event)
+                recorder.write([jsonl.dumps(event)])
+                yield event
+
+    def skip(self, jobs, *, retry_permanent=False):
+        """Yield the ``jobs`` not completed in the log, or changed upstream
+        since they completed, each recorded as queued first; drop those
+        done, and those failed for good unless ``retry_permanent``."""
+        state, _ = Completions.read(self.path, report=False)
+        judge = SkipJudge(state, retry_permanent)
+        jobs = iter(jobs)
+        with _Recorder(self.path, index_after=False) as recorder:
+            while batch := list(islice(jobs, SKIP_BATCH)):
+                for job in batch:
+                    validate_job(job)
+                data = b"".join(map(jsonl.dumps, batch))
+                queued, passing = judge.plain_chunk(len(batch), data) or judge.lines(1, data)
+                recorder.write(queued)
+                for lines in passing:
+                    yield from map(orjson.loads, lines.splitlines())
+
+    def pending(self):
+        """The jobs recorded and not completed, each once, in log order."""
+        return _jobs_in(self.pending_lines())
+
+    def pending_lines(self):
+        """``pending``, as batches of JSONL job lines (bytes)."""
+        state, done_end = Completions.read(self.path, report=False)
+        for events in OpenJobs.read(self.path, state.done, done_end).first_lines(self.path):
+            yield from jobs_of(events, QUEUED_EVENT)
+
+    def completed(self):
+        """The jobs completed (or verified) now, each with the version its
+        latest completion recorded, in log order."""
+        return _jobs_in(self.completed_lines())
+
+    def completed_lines(self):
+        """``completed``, as batches of JSONL job lines (bytes)."""
+        state, _ = Completions.read(self.path, report=False)
+        offsets = state.completed_offsets()
+        for start in range(0, len(offsets), _BATCH):
+            yield from jobs_of(lines_at(self.path, offsets[start:start + _BATCH]),
+                               COMPLETION_EVENT)
+
+    def failed(self, *, retryable=None):
+        """The jobs whose latest outcome is a failure, each with its
+        "error", "retryable" and the other failure fields; only those worth
+        trying again (``retryable=True``) or only the others (False)."""
+        failures = logreport.read(self.path).failures(retryable=retryable)
+        for start in range(0, len(failures), _BATCH):
+            for line in lines_at(self.path, [f.offset for f in failures[start:start + _BATCH]]):
+                event = orjson.loads(line)
+                job = job_from_record(event)
+                job.update((field, event[field]) for field in FAILURE_FIELDS if field in event)
+                yield job
+
+    def status(self, *, by=None):
+        """The summary ``ia-joblog status --json`` prints, as a dict."""
+        return logreport.summarise(self.path, by)
+
+
+def _jobs_in(batches):
+    for lines in batches:
+        yield from map(orjson.loads, lines.splitlines())
+
+
+def _check_event(event):
+    validate_job(event)
+    if not isinstance(event.get("event"), str):
+        raise jsonl.BadLine('not an event (no "event" field)')
+
+
+class _Recorder:
+    """Appends lines to a log and keeps its index (iatools.log.logindex):
+    the last refresh made here when done, or (``index_after`` false, as
+    for skip) left to a child."""
+
+    def __init__(self, path, index_after=True):
+        self.log = LogWriter(path)
+        self.index = IndexKeeper(path)
+        self.index_after = index_after
+
+    def write(self, lines):
+        self.log.append(lines)
+        self.index.wrote(sum(map(len, lines)))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, *_):
+        self.log.close()
+        if kind is None:
+            self.index.close() if self.index_after else self.index.leave()
