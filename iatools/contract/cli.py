@@ -28,9 +28,10 @@ class Streams:
     file descriptor, else with its ``read1``/``read``); ``stdout`` a binary
     file; ``stderr`` a text file.  The ``*_is_terminal`` flags choose the
     hints and live displays meant for a person at a terminal.  ``environ``
-    is what the commands read of the environment themselves; the libraries
-    below them (internetarchive's config file, requests' proxies) read the
-    process environment.
+    is the run's environment, for the caller's reference: the
+    configuration a command uses (``IA_CONFIG_FILE``, proxies, NO_COLOR) is
+    read from the process environment, by internetarchive and requests as
+    by iatools, so an in-process caller sets that.
     """
 
     stdin: object
