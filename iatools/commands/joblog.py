@@ -113,8 +113,8 @@ def _interval(text):
     return seconds
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _dispatch, argv)
+def main(argv=None, streams=None):
+    return cli.run(build_parser(), _dispatch, argv, streams)
 
 
 def _dispatch(args):
@@ -141,10 +141,10 @@ def append(args, copy_to_stdout=False):
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "events")
     log = _open_log(args.log)
     index = IndexKeeper(args.log)
-    output = jsonl.Output() if copy_to_stdout else None
+    output = jsonl.Output(args.streams.stdout) if copy_to_stdout else None
     bad_lines = 0
     try:
-        for batch in jsonl.LineReader(0).all_lines():
+        for batch in jsonl.LineReader(args.streams.stdin).all_lines():
             lines = []
             for line_number, line in batch:
                 if jsonl.is_blank_or_comment(line):
@@ -168,7 +168,7 @@ def append(args, copy_to_stdout=False):
         log.close()
     if drain.received:
         return ExitStatus.INTERRUPTED
-    index.close()
+    index.leave()
     return ExitStatus.FAILED if bad_lines else ExitStatus.OK
 
 
@@ -208,11 +208,11 @@ def skip(args):
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     log = _open_log(args.log)
     index = IndexKeeper(args.log)
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
     try:
-        for first, lines, data in jsonl.whole_lines(0):
+        for first, lines, data in jsonl.whole_lines(args.streams.stdin):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
             counts = jsonl.count_lines(data)
@@ -236,7 +236,7 @@ def skip(args):
 
 def pending(args):
     state, done_end = Completions.read(args.log, report=False)
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for events in OpenJobs.read(args.log, state.done, done_end).first_lines(args.log):
         output.lines(jobs_of(events, QUEUED_EVENT))
     output.flush()
@@ -250,7 +250,7 @@ _BATCH = 1 << 16
 def failed(args):
     """The latest failed event of each key failed now, as its job and why."""
     wanted = True if args.retryable else False if args.permanent else None
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for job in JobLog(args.log).failed(retryable=wanted):
         output.record(job)
     output.flush()
@@ -262,7 +262,7 @@ def completed(args):
     its job (with the version it recorded), in log order."""
     state, _ = Completions.read(args.log, report=False)
     offsets = state.completed_offsets()
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for start in range(0, len(offsets), _BATCH):
         output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
                              COMPLETION_EVENT))
@@ -272,7 +272,7 @@ def completed(args):
 
 def locks(args):
     """One line per lock: the item, its owner, whether it is stale."""
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for destdir in args.destdirs:
         if not os.path.isdir(destdir):
             raise errors.UsageError(f"{destdir}: not a directory")
@@ -304,12 +304,12 @@ def _remove_lock(path):
 
 def status(args):
     check_existing(args.log)
-    unicode = logreport.unicode_terminal()
+    unicode = logreport.unicode_terminal(args.streams.environ)
     if args.watch is None:
-        logreport.show(args.log, args.by, args.json, unicode)
+        logreport.show(args.log, args.by, args.json, unicode, args.streams)
         return ExitStatus.OK
     try:
-        logreport.watch(args.log, args.by, args.json, unicode, args.watch)
+        logreport.watch(args.log, args.by, args.json, unicode, args.watch, args.streams)
     except KeyboardInterrupt:  # the way a watch ends, as watch(1)'s does
         pass
     return ExitStatus.OK
