@@ -37,7 +37,7 @@ def test_the_readme_example_mirrors_the_collection_and_resumes(make_emulator, mo
     monkeypatch.chdir(tmp_path)
     code = readme_example()
     with contextlib.ExitStack() as mounts:
-        disks = [mounts.enter_context(tmpfs(tmp_path / name, 64 << 20))
+        disks = [mounts.enter_context(tmpfs(tmp_path / name, 4 << 30))
                  for name in ("mirror-a", "mirror-b")]
         assert run_example(code) == f"{len(catalog.items)} items completed\n"
         trees = {}
