@@ -39,3 +39,12 @@ def test_a_bad_event_is_named_on_the_given_stderr(tmp_path):
 def test_a_terminal_on_stdin_is_told_on_stderr(tmp_path):
     result = call(main, ["append", tmp_path / "s.jsonl"], stdin_is_terminal=True)
     assert result.status == 0 and "reading events from the terminal" in result.stderr
+
+
+def test_an_event_glued_after_a_torn_one_is_kept_and_the_tear_counted(tmp_path):
+    log = tmp_path / "s.jsonl"
+    torn = event("started", "item-a")[:25]
+    result = call(main, ["append", log], stdin=torn + event("completed", "item-b"))
+    assert result.status == 1
+    assert log.read_bytes() == event("completed", "item-b")
+    assert "kept the whole event from byte 26" in result.stderr

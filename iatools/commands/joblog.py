@@ -142,22 +142,10 @@ def append(args, copy_to_stdout=False):
     log = _open_log(args.log)
     index = IndexKeeper(args.log)
     output = jsonl.Output(args.streams.stdout) if copy_to_stdout else None
-    bad_lines = 0
+    events = jsonl.RecordReader(args.streams.stdin, _recordable)
     try:
-        for batch in jsonl.LineReader(args.streams.stdin).all_lines():
-            lines = []
-            for line_number, line in batch:
-                if jsonl.is_blank_or_comment(line):
-                    continue
-                try:
-                    _parse_event(line)
-                except jsonl.BadLine as exc:
-                    jsonl.report_bad_line(line_number, exc)
-                    bad_lines += 1
-                    line = _event_after_tear(line_number, line)
-                    if line is None:
-                        continue
-                lines.append(line + b"\n")
+        for batch in events.batches():
+            lines = list(batch)
             _write_log(log, lines)
             if output is not None:
                 for line in lines:
@@ -169,7 +157,19 @@ def append(args, copy_to_stdout=False):
     if drain.received:
         return ExitStatus.INTERRUPTED
     index.leave()
-    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+    return ExitStatus.FAILED if events.bad_lines else ExitStatus.OK
+
+
+def _recordable(line_number, line):
+    """The line of an event, as the log records it; BadLine for any other
+    line, keeping a whole event glued after a torn one."""
+    try:
+        _parse_event(line)
+    except jsonl.BadLine as exc:
+        kept = _event_after_tear(line_number, line)
+        exc.kept = None if kept is None else kept + b"\n"
+        raise
+    return line + b"\n"
 
 
 def _parse_event(line):

@@ -21,11 +21,14 @@ MAX_LINE_BYTES = 1 << 20
 
 class BadLine(ValueError):
     """A line that is not a usable record; the message says why, and
-    ``likely`` what the user probably meant (``hint_for``), if anything."""
+    ``likely`` what the user probably meant (``hint_for``), if anything.
+    ``kept``: what of the line is passed on all the same, if anything (a
+    whole record glued after a torn one)."""
 
-    def __init__(self, message, likely=""):
+    def __init__(self, message, likely="", kept=None):
         super().__init__(message + likely)
         self.likely = likely
+        self.kept = kept
 
 
 def reading(source):
@@ -141,7 +144,8 @@ def parse_lines(numbered_lines, parse, on_bad_line, where="input line", on_comme
     """Yield ``parse(line_number, line)`` for each of ``numbered_lines`` but
     blank lines and comments (given to ``on_comment``) and results that are
     None; a BadLine is reported with the line's number, which then goes to
-    ``on_bad_line``.  (``RecordReader``'s loop, for a chunk at a time.)"""
+    ``on_bad_line``, and what it ``kept`` is yielded.  (``RecordReader``'s
+    loop, for a chunk at a time.)"""
     for line_number, line in numbered_lines:
         if is_blank_or_comment(line):
             if on_comment is not None:
@@ -152,6 +156,8 @@ def parse_lines(numbered_lines, parse, on_bad_line, where="input line", on_comme
         except BadLine as exc:
             report_bad(f"{where} {line_number}", exc)
             on_bad_line(line_number)
+            if exc.kept is not None:
+                yield exc.kept
             continue
         if record is not None:
             yield record
@@ -178,10 +184,6 @@ class _BadLines:
 
     count = shown = 0
     problems = {}  # problem (or likely cause) -> messages shown
-
-
-def report_bad_line(line_number, problem):
-    report_bad(f"input line {line_number}", problem)
 
 
 def report_bad(where, problem):
