@@ -325,6 +325,16 @@ def test_a_change_between_two_checkpoints_fails_only_the_longer(tmp_path):
         checkpoint.START, None)
 
 
+def indexed_soon(log, lines):
+    """Wait for the child a writer left to bring every checkpoint up to
+    the end of its ``lines`` lines."""
+    deadline = time.monotonic() + 120
+    while any(getattr(checkpoint.covered(str(log), kind), "line", 0) != lines + 1
+              for kind in KINDS):
+        assert time.monotonic() < deadline, [checkpoint.covered(str(log), k) for k in KINDS]
+        time.sleep(0.2)
+
+
 @pytest.mark.parametrize("writer", ["append", "tee"])
 def test_the_writer_leaves_checkpoints_that_cover_all_it_wrote(tmp_path, writer):
     """A reader after a writer parses nothing the writer wrote, however
@@ -333,8 +343,9 @@ def test_the_writer_leaves_checkpoints_that_cover_all_it_wrote(tmp_path, writer)
     log = tmp_path / "s.jsonl"
     result = joblog(writer, log, input=compact(events))
     assert result.returncode == 0, stderr_text(result)
-    assert checkpoints(log) == sorted(ALL + ["stamp-checkpoint"])
     lines = len(events)
+    indexed_soon(log, lines)
+    assert checkpoints(log) == sorted(ALL + ["stamp-checkpoint"])
     for command, kinds in (("status", ["status"]), ("pending", ["completed", "pending"]),
                            ("completed", ["completed"])):
         result = joblog("-v", command, log)
@@ -353,6 +364,7 @@ def written(tmp_path):
     log = tmp_path / "s.jsonl"
     result = joblog("append", log, input=compact(events))
     assert result.returncode == 0, stderr_text(result)
+    indexed_soon(log, len(events))
     assert_readings_agree_with_model(log, events)
     return log, events
 
@@ -405,11 +417,8 @@ def test_skip_leaves_a_child_to_index_what_it_queued(tmp_path):
     assert result.returncode == 0, stderr_text(result)
     assert result.stdout == jobs
     assert log.stat().st_size > SAVE_AFTER
-    deadline = time.monotonic() + 120
-    while checkpoints(log) != sorted(ALL + ["stamp-checkpoint"]):
-        assert time.monotonic() < deadline, checkpoints(log)
-        time.sleep(0.2)
     lines = jobs.count(b"\n")
+    indexed_soon(log, lines)
     status = joblog("-v", "status", "--json", log)
     assert f"reading the log from line {lines + 1}" in stderr_text(status)
     assert "the log was read to check it" not in stderr_text(status)

@@ -1,4 +1,5 @@
-"""Error types and the one place that prints messages for humans (stderr).
+"""Error types and the one place that prints messages for humans: the run's
+stderr (``configure``), else ``sys.stderr``.
 
 Every message starts with the program's name, as in ``ia-fetch: error: ...``.
 """
@@ -11,15 +12,23 @@ QUIET, NORMAL, VERBOSE = 0, 1, 2
 
 _prog = "iatools"
 _verbosity = NORMAL
+_stderr = None  # a text file; None: sys.stderr as it is when a message is written
 #: A live display (ia-fetch's progress) that writes messages above its
 #: frame, so that a warning from a worker never lands inside it.
 _display = None
 
 
-def configure(prog, verbosity=NORMAL):
-    global _prog, _verbosity
+_UNCHANGED = object()
+
+
+def configure(prog, verbosity=NORMAL, stderr=_UNCHANGED):
+    """Name messages after ``prog``, print those of ``verbosity`` and up,
+    on ``stderr`` (None: ``sys.stderr``; by default, where they went)."""
+    global _prog, _verbosity, _stderr
     _prog = prog
     _verbosity = verbosity
+    if stderr is not _UNCHANGED:
+        _stderr = stderr
 
 
 def prog():
@@ -28,6 +37,11 @@ def prog():
 
 def verbosity():
     return _verbosity
+
+
+def stderr():
+    """Where messages go: for a display drawn among them."""
+    return _stderr or sys.stderr
 
 
 def set_display(display):
@@ -42,9 +56,10 @@ def _say(kind, message):
     if _display is not None:
         _display.message(prefix + message + "\n")
         return
+    stderr = _stderr or sys.stderr
     try:
-        sys.stderr.write(prefix + message + "\n")
-        sys.stderr.flush()
+        stderr.write(prefix + message + "\n")
+        stderr.flush()
     except (OSError, ValueError):
         pass  # stderr gone: nowhere left to complain to
 

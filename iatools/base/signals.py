@@ -51,6 +51,21 @@ class GracefulStop:
             signal.signal(signum, self._handle)
         return self
 
+    def __enter__(self):
+        """Install the handlers until the ``with`` block ends: a command run
+        in-process (``main(argv, streams)``) leaves its caller's handlers
+        and file descriptors as they were."""
+        self._previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
+        return self.install()
+
+    def __exit__(self, *exc_info):
+        for signum, handler in self._previous.items():
+            # None: a handler not set from Python; the default is closest.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        for fd in (self._wake_read, self._wake_write):
+            os.close(fd)
+        self._wake_read = self._wake_write = -1  # a late wake() fails quietly
+
     def _handle(self, signum, frame):
         if self.requested:
             os._exit(ExitStatus.INTERRUPTED)
@@ -61,8 +76,8 @@ class GracefulStop:
     def wake(self):
         try:
             os.write(self._wake_write, b"\0")
-        except BlockingIOError:
-            pass  # the pipe is full: a wake-up is pending already
+        except OSError:
+            pass  # the pipe is full: a wake-up is pending already; or closed: all over
 
     def wait(self, timeout):
         """Until a stop signal or a ``wake()``, or ``timeout`` seconds."""

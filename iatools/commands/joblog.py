@@ -113,8 +113,8 @@ def _interval(text):
     return seconds
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _dispatch, argv)
+def main(argv=None, streams=None):
+    return cli.run(build_parser(), _dispatch, argv, streams)
 
 
 def _dispatch(args):
@@ -138,26 +138,14 @@ def append(args, copy_to_stdout=False):
     """Record events; on Ctrl-C or SIGTERM go on until the input ends, since
     the whole pipeline got the signal and its last events are on their way."""
     drain = signals.DrainUntilEndOfInput().install()
-    jsonl.warn_if_terminal(0, "events")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "events")
     log = _open_log(args.log)
     index = IndexKeeper(args.log)
-    output = jsonl.Output() if copy_to_stdout else None
-    bad_lines = 0
+    output = jsonl.Output(args.streams.stdout) if copy_to_stdout else None
+    events = jsonl.RecordReader(args.streams.stdin, _recordable)
     try:
-        for batch in jsonl.LineReader(0).all_lines():
-            lines = []
-            for line_number, line in batch:
-                if jsonl.is_blank_or_comment(line):
-                    continue
-                try:
-                    _parse_event(line)
-                except jsonl.BadLine as exc:
-                    jsonl.report_bad_line(line_number, exc)
-                    bad_lines += 1
-                    line = _event_after_tear(line_number, line)
-                    if line is None:
-                        continue
-                lines.append(line + b"\n")
+        for batch in events.batches():
+            lines = list(batch)
             _write_log(log, lines)
             if output is not None:
                 for line in lines:
@@ -168,8 +156,20 @@ def append(args, copy_to_stdout=False):
         log.close()
     if drain.received:
         return ExitStatus.INTERRUPTED
-    index.close()
-    return ExitStatus.FAILED if bad_lines else ExitStatus.OK
+    index.leave()
+    return ExitStatus.FAILED if events.bad_lines else ExitStatus.OK
+
+
+def _recordable(line_number, line):
+    """The line of an event, as the log records it; BadLine for any other
+    line, keeping a whole event glued after a torn one."""
+    try:
+        _parse_event(line)
+    except jsonl.BadLine as exc:
+        kept = _event_after_tear(line_number, line)
+        exc.kept = None if kept is None else kept + b"\n"
+        raise
+    return line + b"\n"
 
 
 def _parse_event(line):
@@ -205,14 +205,14 @@ def tee(args):
 
 def skip(args):
     state, _ = Completions.read(args.log)
-    jsonl.warn_if_terminal(0, "jobs")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     log = _open_log(args.log)
     index = IndexKeeper(args.log)
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
     try:
-        for first, lines, data in jsonl.whole_lines(0):
+        for first, lines, data in jsonl.whole_lines(args.streams.stdin):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
             counts = jsonl.count_lines(data)
@@ -238,7 +238,7 @@ def pending(args):
     state, done_end = Completions.read(args.log, report=False, tagged=False)
     jobs = OpenJobs.read(args.log, state.done, done_end)
     del state  # the completed keys (60 MB for 7 million): printing needs none
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for events in jobs.first_lines(args.log):
         output.lines(jobs_of(events, QUEUED_EVENT))
     output.flush()
@@ -252,7 +252,7 @@ _BATCH = 1 << 16
 def failed(args):
     """The latest failed event of each key failed now, as its job and why."""
     wanted = True if args.retryable else False if args.permanent else None
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for job in JobLog(args.log).failed(retryable=wanted):
         output.record(job)
     output.flush()
@@ -264,7 +264,7 @@ def completed(args):
     its job (with the version it recorded), in log order."""
     state, _ = Completions.read(args.log, report=False, tagged=False)
     offsets = state.completed_offsets()
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for start in range(0, len(offsets), _BATCH):
         output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
                              COMPLETION_EVENT))
@@ -274,7 +274,7 @@ def completed(args):
 
 def locks(args):
     """One line per lock: the item, its owner, whether it is stale."""
-    output = jsonl.Output()
+    output = jsonl.Output(args.streams.stdout)
     for destdir in args.destdirs:
         if not os.path.isdir(destdir):
             raise errors.UsageError(f"{destdir}: not a directory")
@@ -306,12 +306,12 @@ def _remove_lock(path):
 
 def status(args):
     check_existing(args.log)
-    unicode = logreport.unicode_terminal()
+    unicode = logreport.unicode_terminal(args.streams.environ)
     if args.watch is None:
-        logreport.show(args.log, args.by, args.json, unicode)
+        logreport.show(args.log, args.by, args.json, unicode, args.streams)
         return ExitStatus.OK
     try:
-        logreport.watch(args.log, args.by, args.json, unicode, args.watch)
+        logreport.watch(args.log, args.by, args.json, unicode, args.watch, args.streams)
     except KeyboardInterrupt:  # the way a watch ends, as watch(1)'s does
         pass
     return ExitStatus.OK

@@ -1,8 +1,9 @@
 """ia-route: give each job a destdir on the disk with the most room after a
 safety margin, never splitting an item over two disks.
 
-The disks are checked and listed by iatools.routing.disks, and the jobs placed on
-them by one of the routers of iatools.routing.routers.
+A shell over iatools.routing.router.Router that keeps the bytes of the job
+lines: a chunk of plain job lines is routed whole (each line gets the
+destdir in place of its closing brace), any other line is parsed.
 """
 
 import sys
@@ -10,9 +11,8 @@ import sys
 from iatools.base import errors, signals
 
 from iatools.contract import cli, jsonl
-from iatools.routing.disks import check_distinct, list_items, open_disk
-from iatools.contract.linegrammar import job_lines, jobs_in_chunk, key_bytes, plain_chunk, reclose
-from iatools.routing.routers import HashSpread, SpaceRouter
+from iatools.contract.linegrammar import job_lines, jobs_in_chunk, plain_chunk, reclose
+from iatools.routing.router import DEFAULT_ASSUME_SIZE, DEFAULT_MARGIN, DEFAULT_WAIT, Router
 from iatools.base.sizes import duration_argument, size_argument
 from iatools.base.status import ExitStatus
 
@@ -30,9 +30,8 @@ example:
 
 SIZE is bytes or a number with K, M, G or T (binary multiples).
 See ia-route(1) and iatools(7)."""
-DEFAULT_MARGIN = 1 << 30
-DEFAULT_ASSUME_SIZE = 1 << 30
-DEFAULT_WAIT = 30.0
+
+
 def build_parser():
     parser = cli.make_parser(PROG, DESCRIPTION, EPILOG)
     parser.add_argument("-d", "--disk", action="append", required=True, metavar="DIR",
@@ -56,54 +55,51 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _route, argv)
+def main(argv=None, streams=None):
+    """Run ia-route with ``argv`` on ``streams`` (cli.Streams); the exit status."""
+    return cli.run(build_parser(), _route, argv, streams)
 
 
 def _route(args):
     if args.wait <= 0:
         raise errors.UsageError("--wait must be more than 0 seconds")
     signals.interrupt_on_stop_signals()
-    disks = [open_disk(path) for path in args.disk]
-    check_distinct(disks, args.no_disk_check)
-    for disk in disks:
-        list_items(disk)
-    if args.no_disk_check:
-        router = HashSpread(disks)
-    else:
-        router = SpaceRouter(disks, args.margin, args.assume_size, args.wait, args.no_wait)
-    jsonl.warn_if_terminal(0, "jobs")
-    return _Run(router, args.force).execute()
+    router = Router(args.disk, margin=args.margin, assume_size=args.assume_size,
+                    wait=args.wait, no_wait=args.no_wait, disk_check=not args.no_disk_check,
+                    force=args.force)
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
+    return _Run(router, args.streams).execute()
 
 
 class _Run:
     """Read jobs, route them, write them: one input batch at a time."""
 
-    def __init__(self, router, force):
+    def __init__(self, router, streams):
         self.router = router
-        self.force = force
-        self.output = jsonl.Output()
+        self.placer = router.placer
+        self.stdin = streams.stdin
+        self.output = jsonl.Output(streams.stdout)
         self.pending = []  # routed lines not yet written
         self.bad_lines = 0
         self.counting = False  # counts were announced upstream
-        router.before_wait = self.write_pending
+        self.placer.before_wait = self.write_pending
 
     def execute(self):
-        for first, count, data in jsonl.whole_lines(0):
+        for first, count, data in jsonl.whole_lines(self.stdin):
             if not count:  # the last line, without its newline
                 data, count = data + b"\n", 1
-            skipped = self.router.skipped
+            skipped = self.placer.skipped
             counts = jsonl.count_lines(data)  # announced upstream: passed on
             self.counting = self.counting or bool(counts)
             self.pending.extend(counts)
             if not self._plain_lines(count, data):
                 self._line_by_line(first, data)
-            if self.counting and self.router.skipped > skipped:  # a total to correct
-                self.pending.append(jsonl.count_line("skipped", self.router.skipped - skipped))
+            if self.counting and self.placer.skipped > skipped:  # a total to correct
+                self.pending.append(jsonl.count_line("skipped", self.placer.skipped - skipped))
             self.write_pending()
         for disk in self.router.disks:
             errors.debug(f"{disk.jobs} jobs routed to {disk.path}")
-        if self.bad_lines or self.router.skipped:
+        if self.bad_lines or self.placer.skipped:
             return ExitStatus.FAILED
         return ExitStatus.OK
 
@@ -117,10 +113,10 @@ class _Run:
         their bytes, the destdir takes the place of the closing brace."""
         if not plain_chunk(data):
             return False
-        found = self.router.plain_line.findall(data)
+        found = self.placer.plain_line.findall(data)
         if len(found) != count:
             return False
-        self.router.route_plain(job_lines(data), found, b'"file"' in data, self.pending)
+        self.placer.route_plain(job_lines(data), found, b'"file"' in data, self.pending)
         return True
 
     def _count_bad_line(self, line_number):
@@ -128,10 +124,10 @@ class _Run:
 
     def _line_by_line(self, first, data):
         for line, record, job in jobs_in_chunk(first, data, self._count_bad_line):
-            if "destdir" in job and not self.force:
+            if self.router.passes_through(job):
                 self.pending.append(line + b"\n" if job is record else jsonl.dumps(job))
                 continue
-            disk = self.router.place_one(job["id"].encode(), key_bytes(job), job.get("size"))
+            disk = self.router.disk_for(job)
             if disk is None:
                 continue
             if job is record and "destdir" not in job:

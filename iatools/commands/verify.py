@@ -72,8 +72,9 @@ def build_parser():
     return parser
 
 
-def main(argv=None):
-    return cli.run(build_parser(), _verify, argv)
+def main(argv=None, streams=None):
+    """Run ia-verify with ``argv`` on ``streams`` (cli.Streams); the exit status."""
+    return cli.run(build_parser(), _verify, argv, streams)
 
 
 def _verify(args):
@@ -85,7 +86,7 @@ def _verify(args):
         raise errors.UsageError(f"--destdir {args.destdir}: not a directory")
     archive_session = session.build_session(args)  # a bad config fails here, before any job
     signals.interrupt_on_stop_signals()
-    jsonl.warn_if_terminal(0, "jobs")
+    jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     return _Audit(args, archive_session).run()
 
 
@@ -134,8 +135,10 @@ class _Audit:
         self.thread_connections = threading.local()  # each item thread its own
         self.default_destdir = os.path.abspath(args.destdir or os.getcwd())
         self.events = queue.SimpleQueue()
-        self.progress = _Progress(live=not args.quiet and sys.stderr.isatty())
-        self.bad_lines = self.not_verified = 0
+        self.streams = args.streams
+        self.progress = _Progress(self.streams.stderr,
+                                  live=not args.quiet and self.streams.stderr_is_terminal)
+        self.not_verified = 0
         self.broken_pipe = False
 
     def run(self):
@@ -143,11 +146,10 @@ class _Audit:
         writer.start()
         self.hashers = _Threads(self.args.hash_jobs, "md5")
         items = _Threads(self.args.jobs, "item", backlog=2 * self.args.jobs)
-        for batch in jsonl.LineReader(0).all_lines():
-            for line_number, line in batch:
-                job = None if jsonl.is_blank_or_comment(line) else self._job(line_number, line)
-                if job is not None:
-                    items.submit(self._check_job, job)
+        reader = jsonl.RecordReader(self.streams.stdin, self._job)
+        for jobs in reader.batches():
+            for job in jobs:
+                items.submit(self._check_job, job)
             if self.broken_pipe:
                 break
         items.join()
@@ -155,15 +157,10 @@ class _Audit:
         writer.join()
         if self.broken_pipe:
             return ExitStatus.BROKEN_PIPE
-        return ExitStatus.FAILED if self.bad_lines or self.not_verified else ExitStatus.OK
+        return ExitStatus.FAILED if reader.bad_lines or self.not_verified else ExitStatus.OK
 
     def _job(self, line_number, line):
-        try:
-            return job_of_line(line_number, line, self.default_destdir, self.events.put)
-        except jsonl.BadLine as exc:
-            jsonl.report_bad_line(line_number, exc)
-            self.bad_lines += 1
-            return None
+        return job_of_line(line_number, line, self.default_destdir, self.events.put)
 
     # -- item workers ---------------------------------------------------------
     def _check_job(self, job):
@@ -252,7 +249,7 @@ class _Audit:
 
     # -- writer thread ----------------------------------------------------------
     def _write_events(self):
-        output = jsonl.Output()
+        output = jsonl.Output(self.streams.stdout)
         while True:
             self.progress.render()  # at most four times a second
             try:
@@ -285,7 +282,8 @@ class _Audit:
 class _Progress:
     """One line on a terminal: jobs, damaged, failed, bytes read, rate."""
 
-    def __init__(self, live):
+    def __init__(self, stderr, live):
+        self.stderr = stderr
         self.live = live
         self.counts = {"verified": 0, "damaged": 0, "failed": 0}
         self.bytes = 0
@@ -309,14 +307,14 @@ class _Progress:
                 f"{self.counts['failed']} failed, {format_size(self.bytes)} read, "
                 f"{format_size(self.bytes / elapsed)}/s")
         # Fitted as ia-fetch's frame: a wrapped line would not be erased by \r.
-        sys.stderr.write("\r\x1b[K" + fit(line, terminal_size()[0]))
-        sys.stderr.flush()
+        self.stderr.write("\r\x1b[K" + fit(line, terminal_size()[0]))
+        self.stderr.flush()
         self._drawn = True
 
     def clear(self):
         if self._drawn:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
+            self.stderr.write("\r\x1b[K")
+            self.stderr.flush()
             self._drawn = False
 
 

@@ -119,15 +119,25 @@ def event_stamp():
 
 def job_of_line(line_number, line, default_destdir, emit):
     """The job on input line ``line_number``, its destdir filled in; BadLine
-    for a bad line.  A bad job whose id is usable is also failed through
-    ``emit``, so that the log knows of it."""
-    job = job_from_record(jsonl.parse_object(line))
+    for a bad line (see ``job_of_record``)."""
+    return job_of_record(f"input line {line_number}", jsonl.parse_object(line),
+                         default_destdir, emit)
+
+
+def job_of_record(where, record, default_destdir, emit):
+    """The job in ``record`` (read at ``where``: ``input line 3``, ``job
+    3``), its destdir filled in; BadLine for a bad one.  A bad job whose id
+    is usable is also failed through ``emit``, so that the log knows of it.
+    The job may be ``record`` itself, changed: give a copy of a record
+    that is not the caller's to change."""
+    if not isinstance(record, dict):
+        raise BadLine(f"not a JSON object (a {type(record).__name__})")
+    job = job_from_record(record)
     try:
         validate_job(job)
     except BadLine as exc:
         if identifier_problem(job.get("id")) is None:
-            emit(make_event("failed", job, error=f"input line {line_number}: {exc}",
-                            retryable=False))
+            emit(make_event("failed", job, error=f"{where}: {exc}", retryable=False))
         raise
     job["destdir"] = job.get("destdir") or default_destdir
     return job

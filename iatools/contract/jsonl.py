@@ -6,6 +6,7 @@ are handed on at once: callers flush their output after each batch.  Parsing
 is left to the caller's loop, which knows the line number to report.
 """
 
+import functools
 import os
 import re
 
@@ -20,66 +21,41 @@ MAX_LINE_BYTES = 1 << 20
 
 class BadLine(ValueError):
     """A line that is not a usable record; the message says why, and
-    ``likely`` what the user probably meant (``hint_for``), if anything."""
+    ``likely`` what the user probably meant (``hint_for``), if anything.
+    ``kept``: what of the line is passed on all the same, if anything (a
+    whole record glued after a torn one)."""
 
-    def __init__(self, message, likely=""):
+    def __init__(self, message, likely="", kept=None):
         super().__init__(message + likely)
         self.likely = likely
+        self.kept = kept
 
 
-class LineReader:
-    """Batches of ``(line_number, line)`` from a file descriptor.
-
-    Lines come without their line ending (``\\n`` or ``\\r\\n``).  A last
-    line without a newline is kept in ``unterminated`` for the caller to
-    judge: valid input on stdin, a torn write at the end of a log.
-    """
-
-    def __init__(self, fd):
-        self.fd = fd
-        self.line_number = 0
-        self.unterminated = None
-
-    def batches(self):
-        partial = []
-        while True:
-            data = os.read(self.fd, CHUNK_SIZE)
-            if not data:
-                break
-            if b"\n" not in data:
-                partial.append(data)  # a long line: join once, when it ends
-                continue
-            lines = (b"".join(partial) + data if partial else data).split(b"\n")
-            tail = lines.pop()
-            partial = [tail] if tail else []
-            yield self._number(lines)
-        if partial:
-            self.unterminated = b"".join(partial).rstrip(b"\r")
-            self.line_number += 1
-
-    def _number(self, lines):
-        first = self.line_number + 1
-        self.line_number += len(lines)
-        return [(n, line[:-1] if line[-1:] == b"\r" else line)
-                for n, line in enumerate(lines, first)]
-
-    def all_lines(self):
-        """Every line, the unterminated last one included (job input)."""
-        yield from self.batches()
-        if self.unterminated is not None:
-            yield [(self.line_number, self.unterminated)]
+def reading(source):
+    """The ``read(size)`` of ``source``: an fd, or a binary file.  A real
+    file descriptor is read with ``os.read`` (what a pipe has ready, at
+    once, with no copy through a buffer); a file without one (``io.BytesIO``)
+    with its ``read1``, else its ``read``."""
+    if isinstance(source, int):
+        return functools.partial(os.read, source)
+    try:
+        return functools.partial(os.read, source.fileno())
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        return getattr(source, "read1", source.read)
 
 
-def whole_lines(fd, size=CHUNK_SIZE, line_number=1):
+def whole_lines(source, size=CHUNK_SIZE, line_number=1):
     """Yield ``(first_line_number, newlines, data)``, ``data`` being whole
-    lines as read, each ending in a newline (line endings kept as they are),
-    except the last chunk when the input does not end with a newline (it
-    has ``newlines`` 0).  For callers that judge a whole chunk at once;
+    lines as read from ``source`` (an fd or a binary file: ``reading``),
+    each ending in a newline (line endings kept as they are), except the
+    last chunk when the input does not end with a newline (it has
+    ``newlines`` 0).  For callers that judge a whole chunk at once;
     ``LineReader`` splits the lines.  ``line_number``: that of the first
     line read.
     """
+    read = reading(source)
     partial = []
-    while data := os.read(fd, size):
+    while data := read(size):
         end = data.rfind(b"\n") + 1
         if not end:
             partial.append(data)  # a long line: join once, when it ends
@@ -91,6 +67,100 @@ def whole_lines(fd, size=CHUNK_SIZE, line_number=1):
         line_number += newlines
     if partial:
         yield line_number, 0, b"".join(partial)
+
+
+def split_lines(data):
+    """The lines of a chunk of whole lines, without their endings (LF or CRLF)."""
+    return without_cr(data.split(b"\n")[:-1])
+
+
+def without_cr(lines):
+    """The lines, each without the CR of a CRLF ending."""
+    return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
+
+
+class LineReader:
+    """Batches of ``(line_number, line)`` from an fd or a binary file.
+
+    Lines come without their line ending (``\\n`` or ``\\r\\n``).  A last
+    line without a newline is kept in ``unterminated`` for the caller to
+    judge: valid input on stdin, a torn write at the end of a log.
+    """
+
+    def __init__(self, source):
+        self.source = source
+        self.line_number = 0
+        self.unterminated = None
+
+    def batches(self):
+        for first, newlines, data in whole_lines(self.source):
+            if not newlines:
+                self.unterminated = without_cr([data])[0]
+                self.line_number += 1
+                break
+            self.line_number += newlines
+            yield list(enumerate(split_lines(data), first))
+
+    def all_lines(self):
+        """Every line, the unterminated last one included (job input)."""
+        yield from self.batches()
+        if self.unterminated is not None:
+            yield [(self.line_number, self.unterminated)]
+
+
+class RecordReader:
+    """The numbered read-parse-report loop of a command reading records.
+
+    ``parse(line_number, line)`` makes the record of a line (None: nothing
+    to pass on) or raises BadLine, which is reported with the line's
+    number (``where`` and the number: ``input line 12``) and counted in
+    ``bad_lines``; blank lines and comments go to ``on_comment``, if given.
+    """
+
+    def __init__(self, source, parse, where="input line", on_comment=None):
+        self.source = source
+        self.parse = parse
+        self.where = where
+        self.on_comment = on_comment
+        self.bad_lines = 0
+
+    def batches(self):
+        """The records of each batch of lines read, an iterator per batch
+        (parsed as it is consumed), so that the caller flushes what it
+        writes once a batch."""
+        for batch in LineReader(self.source).all_lines():
+            yield self.records(batch)
+
+    def records(self, numbered_lines):
+        """The records of ``(line_number, line)`` pairs."""
+        return parse_lines(numbered_lines, self.parse, self._count_bad_line, self.where,
+                           self.on_comment)
+
+    def _count_bad_line(self, line_number):
+        self.bad_lines += 1
+
+
+def parse_lines(numbered_lines, parse, on_bad_line, where="input line", on_comment=None):
+    """Yield ``parse(line_number, line)`` for each of ``numbered_lines`` but
+    blank lines and comments (given to ``on_comment``) and results that are
+    None; a BadLine is reported with the line's number, which then goes to
+    ``on_bad_line``, and what it ``kept`` is yielded.  (``RecordReader``'s
+    loop, for a chunk at a time.)"""
+    for line_number, line in numbered_lines:
+        if is_blank_or_comment(line):
+            if on_comment is not None:
+                on_comment(line)
+            continue
+        try:
+            record = parse(line_number, line)
+        except BadLine as exc:
+            report_bad(f"{where} {line_number}", exc)
+            on_bad_line(line_number)
+            if exc.kept is not None:
+                yield exc.kept
+            continue
+        if record is not None:
+            yield record
 
 
 def within_line_limit(data):
@@ -114,10 +184,6 @@ class _BadLines:
 
     count = shown = 0
     problems = {}  # problem (or likely cause) -> messages shown
-
-
-def report_bad_line(line_number, problem):
-    report_bad(f"input line {line_number}", problem)
 
 
 def report_bad(where, problem):
@@ -229,14 +295,21 @@ def dumps(record):
 
 
 class Output:
-    """Buffered JSONL writer on stdout (or any fd); flush deliberately.
+    """Buffered JSONL writer on stdout, or any fd or binary file; flush
+    deliberately.
 
     ``sys.stdout`` is line-buffered or unbuffered under PYTHONUNBUFFERED,
-    which costs a system call per line in pipes.
+    which costs a system call per line in pipes: a file with a real file
+    descriptor gets a buffer of its own on it.
     """
 
-    def __init__(self, fd=1):
-        self._file = open(fd, "wb", buffering=CHUNK_SIZE, closefd=False)
+    def __init__(self, stdout=1):
+        try:
+            fd = stdout if isinstance(stdout, int) else stdout.fileno()
+        except (AttributeError, OSError, ValueError):  # io.BytesIO: written as it is
+            self._file = stdout
+        else:
+            self._file = open(fd, "wb", buffering=CHUNK_SIZE, closefd=False)
 
     def record(self, record):
         self._file.write(dumps(record))
@@ -275,9 +348,9 @@ _TERMINAL_HINTS = {
 }
 
 
-def warn_if_terminal(fd, what):
+def warn_if_terminal(stdin_is_terminal, what):
     """Say how to feed a command that is reading a terminal, not a pipe."""
-    if os.isatty(fd):
+    if stdin_is_terminal:
         typed, pipes = _TERMINAL_HINTS[what]
         example = pipes.get(errors.prog())
         piped = f"pipe {what} in (e.g. {example})" if example else f"pipe {what} in"

@@ -23,7 +23,7 @@ import orjson
 
 from iatools.contract import jsonl
 from iatools.contract.jobs import EVENT_FIELDS, event_stamp, job_from_record, validate_job
-from iatools.contract.jsonl import BadLine, within_line_limit
+from iatools.contract.jsonl import BadLine, split_lines, within_line_limit
 
 # -- keys ------------------------------------------------------------------
 
@@ -134,17 +134,13 @@ def jobs_in_chunk(first_line_number, data, on_bad_line):
     skipped), ``record`` being the line's object and ``job`` the job made of
     it.  A bad line is reported on stderr with its number, which then goes
     to ``on_bad_line``."""
-    for line_number, line in enumerate(split_lines(data), first_line_number):
-        if jsonl.is_blank_or_comment(line):
-            continue
-        try:
-            record = jsonl.parse_object(line)
-            job = validate_job(job_from_record(record))
-        except BadLine as exc:
-            jsonl.report_bad_line(line_number, exc)
-            on_bad_line(line_number)
-            continue
-        yield line, record, job
+    return jsonl.parse_lines(enumerate(split_lines(data), first_line_number), _job_of_line,
+                             on_bad_line)
+
+
+def _job_of_line(line_number, line):
+    record = jsonl.parse_object(line)
+    return line, record, validate_job(job_from_record(record))
 
 
 def parse_event(line, not_an_event='no "event" field'):
@@ -156,19 +152,9 @@ def parse_event(line, not_an_event='no "event" field'):
     return event
 
 
-def split_lines(data):
-    """The lines of a chunk of whole lines, without their endings (LF or CRLF)."""
-    return without_cr(data.split(b"\n")[:-1])
-
-
 def line_starts(data):
     """The offset of each line of a chunk, and of its end."""
     return [0] + [m.end() for m in re.finditer(b"\n", data)]
-
-
-def without_cr(lines):
-    """The lines, each without the CR of a CRLF ending."""
-    return [line[:-1] if line[-1:] == b"\r" else line for line in lines]
 
 
 # -- event lines, found by their beginning ------------------------------------

@@ -48,6 +48,7 @@ class Pool:
         self.locked_runs = set()  # jobs past their lock, not yet ended
         self.cancelled_at = None
         self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
+        self.finisher = None
 
     # -- fed by the reader thread, and the main thread ------------------------
     def offer(self, job):
@@ -88,7 +89,19 @@ class Pool:
         self.workers.start(count, self._run_task, self.cancel_now, on_finished)
         # A job stays in flight until its last file is finished, so the
         # finisher is idle whenever the workers are all gone.
-        threading.Thread(target=self._finish_files, name="finisher", daemon=True).start()
+        self.finisher = threading.Thread(target=self._finish_files, name="finisher", daemon=True)
+        self.finisher.start()
+
+    def end_finisher(self):
+        """Let the finisher end once the files handed to it are done."""
+        self.finishing.put(None)
+
+    def join(self):
+        """Wait for every thread of the pool to end (``end_finisher`` first).
+        A worker abandoned while waiting for response headers ends at
+        --timeout at the latest."""
+        for thread in [*self.workers.threads, self.finisher]:
+            thread.join()
 
     def alive(self):
         return self.workers.alive()
@@ -305,8 +318,8 @@ class Pool:
         that workers go straight on to their next request (an fsync costs
         milliseconds under concurrent writers: measured 4 ms between a
         worker's requests on ext4)."""
-        while True:
-            run, transfer = self.finishing.get()
+        while (finished := self.finishing.get()) is not None:
+            run, transfer = finished
             try:
                 transfer.install()
                 with self.condition:

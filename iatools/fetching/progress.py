@@ -13,11 +13,11 @@ it, so the text stays on screen.
 """
 
 import os
-import sys
 import threading
 import time
 import unicodedata
 
+from iatools.base import errors
 from iatools.base.sizes import format_duration, format_size
 
 #: Lines of the terminal the frame leaves free: the line under it, where
@@ -244,16 +244,17 @@ def terminal_size():
     is then followed within a frame); 80 by 24 when it does not say (a
     new pseudo-terminal says 0 by 0)."""
     try:
-        size = os.get_terminal_size(sys.stderr.fileno())
+        size = os.get_terminal_size(errors.stderr().fileno())
     except (OSError, ValueError):
         return 80, 24
     return size.columns or 80, size.lines or 24
 
 
 def _write_stderr(text):
+    stderr = errors.stderr()  # the run's, where its messages go too
     try:
-        sys.stderr.write(text)
-        sys.stderr.flush()
+        stderr.write(text)
+        stderr.flush()
     except (OSError, ValueError):
         pass
 

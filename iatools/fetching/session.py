@@ -32,6 +32,16 @@ def add_session_options(parser):
                         help="connect and read timeout per request (default: %(default)s)")
 
 
+@dataclass(frozen=True)
+class SessionOptions:
+    """The options of ``add_session_options``, for a session made without a
+    command line (the Python API): the defaults a user's command has."""
+
+    config_file: str = None
+    insecure: bool = False
+    timeout: float = 30.0
+
+
 def check_config_file(args):
     """The config file named by -c or IA_CONFIG_FILE must be one that can be
     read: the library would quietly fall back to its defaults, sending the

@@ -40,15 +40,18 @@ class Workers:
         self.left = 0  # workers not yet ended
         self.count = 0
         self.crashed = False  # a worker died of an unexpected error
+        self.threads = []
 
     def start(self, count, run_task, on_crash, on_finished):
         """Start ``count`` workers, each calling ``run_task(task)`` for the
         tasks it takes; a worker that raises calls ``on_crash()``; the last
         one to end calls ``on_finished()``."""
         self.left = self.count = count
-        for i in range(count):
-            threading.Thread(target=self._work, args=(run_task, on_crash, on_finished),
-                             name=f"worker-{i}", daemon=True).start()
+        self.threads = [threading.Thread(target=self._work, name=f"worker-{i}", daemon=True,
+                                         args=(run_task, on_crash, on_finished))
+                        for i in range(count)]
+        for thread in self.threads:
+            thread.start()
 
     def alive(self):
         with self.condition:

@@ -164,6 +164,16 @@ def load(log_path, kind, restore):
         return START, None
 
 
+def covered(log_path, kind):
+    """The Position that the checkpoint of ``kind`` covers, unchecked; None
+    without one (for people and tests: a reader uses ``load``)."""
+    try:
+        with open(path_for(log_path, kind), "rb") as file:
+            return _trailer(file)[0]
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def _trailer(file):
     """The position, payload length and payload CRC-32 a checkpoint file
     ends with, checked against the file's size."""

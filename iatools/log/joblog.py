@@ -55,7 +55,7 @@ class JobLog:
         state, _ = Completions.read(self.path, report=False)
         judge = SkipJudge(state, retry_permanent)
         jobs = iter(jobs)
-        with _Recorder(self.path, index_after=False) as recorder:
+        with _Recorder(self.path) as recorder:
             while batch := list(islice(jobs, SKIP_BATCH)):
                 for job in batch:
                     validate_job(job)
@@ -117,14 +117,11 @@ def _check_event(event):
 
 
 class _Recorder:
-    """Appends lines to a log and keeps its index (iatools.log.logindex):
-    the last refresh made here when done, or (``index_after`` false, as
-    for skip) left to a child."""
+    """Appends lines to a log and keeps its index (iatools.log.logindex)."""
 
-    def __init__(self, path, index_after=True):
+    def __init__(self, path):
         self.log = LogWriter(path)
         self.index = IndexKeeper(path)
-        self.index_after = index_after
 
     def write(self, lines):
         self.log.append(lines)
@@ -136,4 +133,4 @@ class _Recorder:
     def __exit__(self, kind, *_):
         self.log.close()
         if kind is None:
-            self.index.close() if self.index_after else self.index.leave()
+            self.index.leave()

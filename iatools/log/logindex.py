@@ -15,9 +15,12 @@ leaves the last good checkpoints, and deleting them costs a reading from
 the start, never a wrong answer.  A refresh says nothing about damaged log
 lines: the readers report those.
 
-When its input ends, ``append`` makes the last refresh itself, so that a
-reading after it parses nothing; ``skip``, at the head of a pipeline, leaves
-it to a child it does not wait for.
+When its input ends, a writer leaves the last refresh to a child it does
+not wait for: waiting would cost ``append`` of ten million events more than
+its writing does (each refresh parses what was written since the last one,
+three times: completed, pending, status), and ``skip``, at the head of a
+pipeline, must not hold it up.  A reading that comes before the child is
+done parses the rest itself.
 """
 
 import os
@@ -87,15 +90,6 @@ class IndexKeeper:
             self._took = time.monotonic() - self._started
         return pid != 0
 
-    def close(self):
-        """When the input has ended: the last refresh, here (none for a few
-        events: a reader would not save them)."""
-        if self._child is not None:
-            os.waitpid(self._child, 0)
-            self._child = None
-        if self._unindexed >= checkpoint.SAVE_AFTER:
-            refresh(self.path)
-
     def leave(self):
         """When the input has ended: the last refresh in a child that
         outlives this process (skip must not hold the pipeline up)."""
@@ -109,7 +103,11 @@ class IndexKeeper:
 def _let_go_of_the_pipeline():
     """In a refresh child: no hold on the writer's standard streams, so that
     the next command in the pipeline (or the shell reading them) sees their
-    end when the writer exits, not when the child does."""
+    end when the writer exits, not when the child does; and a session of
+    its own, so that what ends the pipeline's (a hang-up, a harness killing
+    what a command left behind) does not end a refresh: a refresh cut
+    short is lost work, though never a wrong checkpoint."""
+    os.setsid()
     quiet = os.open(os.devnull, os.O_RDWR)
     for fd in (0, 1, 2):
         os.dup2(quiet, fd)

@@ -5,7 +5,6 @@ as a table for people, once or redrawn in place (--watch)."""
 
 import calendar
 import os
-import sys
 import time
 
 from iatools.contract import jsonl
@@ -204,26 +203,30 @@ def _format_groups(by):
     return "\n".join(rows)
 
 
-def show(path, by_field, as_json, unicode):
-    """Print the summary once."""
+def show(path, by_field, as_json, unicode, streams):
+    """Print the summary once on ``streams.stdout`` (cli.Streams)."""
     summary = summarise(path, by_field)
     if as_json:
-        output = jsonl.Output()
+        output = jsonl.Output(streams.stdout)
         output.record(summary)
         output.flush()
     else:
-        sys.stdout.write(format_table(path, summary, unicode))
-        sys.stdout.flush()
+        _write(streams, format_table(path, summary, unicode))
 
 
-def watch(path, by_field, as_json, unicode, interval):
+def _write(streams, text):
+    streams.stdout.write(text.encode())
+    streams.stdout.flush()
+
+
+def watch(path, by_field, as_json, unicode, interval, streams):
     """Show the summary every ``interval`` seconds until interrupted: on a
     terminal, redrawn in place as watch(1) does; else (and with --json)
     one after the other."""
-    in_place = not as_json and sys.stdout.isatty()
+    in_place = not as_json and streams.stdout_is_terminal
     while True:
         if as_json:
-            show(path, by_field, True, unicode)
+            show(path, by_field, True, unicode, streams)
         else:
             header = f"every {interval:g}s: ia-joblog status {path}    {timestamp()}\n\n"
             text = header + format_table(path, summarise(path, by_field), unicode)
@@ -231,6 +234,5 @@ def watch(path, by_field, as_json, unicode, interval):
                 text = "\x1b[H" + text.replace("\n", "\x1b[K\n") + "\x1b[J"
             else:
                 text += "\n"
-            sys.stdout.write(text)
-            sys.stdout.flush()
+            _write(streams, text)
         time.sleep(interval)

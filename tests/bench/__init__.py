@@ -23,12 +23,15 @@ download`` sequential, ``ia download`` under GNU parallel, ``curl
 --parallel``, and in https mode rclone's internetarchive backend (installed
 by ``tests/bench/setup-system.sh``); all but iatools are anchors, and every row carries its rate's
 ratio to each anchor of the same run.  Every file is checked against the
-catalogue md5 (``verify``).  Log workloads (``logs``): J1 status/skip/pending
-on a 10-million-job log, first readings and then (median of three) readings
-from their checkpoints after 20,000 more jobs were logged; grep -c and a
-bare Python line loop over the same log are its anchors.  P1 jobs/s through
-ia-joblog skip and ia-route; S start-up times; F1 the CPU of planning one
-item of 20,000 and of 100,000 files (``plan``).  Measurements (``measure``):
+catalogue md5 (``verify``).  Log workloads: J1 (``joblogs``) a run of 10
+million jobs recorded live into a fresh log (``ia-joblog skip`` of the jobs,
+then ``ia-joblog append`` of 14.2 million events fed through a pipe), with
+status/pending/failed/completed read right after skip, twice while append
+runs, after it from the index, and with no index; append's events/s; grep
+-c and a bare Python line loop over the same log are its anchors
+(the data are made in ``logs``).  P1 jobs/s through ia-joblog skip and
+ia-route; S start-up times; F1 the CPU of planning one item of 20,000 and
+of 100,000 files (``plan``).  Measurements (``measure``):
 wall, CPU and peak RSS from ``os.wait4``.  Results: a Markdown table on
 stdout, JSONL in tests/bench/results/.
 """

@@ -11,12 +11,12 @@ import time
 import traceback
 from pathlib import Path
 
-from tests.bench import audit, downloads, logs, plan, report
+from tests.bench import audit, downloads, joblogs, logs, plan, report
 from tests.helpers import REPO
 
 WORKLOADS = {
     "W1": downloads.w1, "W2": downloads.w2, "W3": downloads.w3, "W4": downloads.w4,
-    "W5": downloads.w5, "B1": downloads.b1, "L1": downloads.l1, "V1": audit.v1, "J1": logs.j1, "P1": logs.p1,
+    "W5": downloads.w5, "B1": downloads.b1, "L1": downloads.l1, "V1": audit.v1, "J1": joblogs.j1, "P1": logs.p1,
     "S": logs.startup, "F1": plan.f1,
 }
 

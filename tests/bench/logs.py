@@ -1,8 +1,9 @@
-"""J1 (a 10-million-job log), P1 (jobs through the pipe filters) and the
-start-up times of the commands.
+"""The data of the log workloads, P1 (jobs through the pipe filters) and the
+start-up times of the commands; J1 is in ``joblogs``.
 
 The data are generated here, deterministically, and cached under
-tests/bench/results/cache/ (git-ignored): a log as the real pipeline writes it
+tests/bench/results/cache/ (git-ignored; IATOOLS_BENCH_CACHE names another
+directory, to share one between checkouts): a log as the real pipeline writes it
 (``queued`` from ia-joblog skip, ``started`` and ``completed``/``failed``
 from ia-fetch, with ia-resolve's ``size`` and ia-route's ``destdir``), and
 the matching job stream.  Every output is checked: a fast wrong count fails.
@@ -11,18 +12,19 @@ the matching job stream.  Every output is checked: a fast wrong count fails.
 import dataclasses
 import json
 import os
-import shutil
 import subprocess
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 from tests.bench import measure
 from tests.bench.installed import installed_copy
 from tests.bench.report import Row
 from tests.bench.server import VENV_BIN
-from tests.helpers import REPO, base_env
+from tests.helpers import REPO, base_env, command
 
-CACHE = REPO / "tests" / "bench" / "results" / "cache"
+CACHE = Path(os.environ.get("IATOOLS_BENCH_CACHE")
+             or REPO / "tests" / "bench" / "results" / "cache")
 #: 2026-11-01T00:00:00Z; events are 20 ms apart from there.
 EPOCH = 1_793_491_200
 _WORDS = ("prelinger", "gov.archives.arc", "nasa_images", "bostonpubliclibrary", "librivox",
@@ -187,215 +189,6 @@ def _judge(row, target, passed):
     row.met = bool(passed) and not row.failed and not row.status
 
 
-#: Jobs queued, started and completed after the first reading of the J1
-#: log (about 11 MB of events: minutes of a real run), before the second.
-TAIL_JOBS = 20_000
-#: Readings from a checkpoint are short and the machine noisy: the median of
-#: this many is the row.  (A first reading leaves the checkpoint, so there
-#: is only one of those.)
-CHECKPOINT_RUNS = 3
-
-
-def j1(workdir, quick, timeout=300):
-    """ia-joblog status, skip (of every job) and pending on a big log: first
-    readings, then readings from the checkpoints they left after a tail of
-    new events (each from the same checkpoints); and, as the floor of any
-    reader, grep -c and a bare Python loop over its lines."""
-    scale = 100 if quick else 1
-    shape = LogShape(10_000_000 // scale, 7_000_000 // scale, 100_000 // scale)
-    log, jobs, generated = cached_data(shape)
-    note = (f"{shape.jobs:,} jobs ({shape.completed:,} completed, {shape.failed:,} failed), "
-            f"{log.stat().st_size / 1e9:.2f} GB log")
-    if generated:
-        note += f"; generated in {generated:.0f} s"
-    size = log.stat().st_size
-    _drop_checkpoints(log)
-    try:
-        first = "first reading"
-        rows = [_j1_status(log, shape, workdir, timeout, first, note),
-                _j1_skip(log, jobs, shape, workdir, timeout, first),
-                _j1_pending(log, shape, workdir, timeout, first,
-                            "completed keys from skip's checkpoint")]
-        aside = _keep_checkpoints(log, workdir / "j1-checkpoints")
-        tail = _append_tail(log, shape, LogShape(*[TAIL_JOBS // scale] * 2, 0), workdir)
-        grown = LogShape(shape.jobs + tail.jobs, shape.completed + tail.completed,
-                         shape.failed)
-        later = "from its checkpoint"
-        since = (f"{tail.jobs:,} more jobs logged since, "
-                 f"{(log.stat().st_size - size) / 1e6:.0f} MB")
-        restore = lambda: _restore_checkpoints(log, aside)  # noqa: E731 (each run alike)
-        rows += [_j1_status(log, grown, workdir, timeout, later, since, restore),
-                 _j1_skip(log, jobs, shape, workdir, timeout, later, since, restore),
-                 _j1_pending(log, grown, workdir, timeout, later, since, restore)]
-        rows += _j1_floors(log, grown, workdir, timeout)
-    finally:
-        os.truncate(log, size)  # keep the cached log as it was generated
-        _drop_checkpoints(log)
-    return rows
-
-
-_CHECKPOINTS = ("status", "completed", "pending")
-
-
-def _checkpoint(log, kind):
-    return log.with_name(f"{log.name}.{kind}-checkpoint")
-
-
-def _keep_checkpoints(log, aside):
-    """Copy the log's checkpoints into the directory ``aside``."""
-    aside.mkdir(exist_ok=True)
-    for kind in _CHECKPOINTS:
-        if _checkpoint(log, kind).exists():
-            shutil.copyfile(_checkpoint(log, kind), aside / kind)
-    return aside
-
-
-def _restore_checkpoints(log, aside):
-    """Put back the checkpoints ``_keep_checkpoints`` kept (a reading saves
-    newer ones, and the next must start from the same)."""
-    for kind in _CHECKPOINTS:
-        if (aside / kind).exists():
-            shutil.copyfile(aside / kind, _checkpoint(log, kind))
-        else:
-            _checkpoint(log, kind).unlink(missing_ok=True)
-
-
-def _drop_checkpoints(log):
-    for kind in _CHECKPOINTS:
-        _checkpoint(log, kind).unlink(missing_ok=True)
-
-
-def _append_tail(log, shape, tail, workdir):
-    tail_log, tail_jobs = workdir / "j1-tail.jsonl", workdir / "j1-tail-jobs.jsonl"
-    generate(tail, tail_log, tail_jobs, first=shape.jobs)
-    with open(log, "ab") as out:
-        out.write(tail_log.read_bytes())
-    tail_log.unlink()
-    tail_jobs.unlink()
-    return tail
-
-
-def _readings(reading, run_once, before=None):
-    """Run ``run_once()``, which returns (Measurement, None or what was
-    wrong in the output): once for a first reading, CHECKPOINT_RUNS times
-    from a checkpoint, each after ``before()``.  Returns the median run,
-    the number of runs, and the first thing wrong, if any."""
-    runs = 1 if reading == "first reading" else CHECKPOINT_RUNS
-    results = []
-    for _ in range(runs):
-        if before:
-            before()
-        results.append(run_once())
-    chosen = measure.median([m for m, _ in results])
-    wrong = next((seen for _, seen in results if seen is not None), None)
-    return chosen, runs, wrong
-
-
-def _reading_row(label, reading, run_once, before, shape, note):
-    m, runs, wrong = _readings(reading, run_once, before)
-    row = _row("J1", f"ia-joblog {label} ({reading})", m, shape.jobs, note=note)
-    row.runs = runs
-    _check(row, wrong is None, wrong)
-    return row, m
-
-
-def _j1_status(log, shape, workdir, timeout, reading, note="", before=None):
-    out = workdir / "j1-out.jsonl"
-
-    def run_once():
-        m = _run_to_file([_tool("ia-joblog"), "status", "--json", str(log)], out, workdir,
-                         timeout)
-        summary = _first_json(out)
-        out.unlink()
-        right = (summary.get("total") == shape.jobs and summary.get("completed") ==
-                 shape.completed and summary.get("failed") == shape.failed)
-        return m, None if right else f"counts {_counts(summary)}"
-
-    row, m = _reading_row("status", reading, run_once, before, shape, note)
-    _judge(row, "<= 10 s and <= 200 MB",
-           m.wall <= 10 and m.peak_rss_mb is not None and m.peak_rss_mb <= 200)
-    return row
-
-
-def _j1_skip(log, jobs, shape, workdir, timeout, reading, note="", before=None):
-    """``skip`` of the ``shape.jobs`` jobs of the job file (the tail's are
-    not among them)."""
-    out = workdir / "j1-out.jsonl"
-    size = log.stat().st_size
-
-    def run_once():
-        try:
-            m = _run_to_file([_tool("ia-joblog"), "skip", str(log)], out, workdir, timeout,
-                             stdin_path=jobs)
-        finally:
-            os.truncate(log, size)  # skip appended its queued events: the next reading is alike
-        passed = _count_lines(out)
-        out.unlink()
-        expected = shape.jobs - shape.completed - shape.permanent
-        return m, None if passed == expected else f"passed {passed:,} jobs"
-
-    note = "; ".join(filter(None, [f"all {shape.jobs:,} jobs in", note]))
-    row, m = _reading_row("skip", reading, run_once, before, shape, note)
-    per_job = None if m.peak_rss_mb is None else m.peak_rss_mb * 1e6 / shape.completed
-    row.extra["rss_bytes_per_completed_job"] = per_job and round(per_job, 1)
-    _judge(row, "<= 15 s and <= 64 B RSS per completed job (got "
-                f"{'unknown' if per_job is None else f'{per_job:.0f}'})",
-           m.wall <= 15 and per_job is not None and per_job <= 64)
-    return row
-
-
-def _j1_pending(log, shape, workdir, timeout, reading, note="", before=None):
-    out = workdir / "j1-out.jsonl"
-
-    def run_once():
-        m = _run_to_file([_tool("ia-joblog"), "pending", str(log)], out, workdir, timeout)
-        pending = _count_lines(out)
-        out.unlink()
-        return m, (None if pending == shape.jobs - shape.completed
-                   else f"printed {pending:,} jobs")
-
-    row, m = _reading_row("pending", reading, run_once, before, shape, note)
-    _judge(row, "<= 15 s", m.wall <= 15)
-    return row
-
-
-#: A bare Python pass over the log's lines: the floor of any reader in Python.
-_LINE_LOOP = "import sys\nn = 0\nfor line in open(sys.argv[1], 'rb'):\n    n += 1\nprint(n)"
-
-
-def _j1_floors(log, shape, workdir, timeout):
-    """Anchors: counting the completed events with grep, and the lines with
-    a Python loop that looks at none of them: what any reader, in C or in
-    Python, needs at the least."""
-    lines = shape.lines
-    rows = []
-    for label, argv, expected in (
-            ("grep -c completed (floor)", ["grep", "-c", '"event":"completed"', str(log)],
-             shape.completed),
-            ("python line loop (floor)", [str(VENV_BIN / "python"), "-c", _LINE_LOOP, str(log)],
-             lines)):
-        out = workdir / "j1-out.jsonl"
-        m = _run_to_file(argv, out, workdir, timeout)
-        printed = out.read_text(encoding="utf-8").strip()
-        out.unlink()
-        row = _row("J1", label, m, shape.jobs, note=f"{lines:,} lines")
-        row.anchor = True
-        _check(row, printed == str(expected), f"printed {printed!r}, expected {expected}")
-        rows.append(row)
-    return rows
-
-
-def _first_json(path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8").splitlines()[0])
-    except (IndexError, ValueError):
-        return {}
-
-
-def _counts(summary):
-    return {k: summary.get(k) for k in ("total", "completed", "failed")}
-
-
 def p1(workdir, quick, limit=60):
     """Jobs per second through ia-joblog skip (empty log) and ia-route, each
     alone, 10M jobs from a file to a file.  A stage still running after
@@ -405,7 +198,7 @@ def p1(workdir, quick, limit=60):
     shape = LogShape(10_000_000 // scale, 7_000_000 // scale, 100_000 // scale)
     _, jobs, _ = cached_data(shape)
     empty_log = workdir / "p1-empty-log.jsonl"
-    rows = [_stage_row(workdir, [_tool("ia-joblog"), "skip", str(empty_log)],
+    rows = [_stage_row(workdir, [command("ia-joblog"), "skip", str(empty_log)],
                        "ia-joblog skip (empty log)", jobs, shape.jobs, limit)]
     if rows[0].verify == "ok" and _count_lines(empty_log) != shape.jobs:
         rows[0].verify = "FAILED-VERIFY (not every job recorded as queued)"
@@ -413,7 +206,7 @@ def p1(workdir, quick, limit=60):
     disks = [workdir / "disk-a", workdir / "disk-b"]
     for disk in disks:
         disk.mkdir(exist_ok=True)
-    argv = [_tool("ia-route"), "--no-disk-check"] + [a for d in disks
+    argv = [command("ia-route"), "--no-disk-check"] + [a for d in disks
                                                       for a in ("-d", str(d))]
     rows.append(_stage_row(workdir, argv, "ia-route --no-disk-check", jobs, shape.jobs,
                            limit, note="2 disks"))
