@@ -10,12 +10,11 @@ from iatools.contract import cli, jsonl
 
 from iatools.log import logreport
 from iatools.log.completions import Completions
-from iatools.log.eventlog import LogWriter, check_existing, check_rereadable, lines_at
-from iatools.contract.linegrammar import COMPLETION_EVENT, EVENT_START, QUEUED_EVENT, jobs_of, parse_event
+from iatools.log.eventlog import LogWriter, check_existing, check_rereadable
+from iatools.contract.linegrammar import EVENT_START, parse_event, recordable_chunk
 from iatools.fetching.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.log.joblog import JobLog
 from iatools.log.logindex import IndexKeeper
-from iatools.log.openjobs import OpenJobs
 from iatools.base.sizes import duration_argument
 from iatools.log.skipjudge import SkipJudge
 from iatools.base.status import ExitStatus
@@ -144,14 +143,16 @@ def append(args, copy_to_stdout=False):
     output = jsonl.Output(args.streams.stdout) if copy_to_stdout else None
     events = jsonl.RecordReader(args.streams.stdin, _recordable)
     try:
-        for batch in events.batches():
-            lines = list(batch)
-            _write_log(log, lines)
+        for first, lines, data in jsonl.whole_lines(args.streams.stdin):
+            if not lines:  # the last line, without its newline
+                data, lines = data + b"\n", 1
+            if not recordable_chunk(lines, data):
+                data = b"".join(events.records(enumerate(jsonl.split_lines(data), first)))
+            _write_log(log, [data] if data else [])
             if output is not None:
-                for line in lines:
-                    output.raw(line[:-1])
+                output.lines([data])
                 output.flush()
-            index.wrote(sum(map(len, lines)))
+            index.wrote(len(data))
     finally:
         log.close()
     if drain.received:
@@ -207,7 +208,7 @@ def skip(args):
     state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
     log = _open_log(args.log)
-    index = IndexKeeper(args.log)
+    index = IndexKeeper(args.log, while_writing=False)
     output = jsonl.Output(args.streams.stdout)
     judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
@@ -235,18 +236,11 @@ def skip(args):
 
 
 def pending(args):
-    state, done_end = Completions.read(args.log, report=False, tagged=False)
-    jobs = OpenJobs.read(args.log, state.done, done_end)
-    del state  # the completed keys (60 MB for 7 million): printing needs none
     output = jsonl.Output(args.streams.stdout)
-    for events in jobs.first_lines(args.log):
-        output.lines(jobs_of(events, QUEUED_EVENT))
+    for lines in JobLog(args.log).pending_lines():
+        output.lines([lines])
     output.flush()
     return ExitStatus.OK
-
-
-#: Lines read back from the log at a time.
-_BATCH = 1 << 16
 
 
 def failed(args):
@@ -262,12 +256,9 @@ def failed(args):
 def completed(args):
     """The latest completed or verified event of each key completed now, as
     its job (with the version it recorded), in log order."""
-    state, _ = Completions.read(args.log, report=False, tagged=False)
-    offsets = state.completed_offsets()
     output = jsonl.Output(args.streams.stdout)
-    for start in range(0, len(offsets), _BATCH):
-        output.lines(jobs_of(lines_at(args.log, offsets[start:start + _BATCH]),
-                             COMPLETION_EVENT))
+    for lines in JobLog(args.log).completed_lines():
+        output.lines([lines])
     output.flush()
     return ExitStatus.OK
 

@@ -260,6 +260,28 @@ COMPLETION_EVENT = _event_line(
     b"completed|verified", rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":' + _DETAIL + rb")*")
 
 
+#: A job field of an event that ``parse_event`` would accept as it stands:
+#: "size" a whole number, "destdir" a string, any other field plain and
+#: neither a key nor an event field.
+_VALID_JOB_FIELD = (rb',"size":(?:' + SIZE + rb')|,"destdir":"[ !#-\[\]-~]+"|,"(?!(?:id|file|size|destdir|'
+                    + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
+#: An event line as the iatools commands write it, with plain values only
+#: (the details: plain, a fraction, a list of plain values): one that
+#: ``parse_event`` accepts, judged without parsing it.
+RECORDABLE_EVENT = re.compile(
+    rb'^\{"event":"[a-z_]+",' + KEY + rb'(?:' + _VALID_JOB_FIELD + rb')*'
+    + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":'
+    + _DETAIL + rb')*\}$', re.MULTILINE)
+
+
+def recordable_chunk(lines, data):
+    """Is each of the ``lines`` of a chunk (whole lines) an event that
+    ``parse_event`` accepts?  Judged a chunk at a time, several times
+    faster than parsing each (``ia-joblog append``); False sends the chunk
+    to the parser, which says what is wrong."""
+    return plain_chunk(data) and len(RECORDABLE_EVENT.findall(data)) == lines
+
+
 def jobs_of(events, shape):
     """The job lines of event lines (no line endings): cut out of those of
     the ``shape`` (``QUEUED_EVENT``, ``COMPLETION_EVENT``; all at once when

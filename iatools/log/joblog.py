@@ -55,7 +55,7 @@ class JobLog:
         state, _ = Completions.read(self.path, report=False)
         judge = SkipJudge(state, retry_permanent)
         jobs = iter(jobs)
-        with _Recorder(self.path) as recorder:
+        with _Recorder(self.path, while_writing=False) as recorder:
             while batch := list(islice(jobs, SKIP_BATCH)):
                 for job in batch:
                     validate_job(job)
@@ -71,8 +71,10 @@ class JobLog:
 
     def pending_lines(self):
         """``pending``, as batches of JSONL job lines (bytes)."""
-        state, done_end = Completions.read(self.path, report=False)
-        for events in OpenJobs.read(self.path, state.done, done_end).first_lines(self.path):
+        state, done_end = Completions.read(self.path, report=False, tagged=False)
+        jobs = OpenJobs.read(self.path, state.done, done_end)
+        del state  # the completed keys (60 MB for 7 million): printing needs none
+        for events in jobs.first_lines(self.path):
             yield from jobs_of(events, QUEUED_EVENT)
 
     def completed(self):
@@ -82,8 +84,9 @@ class JobLog:
 
     def completed_lines(self):
         """``completed``, as batches of JSONL job lines (bytes)."""
-        state, _ = Completions.read(self.path, report=False)
+        state, _ = Completions.read(self.path, report=False, tagged=False)
         offsets = state.completed_offsets()
+        del state
         for start in range(0, len(offsets), _BATCH):
             yield from jobs_of(lines_at(self.path, offsets[start:start + _BATCH]),
                                COMPLETION_EVENT)
@@ -119,9 +122,9 @@ def _check_event(event):
 class _Recorder:
     """Appends lines to a log and keeps its index (iatools.log.logindex)."""
 
-    def __init__(self, path):
+    def __init__(self, path, while_writing=True):
         self.log = LogWriter(path)
-        self.index = IndexKeeper(path)
+        self.index = IndexKeeper(path, while_writing)
 
     def write(self, lines):
         self.log.append(lines)

@@ -2,9 +2,9 @@
 
 ``append``, ``tee`` and ``skip`` see every event a run writes; a reader that
 comes after them should parse only what was written since the last save,
-not everything since the last reader.  So a writer brings the three
-checkpoints (completed, pending, status: iatools.log.checkpoint) up to date
-whenever it has written enough for a reader to save them
+not everything since the last reader.  So ``append`` and ``tee`` bring the
+three checkpoints (completed, pending, status: iatools.log.checkpoint) up
+to date whenever they have written enough for a reader to save them
 (checkpoint.SAVE_AFTER) and the last refresh is done: in a child process,
 which the pipeline does not wait for, at most half of the time (a refresh
 that took 4 s is followed by one 8 s after it began, at the soonest).  Each
@@ -52,10 +52,13 @@ def refresh(path):
 
 
 class IndexKeeper:
-    """Refreshes the checkpoints of one log for its writer."""
+    """Refreshes the checkpoints of one log for its writer; with
+    ``while_writing`` false, only when the writing is done (skip: a run of
+    seconds, whose refreshes would only double its memory and time)."""
 
-    def __init__(self, path):
+    def __init__(self, path, while_writing=True):
         self.path = path
+        self.while_writing = while_writing
         self._started = time.monotonic()
         self._took = 0.0
         self._child = None
@@ -65,18 +68,21 @@ class IndexKeeper:
         """After each write of ``size`` bytes: a refresh in a child process,
         when it is time and the last one is done."""
         self._unindexed += size
-        if (self._unindexed < checkpoint.SAVE_AFTER or not self._child_done()
+        if (not self.while_writing or self._unindexed < checkpoint.SAVE_AFTER
+                or not self._child_done()
                 or time.monotonic() - self._started < max(REFRESH_GAP, 2 * self._took)):
             return
         self._start_child()
 
-    def _start_child(self):
+    def _start_child(self, after=None):
+        """A refresh in a child; first, the end of the refresh ``after``."""
         self._started = time.monotonic()
         self._unindexed = 0
         self._child = os.fork()
         if self._child == 0:
             try:
                 _let_go_of_the_pipeline()
+                _wait_for(after)
                 refresh(self.path)
             finally:
                 os._exit(0)
@@ -91,13 +97,22 @@ class IndexKeeper:
         return pid != 0
 
     def leave(self):
-        """When the input has ended: the last refresh in a child that
-        outlives this process (skip must not hold the pipeline up)."""
-        if self._child is not None:
-            os.waitpid(self._child, 0)
-            self._child = None
+        """When the input has ended: the last refresh, in a child that
+        outlives this process and waits for the one still running, if any
+        (the writer exits at once)."""
         if self._unindexed >= checkpoint.SAVE_AFTER:
-            self._start_child()
+            running = None if self._child_done() else self._child
+            self._start_child(after=running)
+
+
+def _wait_for(pid):
+    """Until the process ``pid`` (not a child of this one) is gone."""
+    while pid is not None:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
 
 
 def _let_go_of_the_pipeline():
