@@ -11,9 +11,9 @@ import requests
 from iatools.fetching.bwlimit import parse_timetable, rate_at
 from iatools.fetching.hostpacing import HostPacing
 from iatools.fetching.storagenodes import node_base
-from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.test_fetch import fetch, outcomes
+from tests.trees import catalog_md5s, tree_md5s
 
 #: A request sent in the instant before ia-fetch reads a refusal is fair.
 GRACE = 0.05

@@ -15,9 +15,9 @@ import pytest
 
 from iatools.log import checkpoint
 from iatools.log.checkpoint import SAVE_AFTER
-from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact,
-                            model_of, stderr_text)
 from tests.helpers import parse_jsonl, run
+from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
+                            stderr_text)
 from tests.torture import tmpfs
 
 KINDS = ["completed", "pending", "status"]

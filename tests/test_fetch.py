@@ -7,9 +7,9 @@ import sys
 import time
 from pathlib import Path
 
-from tests.trees import catalog_md5s, mtimes, partial_files, tree_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run, start_group
+from tests.trees import catalog_md5s, mtimes, partial_files, tree_md5s
 
 IA = str(Path(sys.executable).parent / "ia")
 

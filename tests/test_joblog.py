@@ -24,8 +24,8 @@ import pytest
 
 from iatools.contract import jsonl, linegrammar
 from iatools.contract.jobs import make_event
-from tests.helpers import (PYTHON, base_env, command, jsonl_bytes, parse_jsonl, read_jsonl,
-                           run, start_group)
+from tests.helpers import (PYTHON, base_env, command, jsonl_bytes, parse_jsonl, read_jsonl, run,
+                           start_group)
 from tests.logmodel import (EVENT_FIELDS, assert_readings_agree_with_model, big_log, compact,
                             days_of_events, iso, job_keys, stderr_text)
 

@@ -11,9 +11,9 @@ import time
 
 import pytest
 
-from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
+from tests.trees import catalog_md5s, tree_md5s
 
 HOST = socket.gethostname()
 # Holds an exclusive flock on argv[1] (as a live ia-fetch would) until killed.

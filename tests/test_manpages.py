@@ -11,8 +11,8 @@ import subprocess
 
 import pytest
 
-from iatools.contract import jobs, jsonl
 from iatools.base.status import ExitStatus
+from iatools.contract import jobs, jsonl
 from tests.helpers import BIN, REPO, command, run
 
 MAN = REPO / "man"

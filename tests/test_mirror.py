@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog, FileSpec, changes
 from tests.emulator.changes import skew_last_modified
 from tests.helpers import REPO, command, jsonl_bytes, parse_jsonl, run
 from tests.torture import tmpfs
+from tests.trees import catalog_md5s, tree_md5s
 
 IA = str(Path(sys.executable).parent / "ia")
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from iatools.base.status import ExitStatus
-from tests.trees import catalog_md5s, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import REPO, base_env, command, jsonl_bytes, parse_jsonl, run
+from tests.trees import catalog_md5s, tree_md5s
 
 M = 1 << 20
 ROUTE = command("ia-route")

@@ -19,10 +19,10 @@ from collections import Counter
 
 import pytest
 
-from tests.trees import catalog_md5s, partial_files, tree_md5s
 from tests.emulator import Catalog
 from tests.helpers import base_env, read_jsonl, start_group
 from tests.sshd import SshHosts, Unavailable
+from tests.trees import catalog_md5s, partial_files, tree_md5s
 
 HOSTS = ("host-a", "host-b")
 #: What the remote side needs from the head's environment: the commands

@@ -7,12 +7,12 @@ import time
 
 import pytest
 
-from tests.trees import catalog_md5s
 from tests.emulator import Catalog
 from tests.helpers import PYTHON, command, jsonl_bytes, parse_jsonl, run
-from tests.torture import (
-    Pipeline, assert_no_traceback, assert_status_matches_log, file_key, full_pipeline, locks,
-    log_events, storage_requests, temporaries, tmpfs, tree)
+from tests.torture import (Pipeline, assert_no_traceback, assert_status_matches_log, file_key,
+                           full_pipeline, locks, log_events, storage_requests, temporaries, tmpfs,
+                           tree)
+from tests.trees import catalog_md5s
 
 WRITERS, PER_WRITER = 4, 50_000
 

@@ -7,12 +7,11 @@ import time
 
 import pytest
 
-from tests.trees import catalog_md5s
 from tests.emulator import Catalog
-from tests.torture import (
-    STAGES, FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, file_key,
-    final_files, full_pipeline, locks, partial_final_files, storage_requests,
-    temporaries, tree, wait_for)
+from tests.torture import (STAGES, FinalNameWatch, Pipeline, assert_no_traceback,
+                           assert_status_matches_log, file_key, final_files, full_pipeline, locks,
+                           partial_final_files, storage_requests, temporaries, tree, wait_for)
+from tests.trees import catalog_md5s
 
 TRIALS = 20
 ITEMS, FILES, FILE_SIZE = 6, 3, 64 * 1024

@@ -7,12 +7,12 @@ import subprocess
 
 import pytest
 
-from tests.trees import catalog_md5s
 from tests.emulator import Catalog, FileSpec
 from tests.helpers import command, jsonl_bytes, parse_jsonl, run
-from tests.torture import (
-    FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, final_files,
-    locks, log_events, temporaries, tmpfs, tree)
+from tests.torture import (FinalNameWatch, Pipeline, assert_no_traceback,
+                           assert_status_matches_log, final_files, locks, log_events, temporaries,
+                           tmpfs, tree)
+from tests.trees import catalog_md5s
 
 SMALL_DISK = 384 * 1024
 BIG_DISK = 4 << 20

@@ -6,11 +6,10 @@ back every request."""
 
 import re
 
-from tests.trees import catalog_md5s
 from tests.emulator import Catalog, FileSpec
-from tests.torture import (
-    FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, full_pipeline,
-    locks, log_events, tree)
+from tests.torture import (FinalNameWatch, Pipeline, assert_no_traceback,
+                           assert_status_matches_log, full_pipeline, locks, log_events, tree)
+from tests.trees import catalog_md5s
 
 SEED = 5
 #: What a job's error says after each kind of fault.

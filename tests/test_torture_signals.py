@@ -8,13 +8,12 @@ import time
 
 import pytest
 
-from tests.trees import catalog_md5s
 from tests.emulator import Catalog
 from tests.helpers import parse_jsonl
-from tests.torture import (
-    STAGES, FinalNameWatch, Pipeline, assert_no_traceback, assert_status_matches_log, file_key,
-    full_pipeline, locks, log_events, storage_requests, temporaries, tree,
-    wait_for)
+from tests.torture import (STAGES, FinalNameWatch, Pipeline, assert_no_traceback,
+                           assert_status_matches_log, file_key, full_pipeline, locks, log_events,
+                           storage_requests, temporaries, tree, wait_for)
+from tests.trees import catalog_md5s
 
 INTERRUPTED = 130
 

@@ -5,19 +5,17 @@ import os
 import sys
 
 from iatools.base import errors, signals
-
+from iatools.base.sizes import duration_argument
+from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
-
+from iatools.contract.linegrammar import EVENT_START, parse_event, recordable_chunk
+from iatools.fetching.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.log import logreport
 from iatools.log.completions import Completions
 from iatools.log.eventlog import LogWriter, check_existing, check_rereadable
-from iatools.contract.linegrammar import EVENT_START, parse_event, recordable_chunk
-from iatools.fetching.locks import DEFAULT_TIMEOUT, LOCK_SUFFIX, lock_state, remove_lock
 from iatools.log.joblog import JobLog
 from iatools.log.logindex import IndexKeeper
-from iatools.base.sizes import duration_argument
 from iatools.log.skipjudge import SkipJudge
-from iatools.base.status import ExitStatus
 
 PROG = "ia-joblog"
 DESCRIPTION = """\

@@ -9,14 +9,12 @@ import os
 import sys
 
 from iatools.base import errors, signals
-
+from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
-
-from iatools.fetching import session
-from iatools.fetching.search import RESERVED_FIELDS, Search
 from iatools.contract.itemlist import item_job, itemlist_job
 from iatools.contract.shard import shard_argument
-from iatools.base.status import ExitStatus
+from iatools.fetching import session
+from iatools.fetching.search import RESERVED_FIELDS, Search
 
 PROG = "ia-resolve"
 DESCRIPTION = """\

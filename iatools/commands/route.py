@@ -9,12 +9,11 @@ destdir in place of its closing brace), any other line is parsed.
 import sys
 
 from iatools.base import errors, signals
-
+from iatools.base.sizes import duration_argument, size_argument
+from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
 from iatools.contract.linegrammar import job_lines, jobs_in_chunk, plain_chunk, reclose
 from iatools.routing.router import DEFAULT_ASSUME_SIZE, DEFAULT_MARGIN, DEFAULT_WAIT, Router
-from iatools.base.sizes import duration_argument, size_argument
-from iatools.base.status import ExitStatus
 
 PROG = "ia-route"
 DESCRIPTION = """\

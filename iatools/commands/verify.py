@@ -18,19 +18,17 @@ import traceback
 from concurrent.futures import Future
 
 from iatools.base import errors, signals
-
+from iatools.base.sizes import format_size
+from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
-
+from iatools.contract.jobs import job_of_line, make_event
 from iatools.fetching import session
 from iatools.fetching.hostpacing import HostPacing
 from iatools.fetching.http import Connection, FetchError, RetryPolicy
-from iatools.contract.jobs import job_of_line, make_event
 from iatools.fetching.localtree import unlisted_files
-from iatools.fetching.selection import (add_selection_options, add_version, fetch_metadata,
-                               filters_from_args, listed_names, plan_files)
 from iatools.fetching.progress import fit, terminal_size
-from iatools.base.sizes import format_size
-from iatools.base.status import ExitStatus
+from iatools.fetching.selection import (add_selection_options, add_version, fetch_metadata,
+                                        filters_from_args, listed_names, plan_files)
 
 PROG = "ia-verify"
 DESCRIPTION = """\

@@ -10,11 +10,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from iatools import __version__
-
 from iatools.base import errors
-
-from iatools.contract import jsonl
 from iatools.base.status import ExitStatus
+from iatools.contract import jsonl
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,8 @@ import re
 import threading
 import time
 
-from iatools.fetching.http import Cancelled
 from iatools.base.sizes import parse_size
+from iatools.fetching.http import Cancelled
 
 #: Seconds of idleness that may be caught up at once.  Small, so that the
 #: rate holds over short windows too (0.1 s of credit is 0.3 % of 30 s).

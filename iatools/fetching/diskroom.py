@@ -7,8 +7,8 @@ space back, and a job that fits must not fail for another that does not.
 
 import threading
 
-from iatools.fetching.http import Cancelled, FetchError
 from iatools.base.sizes import free_bytes
+from iatools.fetching.http import Cancelled, FetchError
 from iatools.fetching.transfer import NO_SPACE
 
 #: How many times a write that met a full disk is tried again, each time

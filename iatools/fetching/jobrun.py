@@ -11,9 +11,9 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from iatools.contract.jobs import make_event
 from iatools.fetching.failures import Failures
 from iatools.fetching.http import DiskUnavailableError, LocalDiskError, TransientError
-from iatools.contract.jobs import make_event
 from iatools.fetching.localtree import delete_files, unlisted_files
 from iatools.fetching.selection import listed_names
 from iatools.fetching.transfer import ensure_inside

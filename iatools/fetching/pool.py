@@ -17,14 +17,14 @@ import threading
 import time
 from urllib.parse import urlsplit
 
+from iatools.contract.jobs import make_event
 from iatools.fetching.bwlimit import BandwidthLimit
 from iatools.fetching.diskroom import DiskRoom
 from iatools.fetching.failures import explain_refusal
 from iatools.fetching.hostpacing import HostPaused
 from iatools.fetching.http import (ATTEMPT_ERRORS, Cancelled, DiskUnavailableError, FetchError,
-                          PermanentError, as_fetch_error, is_refusal)
+                                   PermanentError, as_fetch_error, is_refusal)
 from iatools.fetching.jobrun import FileTask, check_destdir, outcome_event, planned_event
-from iatools.contract.jobs import make_event
 from iatools.fetching.locks import Locked
 from iatools.fetching.selection import add_version, fetch_metadata, plan_files
 from iatools.fetching.storagenodes import file_url, node_base

@@ -15,8 +15,8 @@ from urllib.parse import quote
 
 import orjson
 
-from iatools.fetching.http import PermanentError, TransientError, response_error
 from iatools.contract.jobs import file_name_problem
+from iatools.fetching.http import PermanentError, TransientError, response_error
 
 
 def add_selection_options(parser):

@@ -24,7 +24,8 @@ from dataclasses import dataclass
 import urllib3
 
 from iatools.fetching.http import (Cancelled, DiskUnavailableError, LocalDiskError, NoSpaceError,
-                          PermanentError, TransientError, describe_exception, response_error)
+                                   PermanentError, TransientError, describe_exception,
+                                   response_error)
 
 CHUNK_SIZE = 1 << 20
 TEMP_SUFFIX = ".iatools-part"

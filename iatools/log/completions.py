@@ -24,20 +24,20 @@ version is not the one tagged, and to save the checkpoints again.
 
 import re
 from array import array
+from collections import deque
 from functools import partial
 from itertools import compress, repeat
-from collections import deque
 from operator import and_, floordiv, not_
 
 import orjson
 
 from iatools.base import errors
+from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
+from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed,
+                                          key_bytes, line_starts, marked, may_reopen, mentions,
+                                          outcome_with_fields, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
-from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
-from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed, key_bytes,
-                                 line_starts, marked, may_reopen, mentions, outcome_with_fields,
-                                 reopens)
 
 #: A completion whose job fields are plain, up to its "ts": groups: the
 #: key, its "size" and "updated" (b"" when absent).

@@ -23,9 +23,9 @@ import stat
 import time
 
 from iatools.base import errors
-from iatools.log.checkpoint import START, AppendStamp
 from iatools.contract.jsonl import MAX_LINE_BYTES, BadLine, split_lines, whole_lines, without_cr
 from iatools.contract.linegrammar import parse_event
+from iatools.log.checkpoint import START, AppendStamp
 
 SYNC_INTERVAL = 1.0
 #: Reading the log in large chunks leaves fewer, longer steps to Python.

@@ -27,7 +27,6 @@ import os
 import time
 
 from iatools.base import errors
-
 from iatools.log import checkpoint, logreport
 from iatools.log.completions import Completions
 from iatools.log.openjobs import OpenJobs

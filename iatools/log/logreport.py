@@ -7,10 +7,10 @@ import calendar
 import os
 import time
 
+from iatools.base.sizes import format_duration, format_size
 from iatools.contract import jsonl
 from iatools.contract.jobs import timestamp
 from iatools.log.logstate import LogState
-from iatools.base.sizes import format_duration, format_size
 
 #: The windows of the rates, before now: (name, seconds).
 WINDOWS = (("10min", 600), ("1h", 3600), ("1d", 86400))

@@ -23,21 +23,20 @@ import os
 import re
 from collections import Counter, deque
 from functools import cached_property
-from operator import attrgetter
 from itertools import compress, repeat
+from operator import attrgetter
 from typing import NamedTuple
 
 import orjson
 
+from iatools.base.keyset import KeyMap, KeySet
+from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
+                                          FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START,
+                                          SIZE, TS, all_lines_closed, key_bytes, line_starts,
+                                          marked, may_reopen, outcome_with_fields, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
-from iatools.base.keyset import KeyMap, KeySet
-from iatools.log.standing import (CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED,
-                                  Standing)
-from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
-                                 FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START, SIZE, TS,
-                                 all_lines_closed, key_bytes, line_starts, marked, may_reopen,
-                                 outcome_with_fields, reopens)
+from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
 
 #: Events that change the state of a key not completed; the others only
 #: make it known.

@@ -16,11 +16,11 @@ from functools import partial
 from itertools import compress, repeat
 from operator import add, not_
 
+from iatools.base.keyset import KeySet
+from iatools.contract.linegrammar import (DONE_EVENTS, DONE_LINE, OPEN_LINE, all_lines_closed,
+                                          key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, lines_at, read_chunks
-from iatools.base.keyset import KeySet
-from iatools.contract.linegrammar import (DONE_EVENTS, DONE_LINE, OPEN_LINE, all_lines_closed, key_bytes,
-                                 line_starts, marked, may_reopen, reopens)
 
 #: Keys judged against the completed ones at a time, when lines are read back.
 _BATCH = 1 << 16

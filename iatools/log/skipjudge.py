@@ -11,10 +11,10 @@ from itertools import compress, repeat
 import orjson
 
 from iatools.contract import jsonl
-from iatools.log.completions import NO_SIZE
 from iatools.contract.jobs import FAILURE_FIELDS, make_event
-from iatools.contract.linegrammar import (SIZE, jobs_in_chunk, key_bytes, plain_chunk, plain_job_line,
-                                 queued_events)
+from iatools.contract.linegrammar import (SIZE, jobs_in_chunk, key_bytes, plain_chunk,
+                                          plain_job_line, queued_events)
+from iatools.log.completions import NO_SIZE
 
 # A job line as iatools commands write it, one that the full parser would
 # accept and give back unchanged: the key, then "size", "updated", "destdir"

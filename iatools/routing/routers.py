@@ -12,11 +12,11 @@ from operator import attrgetter, mod
 from zlib import crc32
 
 from iatools.base import errors
-from iatools.routing.disks import bytes_present, disk_problem
 from iatools.base.keyset import KeySet
-from iatools.contract.linegrammar import SIZE, describe_key, key_identifier, plain_job_line
 from iatools.base.sizes import format_size
 from iatools.base.status import ExitStatus
+from iatools.contract.linegrammar import SIZE, describe_key, key_identifier, plain_job_line
+from iatools.routing.disks import bytes_present, disk_problem
 
 #: Free space is read again when older than this (a read costs a few
 #: microseconds per disk: far too much for every job of a fast stream).

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 from iatools.log import checkpoint
 from tests.bench import measure
-from tests.bench.logs import (LogShape, _check, _count_lines, _env, _judge, _row,
-                              _run_to_file, cached_data)
+from tests.bench.logs import (LogShape, _check, _count_lines, _env, _judge, _row, _run_to_file,
+                              cached_data)
 from tests.bench.server import VENV_BIN
 from tests.helpers import command
 
