@@ -3,7 +3,6 @@ own layer and those below it (README, "How the code is laid out"): read
 from the source, so a new upward import fails here, not in a review."""
 
 import ast
-from pathlib import Path
 
 import pytest
 
