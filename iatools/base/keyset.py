@@ -85,7 +85,7 @@ class KeySet:
                 bucket[:] = array("q", [v for v in kept if v != h]).tobytes()
                 self.added -= len(kept) - len(bucket) // 8
 
-    def fold(self, without=None):
+    def compact(self, without=None):
         """Drop the hashes held twice, and those in the KeySet ``without``."""
         others = repeat(b"") if without is None else without._buckets
         for bucket, other in zip(self._buckets, others):
@@ -155,7 +155,7 @@ class KeyMap:
                 else self._record.unpack_from(bucket, at)[1:]
                 for bucket, at in zip(buckets, found)]
 
-    def fold(self, without=None):
+    def compact(self, without=None):
         """Keep only the latest record of each hash, and none of the hashes
         in the KeySet ``without``."""
         width = self.width + 1
@@ -169,10 +169,10 @@ class KeyMap:
             kept = sorted(dict(zip(hashes, range(len(hashes)))).values())
             if dropped:
                 kept = list(compress(kept, map(not_, map(dropped.__getitem__, kept))))
-            folded = array("q", bytes(8 * width * len(kept)))
+            compacted = array("q", bytes(8 * width * len(kept)))
             for n in range(width):
-                folded[n::width] = array("q", map(records[n::width].__getitem__, kept))
-            bucket[:] = folded.tobytes()
+                compacted[n::width] = array("q", map(records[n::width].__getitem__, kept))
+            bucket[:] = compacted.tobytes()
         self.added = sum(map(len, self._buckets)) // self._record.size
 
     def hashes(self):
@@ -188,7 +188,7 @@ class KeyMap:
     def keys_and_tags(self, salt, columns, without=frozenset()):
         """A KeySet (of ``salt``) of the hashes here, and the TaggedKeys of
         the numbers at ``columns`` (0: the first) of their latest record --
-        of a folded map, built a bucket at a time, in C (adding hash by
+        of a compacted map, built a bucket at a time, in C (adding hash by
         hash costs a microsecond each); the hashes in the set ``without``
         left out."""
         width = self.width + 1

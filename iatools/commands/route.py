@@ -67,11 +67,12 @@ def _route(args):
                     wait=args.wait, no_wait=args.no_wait, disk_check=not args.no_disk_check,
                     force=args.force)
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
-    return _Run(router, args.streams).execute()
+    return _RouteStream(router, args.streams).execute()
 
 
-class _Run:
-    """Read jobs, route them, write them: one input batch at a time."""
+class _RouteStream:
+    """The job stream through ia-route: read jobs, route them, write them,
+    one input batch at a time."""
 
     def __init__(self, router, streams):
         self.router = router

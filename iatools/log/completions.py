@@ -205,7 +205,7 @@ class Completions:
     def _index(self):
         """``done`` and ``current`` built afresh from all the records."""
         records = self.records()
-        records.fold()
+        records.compact()
         self.done, self.current = records.keys_and_tags(self.done.salt, _VERSION, self.reopened)
         self._touched = set()
 

@@ -46,8 +46,8 @@ _TIMESTAMP = re.compile(TS.decode())
 #: key and its "size" (b"" without).
 _QUEUED_SIZE = outcome_with_fields(b"queued", (b"size", b"(" + SIZE + b")"))
 #: The key sets, which hold a key once per event, drop their duplicates
-#: once they pass this many and twice as many as after the last fold.
-_FOLD_AFTER = 1 << 24
+#: once they pass this many and twice as many as after the last compaction.
+_COMPACT_AFTER = 1 << 24
 #: A reading from a checkpoint moves the standing of the keys that the
 #: events after it name (iatools.log.standing) when there are at most this
 #: many bytes of them; past that, counting every key afresh costs less.
@@ -66,7 +66,7 @@ def _restore(reader):
             "failure": dict(zip(failed, map(Failure._make, zip(*failures)))),
             "reopened": dict(zip(reopened, why)), "sizes": sizes, "minutes": rest["minutes"],
             "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
-            "_after_fold": rest["after_fold"], "standing": Standing.restored(rest["standing"])}
+            "_after_compact": rest["after_compact"], "standing": Standing.restored(rest["standing"])}
 
 
 class Failure(NamedTuple):
@@ -99,7 +99,7 @@ class LogState:
         # The keys of the completed events, and of all the others.
         self.completed = KeySet()
         self.seen = KeySet(self.completed.salt)
-        self._after_fold = 0
+        self._after_compact = 0
         # For keys not (yet) completed: the latest started or failed event
         # (hash -> state), the latest failure (hash -> Failure), and for
         # those completed once, what undid it (hash -> DAMAGED or CHANGED).
@@ -134,7 +134,7 @@ class LogState:
             if (self.by_field is not None or not last_ts or may_reopen(data)
                     or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
                 self._read_slow(path, first, data, position.offset)
-            self._fold_if_large()
+            self._compact_if_large()
             position = position.after(data, lines)
         if before is None:
             self.standing = self._count_all()
@@ -160,26 +160,26 @@ class LogState:
             keys += named
         return list(set(self.completed.hash_keys(keys)))
 
-    def _fold_if_large(self):
+    def _compact_if_large(self):
         held = self.completed.added + self.seen.added + self.sizes.added
-        if held > max(_FOLD_AFTER, 2 * self._after_fold):
-            self.completed.fold()
-            self.seen.fold()
-            self.sizes.fold(without=self.completed)
-            self._after_fold = self.completed.added + self.seen.added + self.sizes.added
+        if held > max(_COMPACT_AFTER, 2 * self._after_compact):
+            self.completed.compact()
+            self.seen.compact()
+            self.sizes.compact(without=self.completed)
+            self._after_compact = self.completed.added + self.seen.added + self.sizes.added
 
     def _save(self, path, loaded, position, epoch):
         """Save the state as the checkpoint at ``position``, if worth it."""
         if checkpoint.worth_saving(loaded, position):
             held = self.completed.added + self.seen.added + self.sizes.added
-            if held > self._after_fold * 5 // 4:
+            if held > self._after_compact * 5 // 4:
                 # A key held once, in one set, is all the counts need; fewer
-                # to save and to load.  (Not after a short tail: folding
+                # to save and to load.  (Not after a short tail: compacting
                 # ten million keys takes seconds, and saves a few bytes.)
-                self.completed.fold()
-                self.seen.fold(without=self.completed)
-                self.sizes.fold(without=self.completed)
-                self._after_fold = self.completed.added + self.seen.added + self.sizes.added
+                self.completed.compact()
+                self.seen.compact(without=self.completed)
+                self.sizes.compact(without=self.completed)
+                self._after_compact = self.completed.added + self.seen.added + self.sizes.added
             self.minutes = {m: n for m, n in self.minutes.items() if m >= self.history_since}
             size = (self.completed.dumped_size() + self.seen.dumped_size()
                     + self.sizes.dumped_size() + 50 * len(self.minutes)
@@ -196,7 +196,7 @@ class LogState:
             if self.failure else [[]] + [[]] * len(Failure._fields),
             "reopened": [list(self.reopened), list(self.reopened.values())],
             "bytes_done": self.bytes_done, "last_ts": self.last_ts, "minutes": self.minutes,
-            "after_fold": self._after_fold, "standing": self.standing.saved()}))
+            "after_compact": self._after_compact, "standing": self.standing.saved()}))
 
     def _read_fast(self, lines, data, last_ts, base):
         """Fold a chunk whose lines all have the writers' shape, judged by

@@ -122,7 +122,7 @@ class OpenJobs:
         else:
             keep = [not_(c) for start in range(0, len(self.hashes), _BATCH)
                     for c in completed.contains_each(self.hashes[start:start + _BATCH].tolist())]
-            self.noted.fold(without=completed)
+            self.noted.compact(without=completed)
         self.hashes = array("q", compress(self.hashes, keep))
         self.offsets = array("q", compress(self.offsets, keep))
 
