@@ -15,6 +15,8 @@ import pytest
 
 from iatools.log import checkpoint
 from iatools.log.checkpoint import SAVE_AFTER
+from iatools.log.completions import Completions
+from iatools.log.openjobs import OpenJobs
 from tests.helpers import parse_jsonl, run
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
                             stderr_text)
@@ -425,3 +427,22 @@ def test_skip_leaves_a_child_to_index_what_it_queued(tmp_path):
     (summary,) = parse_jsonl(status.stdout)
     assert (summary["total"], summary["pending"]) == (lines, lines)
     assert summary["remaining_bytes"] == sum(range(80_000))
+
+
+def test_pending_reads_no_further_than_the_completed_keys_it_was_given(big):
+    """The log grows while it is read (a refresh or a reading during a
+    run): keys completed past the end of the completed keys must not be
+    noted, and saved, as open."""
+    log, events = big
+    state, end = Completions.read(str(log))
+    done = {(e["id"], e.get("file")) for e in events if e["event"] == "completed"}
+    template = next(e for e in events if e["event"] == "completed" and "file" not in e)
+    more = [dict(template, id=ident) for ident, file in
+            dict.fromkeys((e["id"], e.get("file")) for e in events) if file is None
+            and (ident, None) not in done][:50]
+    assert len(more) == 50
+    with open(log, "ab") as f:
+        f.write(compact(more))
+    OpenJobs.read(str(log), state.done, end)
+    assert checkpoint.covered(str(log), "pending") == end
+    assert_readings_agree_with_model(log, events + more)

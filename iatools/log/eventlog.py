@@ -77,10 +77,11 @@ class LogWriter:
             os.close(self.fd)
 
 
-def read_chunks(path, report=True, start=START):
+def read_chunks(path, report=True, start=START, end=None):
     """Yield ``(first_line_number, lines, data)``: ``lines`` whole lines of
-    the log from the ``checkpoint.Position`` ``start`` on, each ending in a
-    newline, in chunks of about ``READ_SIZE`` bytes.
+    the log from the ``checkpoint.Position`` ``start`` on (to the offset
+    ``end``, a line boundary, if given), each ending in a newline, in
+    chunks of about ``READ_SIZE`` bytes.
 
     A torn last line is reported (with ``report``) and left out.  A missing
     log yields nothing: nothing has happened yet.
@@ -96,15 +97,45 @@ def read_chunks(path, report=True, start=START):
             raise errors.UsageError(f"cannot read log {path}: Is a directory")
         if start.offset:  # (a log read from a pipe has no checkpoint)
             os.lseek(fd, start.offset, os.SEEK_SET)
-        for first, lines, data in whole_lines(fd, READ_SIZE, start.line):
+        source = fd if end is None else _Upto(fd, end - start.offset)
+        next_line = start.line
+        for first, lines, data in whole_lines(source, READ_SIZE, start.line):
             if not lines:
                 if report:
-                    errors.warning(f"{path}: line {first} is incomplete "
-                                   "(a write cut short by a crash?); ignored")
+                    _report_torn(path, first)
                 break
             yield first, lines, data
+            next_line = first + lines
+        if end is not None and report and _torn_after(fd, end):
+            _report_torn(path, next_line)
     finally:
         os.close(fd)
+
+
+def _report_torn(path, line_number):
+    errors.warning(f"{path}: line {line_number} is incomplete "
+                   "(a write cut short by a crash?); ignored")
+
+
+def _torn_after(fd, end):
+    """Is what follows the offset ``end`` one line, cut short?"""
+    rest = os.fstat(fd).st_size - end
+    return 0 < rest <= MAX_LINE_BYTES and b"\n" not in os.pread(fd, rest, end)
+
+
+class _Upto:
+    """The bytes of a file descriptor, ``left`` of them at most."""
+
+    def __init__(self, fd, left):
+        self.fd = fd
+        self.left = left
+
+    def read1(self, size):
+        data = os.read(self.fd, min(size, self.left)) if self.left > 0 else b""
+        self.left -= len(data)
+        return data
+
+    read = read1
 
 
 def lines_at(path, offsets):

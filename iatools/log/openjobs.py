@@ -39,18 +39,20 @@ class OpenJobs:
     def read(cls, path, done, done_end):
         """The open jobs of the log at ``path``, whose completed keys
         ``done`` were read up to the Position ``done_end``: from its
-        checkpoint, if there is one to trust, on."""
+        checkpoint, if there is one to trust, on, and no further than
+        ``done_end``.  (The log may have grown since: a key completed past
+        ``done_end`` would stay noted as open, in the checkpoint too, and
+        be printed by every reading after.)"""
         epoch = checkpoint.current_epoch(path)
         loaded, jobs = checkpoint.load(path, "pending", partial(cls._load, salt=done.salt))
         jobs = jobs or cls(done.salt)
         # The completions that noted keys may have had since they were
-        # noted: all of those after the checkpoint, and those past the end
-        # of ``done`` (the log grows while it is read).
+        # noted: those after the checkpoint.
         completed_since = KeySet(done.salt)
         reopened = {}
         position = loaded
-        for first, lines, data in read_chunks(path, start=loaded):
-            since = bool(loaded.offset) or position.offset + len(data) > done_end.offset
+        since = bool(loaded.offset)
+        for first, lines, data in read_chunks(path, start=loaded, end=done_end.offset):
             hashes, offsets, completed, reopening = jobs._lines(path, first, lines, data, done,
                                                                 since)
             jobs._note(hashes, list(map(add, offsets, repeat(position.offset))))
