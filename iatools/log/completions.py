@@ -96,7 +96,9 @@ class Completions:
             state._records = KeyMap(_RECORD_WIDTH)
         state._path, state._covered = path, loaded
         position = state._read_to = state._read_from(loaded, report)
-        if state._records is not None or checkpoint.worth_saving(loaded, position):
+        fresh_with_records = state._records is not None and (state._records.added
+                                                             or state._later.added)
+        if fresh_with_records or checkpoint.worth_saving(loaded, position):
             state._index()
         else:
             state._settle_later()
