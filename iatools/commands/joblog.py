@@ -234,8 +234,14 @@ def skip(args):
 
 
 def pending(args):
+    """Each key not completed, as the job of its first event, in log order."""
+    return _print(args, JobLog(args.log).pending_lines())
+
+
+def _print(args, batches):
+    """Write batches of JSONL lines to stdout."""
     output = jsonl.Output(args.streams.stdout)
-    for lines in JobLog(args.log).pending_lines():
+    for lines in batches:
         output.lines([lines])
     output.flush()
     return ExitStatus.OK
@@ -254,11 +260,7 @@ def failed(args):
 def completed(args):
     """The latest completed or verified event of each key completed now, as
     its job (with the version it recorded), in log order."""
-    output = jsonl.Output(args.streams.stdout)
-    for lines in JobLog(args.log).completed_lines():
-        output.lines([lines])
-    output.flush()
-    return ExitStatus.OK
+    return _print(args, JobLog(args.log).completed_lines())
 
 
 def locks(args):
