@@ -20,6 +20,8 @@ from urllib.parse import unquote, urlsplit
 from iatools.base import errors
 
 _FALSE_WORDS = {"false", "no", "off", "0"}
+#: Seconds to connect, and to wait for each read, per request.
+DEFAULT_TIMEOUT = 30.0
 
 
 def add_session_options(parser):
@@ -28,7 +30,7 @@ def add_session_options(parser):
                              "then ia's usual places)")
     parser.add_argument("--insecure", action="store_true",
                         help="use http instead of https (as ia --insecure)")
-    parser.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
                         help="connect and read timeout per request (default: %(default)s)")
 
 
@@ -39,7 +41,7 @@ class SessionOptions:
 
     config_file: str = None
     insecure: bool = False
-    timeout: float = 30.0
+    timeout: float = DEFAULT_TIMEOUT
 
 
 def check_config_file(args):
