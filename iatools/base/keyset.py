@@ -13,6 +13,7 @@ import os
 import struct
 from array import array
 from collections import deque
+from functools import partial
 from itertools import accumulate, compress, repeat
 from operator import and_, contains, iadd, not_
 from zlib import crc32
@@ -22,7 +23,36 @@ _BUCKET_BITS = 16
 _MASK = (1 << _BUCKET_BITS) - 1
 
 
-class KeySet:
+class _Buckets:
+    """65,536 buckets of packed records, the low 16 bits of a key hash
+    choosing one.  Saved in a section of a checkpoint
+    (iatools.log.checkpoint), read back at their first use: a reading
+    that looks no key up (a log with no events after its checkpoint)
+    leaves them on disk, tens of megabytes for millions of keys."""
+
+    _record_size = 8
+
+    def __init__(self, saved=None):
+        if saved is None:
+            self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+        else:
+            self._saved = saved
+
+    def __getattr__(self, name):
+        # Called only while ``_buckets`` is still in the checkpoint.
+        saved = self.__dict__.pop("_saved", None)
+        if name != "_buckets" or saved is None:
+            raise AttributeError(name)
+        self._buckets = saved.load(partial(_load_buckets, record_size=self._record_size))
+        return self._buckets
+
+    def _dump_buckets(self, writer):
+        buckets = self._buckets
+        writer.section(8 * len(buckets) + sum(map(len, buckets)),
+                       partial(_dump_buckets, buckets=buckets))
+
+
+class KeySet(_Buckets):
     """Hashes of keys (``hash_keys``), in 65,536 buckets (by the low 16
     bits) of packed 8-byte values.  A lookup is a byte search in one bucket: about a
     kilobyte for ten million keys.  The search may in principle match 8 bytes straddling two
@@ -30,8 +60,8 @@ class KeySet:
     far below the chance of two keys sharing a hash (iatools(7), KEY HASHES).
     """
 
-    def __init__(self, salt=None):
-        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+    def __init__(self, salt=None, saved=None):
+        super().__init__(saved)
         self.added = 0
         self.salt = int.from_bytes(os.urandom(8), "big") if salt is None else salt
 
@@ -94,19 +124,19 @@ class KeySet:
         self.added = sum(map(len, self._buckets)) // 8
 
     def dump(self, writer):
-        """Write the set for ``load``: the salt, the bucket sizes, then the
-        buckets."""
-        writer.write(self.salt.to_bytes(8, "big"))
-        _dump_buckets(writer, self._buckets)
+        """Write the set for ``load``: the salt, the number of hashes, then
+        the buckets (a section)."""
+        writer.write(self.salt.to_bytes(8, "big") + self.added.to_bytes(8, "big"))
+        self._dump_buckets(writer)
 
     def dumped_size(self):
-        return 8 + 8 * len(self._buckets) + 8 * self.added
+        return 24 + 8 * (1 << _BUCKET_BITS) + 8 * self.added
 
     @classmethod
     def load(cls, reader):
-        keys = cls(int.from_bytes(reader.read(8), "big"))
-        keys._buckets = _load_buckets(reader, 8)
-        keys.added = sum(map(len, keys._buckets)) // 8
+        salt, added = int.from_bytes(reader.read(8), "big"), int.from_bytes(reader.read(8), "big")
+        keys = cls(salt, reader.section())
+        keys.added = added
         return keys
 
     def __bool__(self):
@@ -127,16 +157,17 @@ class KeySet:
         return mine, union
 
 
-class KeyMap:
+class KeyMap(_Buckets):
     """For each key hash, the numbers (``width`` of them) added with it
     last: records of the hash and the numbers, packed in 65,536 buckets as
     in a KeySet, the latest of a key at the end of its bucket.  Looking a
     key up is a search from the end of one bucket, in C."""
 
-    def __init__(self, width):
+    def __init__(self, width, saved=None):
         self.width = width
         self._record = struct.Struct(f"={width + 1}q")
-        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
+        self._record_size = self._record.size
+        super().__init__(saved)
         self.added = 0
 
     def add(self, hashes, *columns):
@@ -222,27 +253,25 @@ class KeyMap:
             yield [hashes, *(map(list, zip(*numbers)) if numbers else [[]] * self.width)]
 
     def dump(self, writer):
-        _dump_buckets(writer, self._buckets)
+        writer.write(self.added.to_bytes(8, "big"))
+        self._dump_buckets(writer)
 
     def dumped_size(self):
-        return 8 * len(self._buckets) + self._record.size * self.added
+        return 16 + 8 * (1 << _BUCKET_BITS) + self._record.size * self.added
 
     @classmethod
     def load(cls, reader, width):
-        keys = cls(width)
-        keys._buckets = _load_buckets(reader, keys._record.size)
-        keys.added = sum(map(len, keys._buckets)) // keys._record.size
+        added = int.from_bytes(reader.read(8), "big")
+        keys = cls(width, reader.section())
+        keys.added = added
         return keys
 
 
-class TaggedKeys:
+class TaggedKeys(_Buckets):
     """A 64-bit tag of some numbers (say, an item's version) for each of a
     set of key hashes, in buckets chosen by the key hash as in a KeySet: "does key h
     have tag t" is one byte search in a small bucket, in C, with no record
     unpacked.  (Built by ``KeyMap.keys_and_tags``.)"""
-
-    def __init__(self):
-        self._buckets = [bytearray() for _ in range(1 << _BUCKET_BITS)]
 
     def has_each(self, hashes, *numbers):
         """An iterator of booleans: is each key hash here, tagged with the
@@ -250,24 +279,14 @@ class TaggedKeys:
         buckets = map(self._buckets.__getitem__, map(and_, hashes, repeat(_MASK)))
         return map(contains, buckets, map(_PACK, _tags(hashes, *numbers)))
 
-    def dump(self, writer):
-        _dump_buckets(writer, self._buckets)
+    dump = _Buckets._dump_buckets
 
     def dumped_size(self):
-        return 8 * len(self._buckets) + sum(map(len, self._buckets))
+        return 8 + 8 * len(self._buckets) + sum(map(len, self._buckets))
 
     @classmethod
-    def load(cls, reader, keep=True):
-        """The TaggedKeys ``dump`` wrote; (not ``keep``) read past, none kept:
-        an empty one, which says of every key that it has not the tag."""
-        tags = cls()
-        if keep:
-            tags._buckets = _load_buckets(reader, 8)
-        else:
-            left = sum(array("Q", reader.read(8 << _BUCKET_BITS)))
-            for start in range(0, left, _BYTES_AT_ONCE):
-                reader.read(min(_BYTES_AT_ONCE, left - start))
-        return tags
+    def load(cls, reader):
+        return cls(reader.section())
 
 
 def _tags(hashes, *numbers):
@@ -279,7 +298,6 @@ def _tags(hashes, *numbers):
 #: Buckets written or read at a time: a few calls instead of 65,536, and a
 #: bounded copy.
 _BUCKETS_AT_ONCE = 1024
-_BYTES_AT_ONCE = 1 << 23
 
 
 def _dump_buckets(writer, buckets):

@@ -20,7 +20,9 @@ deleting one costs time, never correctness (iatools(7), CHECKPOINTS).
 The file: ``MAGIC``, the payload (whatever the reader saves), then a
 trailer: one JSON object (the log position covered, the payload's length
 and CRC-32, the Python whose key hashes it holds) and its length in 4
-bytes.
+bytes.  Parts of the payload may be sections (``Section``): passed over
+when the checkpoint is loaded (their bytes still checked), and read only
+when a reader needs them.
 """
 
 import fcntl
@@ -37,7 +39,7 @@ import orjson
 from iatools.base import errors
 from iatools.base.sizes import free_bytes
 
-MAGIC = b"iatools checkpoint 3\n"
+MAGIC = b"iatools checkpoint 4\n"
 #: A reader saves a checkpoint only when it parsed at least this much past
 #: the last one: for less, parsing again costs less than writing.
 SAVE_AFTER = 8 << 20
@@ -51,6 +53,8 @@ _HASHES = (f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1
 _TRAILER_LENGTH = struct.Struct("<I")
 _BLOB_LENGTH = struct.Struct("<Q")
 _CRC_WINDOW = 1 << 23
+#: The bytes of a section checked at a time when it is passed over.
+_PASS_OVER = 1 << 23
 
 
 @dataclass(frozen=True)
@@ -304,6 +308,16 @@ class _Writer:
         self.write(_BLOB_LENGTH.pack(len(data)))
         self.write(data)
 
+    def section(self, size, dump):
+        """Write what ``dump(writer)`` writes, ``size`` bytes, so that
+        ``_Reader.section`` can pass over it."""
+        self.write(_BLOB_LENGTH.pack(size))
+        start = self.length
+        dump(self)
+        if self.length - start != size:
+            raise RuntimeError(f"a checkpoint section of {self.length - start} bytes, "
+                               f"not {size}")
+
 
 class _Reader:
     """The payload's way in, within its length, counting its CRC-32."""
@@ -326,3 +340,32 @@ class _Reader:
     def blob(self):
         (size,) = _BLOB_LENGTH.unpack(self.read(_BLOB_LENGTH.size))
         return self.read(size)
+
+    def section(self):
+        """The Section ``_Writer.section`` wrote, passed over: its bytes are
+        checked with the rest of the payload, not kept."""
+        (size,) = _BLOB_LENGTH.unpack(self.read(_BLOB_LENGTH.size))
+        section = Section(self.file, self.file.tell(), size)
+        for start in range(0, size, _PASS_OVER):
+            self.read(min(_PASS_OVER, size - start))
+        return section
+
+
+class Section:
+    """A part of a loaded checkpoint, read when ``load`` is called.  It
+    holds the checkpoint file open: a checkpoint saved since replaces the
+    file under its name (``save``), never the bytes of this one."""
+
+    def __init__(self, file, offset, size):
+        self._file = open(os.dup(file.fileno()), "rb")
+        self._offset, self._size = offset, size
+
+    def load(self, restore):
+        """What ``restore(reader)`` reads back from the section."""
+        with self._file as file:
+            file.seek(self._offset)
+            reader = _Reader(file, self._size)
+            state = restore(reader)
+            if reader.left:
+                raise ValueError("a checkpoint section read in part")
+            return state

@@ -25,7 +25,6 @@ version is not the one tagged, and to save the checkpoints again.
 import re
 from array import array
 from collections import deque
-from functools import partial
 from itertools import compress, repeat
 from operator import and_, floordiv, not_
 
@@ -90,7 +89,7 @@ class Completions:
         (not ``tagged``) without ``current``, and without the records once
         saved (loaded again if asked), for a reader of ``done`` alone."""
         epoch = checkpoint.current_epoch(path)
-        loaded, state = checkpoint.load(path, "completed", partial(cls._load, tagged=tagged))
+        loaded, state = checkpoint.load(path, "completed", cls._load)
         if state is None:
             state = cls()
             state._records = KeyMap(_RECORD_WIDTH)
@@ -201,7 +200,8 @@ class Completions:
         ``_index``)."""
         completed = self._later.hashes().tolist()
         self._touched.update(completed)
-        self.done.add([h for h in completed if h not in self.reopened])
+        if completed:  # (else ``done`` may stay in its checkpoint)
+            self.done.add([h for h in completed if h not in self.reopened])
         self.done.discard(self._touched & self.reopened)
 
     def _index(self):
@@ -292,11 +292,11 @@ class Completions:
         writer.blob(orjson.dumps([sorted(self.permanent), sorted(self.reopened)]))
 
     @classmethod
-    def _load(cls, reader, tagged):
+    def _load(cls, reader):
         done = KeySet.load(reader)
         state = cls(done.salt)
         state.done = done
-        state.current = TaggedKeys.load(reader, keep=tagged)
+        state.current = TaggedKeys.load(reader)
         permanent, reopened = orjson.loads(reader.blob())
         state.permanent, state.reopened = set(permanent), set(reopened)
         return state

@@ -66,7 +66,8 @@ def _restore(reader):
             "failure": dict(zip(failed, map(Failure._make, zip(*failures)))),
             "reopened": dict(zip(reopened, why)), "sizes": sizes, "minutes": rest["minutes"],
             "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
-            "_after_compact": rest["after_compact"], "standing": Standing.restored(rest["standing"])}
+            "_after_compact": rest["after_compact"],
+            "standing": Standing.restored(rest["standing"]), "_pruned": True}
 
 
 class Failure(NamedTuple):
@@ -116,6 +117,9 @@ class LogState:
         self.last_ts = ""
         # Where the keys stand (counted at the end of the reading).
         self.standing = None
+        # Do unfinished, failure and reopened hold only keys not completed
+        # (as a checkpoint saves them)?
+        self._pruned = False
 
     def read(self, path):
         """Fold the events of the log at ``path``: those after its
@@ -127,7 +131,7 @@ class LogState:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
         named = self._keys_named_after(path, loaded)
-        before = Standing.of_keys(self, named) if named is not None else None
+        before = Standing.of_keys(self, named) if named else None
         position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
             last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
@@ -136,9 +140,9 @@ class LogState:
                 self._read_slow(path, first, data, position.offset)
             self._compact_if_large()
             position = position.after(data, lines)
-        if before is None:
+        if named is None:
             self.standing = self._count_all()
-        else:
+        elif named:
             self.standing = self.standing.moved(before, Standing.of_keys(self, named))
         if self.by_field is None:
             self._save(path, loaded, position, epoch)
@@ -181,10 +185,22 @@ class LogState:
                 self.sizes.compact(without=self.completed)
                 self._after_compact = self.completed.added + self.seen.added + self.sizes.added
             self.minutes = {m: n for m, n in self.minutes.items() if m >= self.history_since}
+            self._prune()
             size = (self.completed.dumped_size() + self.seen.dumped_size()
                     + self.sizes.dumped_size() + 50 * len(self.minutes)
                     + 100 * (len(self.unfinished) + len(self.failure) + len(self.reopened)))
             checkpoint.save(path, "status", position, size, self._dump, epoch)
+
+    def _prune(self):
+        """Forget the latest state, failure and reopening of the keys
+        completed since: a reading from the checkpoint that has no events
+        after it to fold then answers without looking up (and loading) the
+        completed keys."""
+        completed = self.completed
+        for held in (self.unfinished, self.failure, self.reopened):
+            gone = list(compress(held, completed.contains_each(list(held))))
+            deque(map(held.pop, gone), maxlen=0)
+        self._pruned = True
 
     def _dump(self, writer):
         self.completed.dump(writer)
@@ -281,6 +297,7 @@ class LogState:
         """Fold a chunk's events, in log order: the keys and kinds of those
         not completed, the keys of the completed ones, the failed events
         and their offsets."""
+        self._pruned = False
         self.seen.add(hashes)
         self.completed.add(done_hashes)
         states = list(map(_UNFINISHED.get, kinds))
@@ -311,6 +328,8 @@ class LogState:
     def _unfinished_states(self):
         """hash -> STARTED, FAILED, DAMAGED or CHANGED, for the keys not
         completed (once the log is read)."""
+        if self._pruned:
+            return {**self.reopened, **self.unfinished}
         completed = self.completed
         states = {h: s for h, s in self.reopened.items() if h not in completed}
         states.update((h, s) for h, s in self.unfinished.items() if h not in completed)

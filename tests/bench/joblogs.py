@@ -145,7 +145,12 @@ class _Snapshot:
 
     def restore(self):
         _drop_index(self.log)
-        os.truncate(self.log, self.size)
+        # Only when something was appended: a truncation changes the log's
+        # ctime even to the same size, and the writers' stamp (and with it
+        # every checkpoint saved under it) would no longer hold: readings
+        # would each check the log's CRC, as after an edit by hand.
+        if self.log.stat().st_size != self.size:
+            os.truncate(self.log, self.size)
         _copy_all(self.aside.iterdir(), self.log.parent)
 
 
