@@ -1,0 +1,317 @@
+"""KeySet, KeyMap and TaggedKeys (iatools.base.keyset) judged against a
+plain Python set or dict fed the same random hashes, repeats and all:
+lookups in small batches and in batches large enough to be sorted first,
+additions past the size where they are sorted into runs, removals,
+compactions, and a round trip through a real checkpoint file.
+"""
+
+import random
+import subprocess
+import sys
+import zlib
+
+import pytest
+
+from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
+from iatools.log import checkpoint
+from tests.helpers import REPO
+
+#: Enough hashes in one lookup for the sorted path, and in one set for its
+#: additions to be sorted into several runs.
+LARGE = 5_000
+MANY = 1_200_000
+
+
+def random_hashes(rng, count):
+    return [rng.getrandbits(64) - (1 << 63) for _ in range(count)]
+
+
+def picks(rng, pool, count):
+    """``count`` hashes of ``pool`` and as many unknown ones, mixed."""
+    asked = rng.choices(pool, k=count) + random_hashes(rng, count)
+    rng.shuffle(asked)
+    return asked
+
+
+def filled_set(rng, pool, rounds, count):
+    """A KeySet and its model, fed ``rounds`` batches of ``count`` hashes of
+    ``pool`` (repeats among them)."""
+    keys, model = KeySet(), set()
+    for _ in range(rounds):
+        batch = rng.choices(pool, k=count)
+        keys.add(batch)
+        model.update(batch)
+    return keys, model
+
+
+def assert_same_set(keys, model, rng, pool):
+    for count in (1, 7, 256, LARGE):
+        asked = picks(rng, pool, count)
+        assert keys.contains_each(asked) == [h in model for h in asked]
+    assert [h in keys for h in asked[:50]] == [h in model for h in asked[:50]]
+    assert sorted(keys.hashes().tolist()) == sorted(model)
+    assert len(keys.hashes()) == len(model)
+
+
+def test_the_key_hashes_are_those_of_every_earlier_version():
+    # Checkpoints and other processes hold these: they never change.
+    keys = KeySet(0x0123456789abcdef)
+    hashes = [4828733428322691508, 6045160808265683767, -4130359917451457868]
+    assert keys.hash_keys([b"item", b"item/file.txt", b""]) == hashes
+    assert [keys.hash_key(k) for k in (b"item", b"item/file.txt", b"")] == hashes
+
+
+def test_a_key_set_holds_what_a_set_holds():
+    rng = random.Random(1)
+    pool = random_hashes(rng, 20_000)
+    keys, model, added = KeySet(), set(), 0
+    for round_ in range(40):
+        batch = rng.choices(pool, k=rng.choice([0, 1, 30, 3_000]))
+        keys.add(batch)
+        model.update(batch)
+        added += len(batch)
+        assert keys.added == added and bool(keys) == bool(added)
+        if round_ % 5 == 0:
+            assert_same_set(keys, model, rng, pool)
+    assert_same_set(keys, model, rng, pool)
+
+
+def test_a_key_set_of_a_million_hashes_sorted_in_runs():
+    rng = random.Random(2)
+    pool = random_hashes(rng, MANY)
+    keys, model = KeySet(), set()
+    for start in range(0, MANY, 100_000):
+        batch = pool[start:start + 150_000]  # overlapping: repeats
+        keys.add(batch)
+        model.update(batch)
+    assert_same_set(keys, model, rng, pool)
+    keys.compact()
+    assert keys.added == len(model)
+    assert_same_set(keys, model, rng, pool)
+
+
+def test_new_hashes_are_added_once_in_order_of_appearance():
+    rng = random.Random(3)
+    pool = random_hashes(rng, 500)
+    keys, model = KeySet(), set()
+    for _ in range(30):
+        batch = rng.choices(pool, k=100)
+        fresh = keys.add_new(batch)
+        assert fresh == [h for h in dict.fromkeys(batch) if h not in model]
+        model.update(batch)
+    assert keys.added == len(model)
+    assert_same_set(keys, model, rng, pool)
+
+
+@pytest.mark.parametrize("count", [1, 3, 50, LARGE + 1])
+def test_discarded_hashes_are_gone_and_the_others_stay(count):
+    rng = random.Random(4)
+    pool = random_hashes(rng, 30_000)
+    keys, model = KeySet(), set()
+    for _ in range(3):
+        more, more_model = filled_set(rng, pool, 1, 10_000)
+        keys.add(more.hashes().tolist())
+        model |= more_model
+        gone = set(rng.sample(pool, count))
+        keys.discard(gone)
+        model -= gone
+        assert_same_set(keys, model, rng, pool)
+    # One by one, down to nothing.
+    for h in sorted(model)[:200]:
+        keys.discard([h])
+        model.discard(h)
+    assert_same_set(keys, model, rng, pool)
+    keys.discard(model)
+    keys.discard(pool[:1])
+    assert keys.contains_each(pool[:5]) == [False] * 5 and 1 not in keys
+    model.clear()
+    assert_same_set(keys, model, rng, pool)
+    keys.add(pool[:10])
+    model.update(pool[:10])
+    assert_same_set(keys, model, rng, pool)
+
+
+def test_hashes_added_after_a_removal_are_counted_once():
+    rng = random.Random(11)
+    pool = random_hashes(rng, 10_000)
+    keys, others = KeySet(), KeySet()
+    keys.add(pool[:8_000])
+    assert keys.contains_each(pool[:1]) == [True]
+    keys.discard(pool[100:110])
+    keys.add(pool[5_000:])  # merged with the run that lost some
+    others.add(pool[:1])
+    model = set(pool) - set(pool[100:110])
+    assert keys.count_with(others) == (len(model), len(model))
+    assert_same_set(keys, model, rng, pool)
+
+
+def test_a_compaction_without_another_set_and_the_counts_of_the_union():
+    rng = random.Random(5)
+    pool = random_hashes(rng, 40_000)
+    keys, others = KeySet(), KeySet()
+    mine, theirs = rng.choices(pool, k=30_000), rng.choices(pool, k=20_000)
+    keys.add(mine)
+    others.add(theirs)
+    assert keys.count_with(others) == (len(set(mine)), len(set(mine) | set(theirs)))
+    keys.compact(without=others)
+    model = set(mine) - set(theirs)
+    assert keys.added == len(model)
+    assert_same_set(keys, model, rng, pool)
+    assert KeySet().count_with(others) == (0, len(set(theirs)))
+
+
+def map_model(rng, pool, key_map, model, count):
+    """Add ``count`` records of hashes of ``pool`` to a KeyMap and its model."""
+    hashes = rng.choices(pool, k=count)
+    first = [rng.randrange(-1, 1 << 40) for _ in hashes]
+    second = random_hashes(rng, count)
+    key_map.add(hashes, first, second)
+    model.update(zip(hashes, zip(first, second)))
+
+
+def assert_same_map(key_map, model, rng, pool, without=frozenset()):
+    for count in (1, 300, LARGE):
+        asked = picks(rng, pool, count)
+        assert key_map.latest(asked) == [model.get(h) for h in asked]
+    groups = list(key_map.latest_columns(None if not without else _set_of(without)))
+    latest = {h: (a, b) for hashes, first, second in groups
+              for h, a, b in zip(hashes, first, second)}
+    assert sum(len(group[0]) for group in groups) == len(latest)
+    assert latest == {h: v for h, v in model.items() if h not in without}
+    assert sorted(key_map.hashes().tolist()) == sorted(model)
+
+
+def _set_of(hashes):
+    keys = KeySet()
+    keys.add(list(hashes))
+    return keys
+
+
+def test_a_key_map_gives_the_numbers_added_last():
+    rng = random.Random(6)
+    pool = random_hashes(rng, 20_000)
+    key_map, model = KeyMap(2), {}
+    for round_ in range(12):
+        map_model(rng, pool, key_map, model, rng.choice([0, 1, 2_000, 9_000]))
+        assert key_map.added >= len(model)
+        if round_ % 4 == 0:
+            assert_same_map(key_map, model, rng, pool)
+    assert_same_map(key_map, model, rng, pool, without=set(rng.sample(pool, 3_000)))
+
+
+def test_a_key_map_compacted_without_a_set_then_updated():
+    rng = random.Random(7)
+    pool = random_hashes(rng, 10_000)
+    key_map, model = KeyMap(2), {}
+    map_model(rng, pool, key_map, model, 15_000)
+    gone = set(rng.sample(pool, 2_000))
+    key_map.compact(without=_set_of(gone))
+    model = {h: v for h, v in model.items() if h not in gone}
+    assert key_map.added == len(model)
+    assert_same_map(key_map, model, rng, pool)
+    later = KeyMap(2)
+    map_model(rng, pool, later, model, 5_000)
+    added = key_map.added + later.added
+    key_map.update(later)
+    assert key_map.added == added
+    assert_same_map(key_map, model, rng, pool)
+
+
+def test_tagged_keys_know_each_key_with_its_latest_numbers():
+    rng = random.Random(8)
+    pool = random_hashes(rng, 10_000)
+    key_map, model = KeyMap(3), {}
+    for _ in range(3):
+        hashes = rng.choices(pool, k=6_000)
+        columns = [[rng.randrange(4) for _ in hashes] for _ in range(3)]
+        key_map.add(hashes, *columns)
+        model.update(zip(hashes, zip(*columns)))
+    reopened = set(rng.sample(sorted(model), 500))
+    keys, tags = key_map.keys_and_tags(99, (1, 2), reopened)
+    assert keys.salt == 99
+    assert sorted(keys.hashes().tolist()) == sorted(set(model) - reopened)
+    for count in (1, 256, LARGE):
+        asked = rng.choices(pool, k=count)
+        second, third = [rng.randrange(4) for _ in asked], [rng.randrange(4) for _ in asked]
+        expected = [h in model and h not in reopened and model[h][1:] == (b, c)
+                    for h, b, c in zip(asked, second, third)]
+        assert tags.has_each(asked, second, third) == expected
+    assert not any(TaggedKeys().has_each(pool[:5], [0] * 5, [0] * 5))
+
+
+def saved_and_loaded(tmp_path, dump, restore):
+    """What ``restore`` reads back of what ``dump`` wrote, through a real
+    checkpoint of a small log; and the checkpoint file."""
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b"{}\n")
+    position = checkpoint.Position().after(log.read_bytes(), 1)
+    checkpoint.save(str(log), "test", position, 1 << 20, dump)
+    loaded, state = checkpoint.load(str(log), "test", restore)
+    assert loaded == position and state is not None
+    return state, tmp_path / "log.jsonl.test-checkpoint"
+
+
+def test_sets_and_maps_come_back_from_a_checkpoint(tmp_path):
+    rng = random.Random(9)
+    pool = random_hashes(rng, 20_000)
+    keys, key_model = filled_set(rng, pool, 3, 8_000)
+    key_map, map_model_ = KeyMap(2), {}
+    map_model(rng, pool, key_map, map_model_, 12_000)
+    _, tags = key_map.keys_and_tags(keys.salt, (0, 1))
+
+    def dump(writer):
+        keys.dump(writer)
+        key_map.dump(writer)
+        tags.dump(writer)
+
+    def restore(reader):
+        return KeySet.load(reader), KeyMap.load(reader, 2), TaggedKeys.load(reader)
+
+    (keys_back, map_back, tags_back), _ = saved_and_loaded(tmp_path, dump, restore)
+    assert (keys_back.salt, keys_back.added) == (keys.salt, keys.added)
+    assert map_back.added == key_map.added
+    assert_same_set(keys_back, key_model, rng, pool)
+    assert_same_map(map_back, map_model_, rng, pool)
+    hashes = sorted(map_model_)
+    assert all(tags_back.has_each(hashes, *zip(*map(map_model_.get, hashes))))
+    # Still a set and a map that grow, and lose hashes.
+    keys_back.add(pool[:100])
+    key_model.update(pool[:100])
+    keys_back.discard(pool[100:110])
+    key_model.difference_update(pool[100:110])
+    assert_same_set(keys_back, key_model, rng, pool)
+    map_model(rng, pool, map_back, map_model_, 3_000)
+    assert_same_map(map_back, map_model_, rng, pool)
+
+
+def test_a_loaded_set_reads_its_section_only_at_its_first_lookup(tmp_path):
+    rng = random.Random(10)
+    hashes = random_hashes(rng, 1_000)
+    keys = KeySet()
+    keys.add(hashes)
+    loaded, path = saved_and_loaded(tmp_path, keys.dump, KeySet.load)
+    # The section's hashes, written backwards after the load: read now,
+    # they would be found out of order.
+    data = path.read_bytes()
+    start = len(checkpoint.MAGIC) + 8 + 8 + 8 + 8
+    end = start + 8 * len(hashes)
+    backwards = b"".join(data[at:at + 8] for at in range(end - 8, start - 8, -8))
+    with open(path, "r+b") as file:
+        file.seek(start)
+        file.write(backwards)
+    assert zlib.crc32(path.read_bytes()) != zlib.crc32(data)
+    assert loaded and loaded.added == len(hashes) and loaded.salt == keys.salt
+    with pytest.raises(ValueError, match="not a key set"):
+        loaded.contains_each(hashes[:1])
+
+
+@pytest.mark.parametrize("command", ["joblog", "route"])
+def test_commands_that_hold_no_keys_do_not_import_numpy(command):
+    probe = subprocess.run([sys.executable, "-X", "importtime", "-m",
+                            f"iatools.commands.{command}", "--version"],
+                           cwd=REPO, capture_output=True)
+    assert probe.returncode == 0, probe.stderr
+    imported = {line.split("|")[-1].strip() for line in probe.stderr.decode().splitlines()
+                if line.startswith("import time:")}
+    assert "iatools.base.keyset" in imported  # the probe did see the imports
+    assert "numpy" not in imported
