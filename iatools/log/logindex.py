@@ -58,7 +58,10 @@ class IndexKeeper:
     def __init__(self, path, while_writing=True):
         self.path = path
         self.while_writing = while_writing
-        self._started = time.monotonic()
+        # As if a refresh began REFRESH_GAP ago: the first one starts as
+        # soon as there is enough to save (a run's first minutes are when
+        # someone looks at its status).
+        self._started = time.monotonic() - REFRESH_GAP
         self._took = 0.0
         self._child = None
         self._unindexed = 0
@@ -81,6 +84,9 @@ class IndexKeeper:
         if self._child == 0:
             try:
                 _let_go_of_the_pipeline()
+                # Behind the writer and any reading that someone waits for:
+                # the refresh only saves the next reading some work.
+                os.nice(10)
                 _wait_for(after)
                 refresh(self.path)
             finally:
