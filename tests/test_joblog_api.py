@@ -121,3 +121,18 @@ def test_writing_through_the_api_leaves_no_child_behind(tmp_path):
         assert time.monotonic() < deadline, "the index never caught up"
         time.sleep(0.2)
     assert_readings_agree_with_model(log, parse_jsonl(log.read_bytes()))
+
+
+def test_what_is_not_a_list_of_dicts_is_refused_before_anything_is_recorded(tmp_path):
+    path = tmp_path / "s.jsonl"
+    log = JobLog(path)
+    event = {"event": "queued", "id": "item-1"}
+    with pytest.raises(TypeError, match="iterable of dicts, not a dict"):
+        log.append(event)
+    with pytest.raises(TypeError, match="iterable of dicts, not a str"):
+        list(log.skip("item-1"))
+    with pytest.raises(TypeError, match="must be dicts, not a str"):
+        list(log.tee(["item-1"]))
+    with pytest.raises(ValueError, match='"event" must be a string, not 5'):
+        log.append([{**event, "event": 5}])
+    assert not path.exists() or path.read_bytes() == b""

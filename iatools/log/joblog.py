@@ -7,6 +7,7 @@ events are plain dicts, as they are JSON objects on a command's lines.
 """
 
 import os
+from collections.abc import Mapping
 from itertools import islice
 
 import orjson
@@ -43,7 +44,7 @@ class JobLog:
         lock and write for each event, as ``tee`` must, costs eight times
         as much.)"""
         recorded = 0
-        events = iter(events)
+        events = _dicts(events, "events")
         with _Recorder(self.path) as recorder:
             while batch := list(islice(events, APPEND_BATCH)):
                 lines = []
@@ -58,6 +59,7 @@ class JobLog:
 
     def tee(self, events):
         """Yield each of ``events`` once it is recorded."""
+        events = _dicts(events, "events")
         with _Recorder(self.path) as recorder:
             for event in events:
                 _check_event(event)
@@ -70,7 +72,7 @@ class JobLog:
         done, and those failed for good unless ``retry_permanent``."""
         state, _ = Completions.read(self.path, report=False)
         judge = SkipJudge(state, retry_permanent)
-        jobs = iter(jobs)
+        jobs = _dicts(jobs, "jobs")
         with _Recorder(self.path, while_writing=False) as recorder:
             while batch := list(islice(jobs, SKIP_BATCH)):
                 for job in batch:
@@ -129,10 +131,24 @@ def _jobs_in(batches):
         yield from map(orjson.loads, lines.splitlines())
 
 
+def _dicts(items, what):
+    """The ``items`` a method was given, checked to be dicts: a single dict
+    or a string (a common slip) is refused at once, before any is
+    recorded, rather than read key by key or character by character."""
+    if isinstance(items, (str, bytes, Mapping)):
+        raise TypeError(f"{what} must be an iterable of dicts, not a {type(items).__name__}")
+    for item in items:
+        if not isinstance(item, dict):
+            raise TypeError(f"{what} must be dicts, not a {type(item).__name__}")
+        yield item
+
+
 def _check_event(event):
     validate_job(event)
-    if not isinstance(event.get("event"), str):
+    if "event" not in event:
         raise jsonl.BadLine('not an event (no "event" field)')
+    if not isinstance(event["event"], str):
+        raise jsonl.BadLine(f'"event" must be a string, not {event["event"]!r}')
 
 
 class _Recorder:
