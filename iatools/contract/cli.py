@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from iatools import __version__
-from iatools.base import errors
+from iatools.base import errors, signals
 from iatools.base.status import ExitStatus
 from iatools.contract import jsonl
 
@@ -129,7 +129,8 @@ def run(parser, body, argv=None, streams=None):
     errors.configure(parser.prog, stderr=streams.stderr)
     jsonl.start_bad_line_count()
     try:
-        return _run_body(parser, body, argv, streams)
+        with signals.restored():
+            return _run_body(parser, body, argv, streams)
     finally:
         # Messages after the run (its abandoned threads', a caller's) go to
         # sys.stderr again, still under the command's name.
