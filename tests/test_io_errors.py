@@ -5,7 +5,7 @@ in one line, with the documented status."""
 
 import subprocess
 
-from tests.helpers import base_env, command
+from tests.helpers import base_env, command, jsonl_bytes
 
 
 def run_on(args, stdin, stdout, env=None):
@@ -27,3 +27,39 @@ def test_an_item_list_that_is_a_directory_is_a_usage_error(tmp_path):
                             subprocess.PIPE)
     assert_says(status, stderr, 2, f"ia-resolve: error: cannot read item list {tmp_path}: "
                                    "Is a directory")
+
+
+FULL_DISK = "ia-{}: error: cannot write {}: No space left on device"
+WRITE_ONLY = "ia-{}: error: cannot read {}: Bad file descriptor"
+
+
+def jobs_file(tmp_path, ids):
+    path = tmp_path / "jobs.jsonl"
+    path.write_bytes(jsonl_bytes({"id": i} for i in ids))
+    return path
+
+
+def write_only(tmp_path):
+    """A file opened for writing only, to be a command's stdin (``0>>file``)."""
+    return open(tmp_path / "write-only", "ab")
+
+
+def test_route_and_resolve_say_they_cannot_write_their_jobs(tmp_path):
+    with open(jobs_file(tmp_path, ["a", "b"]), "rb") as jobs, open("/dev/full", "wb") as full:
+        status, stderr = run_on([command("ia-route"), "-d", str(tmp_path), "--no-disk-check"],
+                                jobs, full)
+        assert_says(status, stderr, 1, FULL_DISK.format("route", "jobs"))
+        status, stderr = run_on([command("ia-resolve"), "demo-0001"], subprocess.DEVNULL, full)
+        assert_says(status, stderr, 1, FULL_DISK.format("resolve", "jobs"))
+
+
+def test_route_resolve_and_joblog_say_they_cannot_read_their_input(tmp_path):
+    with write_only(tmp_path) as stdin:
+        status, stderr = run_on([command("ia-route"), "-d", str(tmp_path), "--no-disk-check"],
+                                stdin, subprocess.PIPE)
+        assert_says(status, stderr, 1, WRITE_ONLY.format("route", "jobs"))
+        status, stderr = run_on([command("ia-resolve"), "-i", "-"], stdin, subprocess.PIPE)
+        assert_says(status, stderr, 1, WRITE_ONLY.format("resolve", "item list stdin"))
+        status, stderr = run_on([command("ia-joblog"), "append", str(tmp_path / "log.jsonl")],
+                                stdin, subprocess.PIPE)
+        assert_says(status, stderr, 1, WRITE_ONLY.format("joblog", "input"))

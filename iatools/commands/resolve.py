@@ -129,7 +129,7 @@ class _JobWriter:
         self.fields = fields
         self.shard = shard
         self.announce = announce
-        self.output = jsonl.Output(stdout)
+        self.output = jsonl.Output(stdout, what="jobs")
         self.bad = self.written = self.other_shards = 0
 
     def job(self, job):
@@ -150,7 +150,8 @@ class _JobWriter:
 
 
 def _read_itemlist(path, source, writer):
-    reader = jsonl.RecordReader(source, itemlist_job, where=f"{path} line")
+    reader = jsonl.RecordReader(source, itemlist_job, where=f"{path} line",
+                                what=f"item list {path}")
     for jobs in reader.batches():
         for job in jobs:
             writer.job(job)
