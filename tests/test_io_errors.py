@@ -1,9 +1,12 @@
 """Standard streams and files that fail: an output on a full disk
 (/dev/full), an input opened write-only, an item list that is a directory,
 an output closed by its reader.  Each command says what it could not do,
-in one line, with the documented status."""
+in one line, with the documented status; a fetch stops as it does on
+Ctrl-C, its item locks released."""
 
 import subprocess
+
+import pytest
 
 from tests.helpers import base_env, command, jsonl_bytes
 
@@ -63,3 +66,31 @@ def test_route_resolve_and_joblog_say_they_cannot_read_their_input(tmp_path):
         status, stderr = run_on([command("ia-joblog"), "append", str(tmp_path / "log.jsonl")],
                                 stdin, subprocess.PIPE)
         assert_says(status, stderr, 1, WRITE_ONLY.format("joblog", "input"))
+
+
+@pytest.fixture
+def item_ids(emulator):
+    emu, env = emulator
+    return [item.identifier for item in emu.catalog.sorted_items()]
+
+
+@pytest.mark.parametrize("name", ["fetch", "verify"])
+def test_a_full_disk_under_the_events_stops_the_run_with_status_1(name, emulator, item_ids,
+                                                                  tmp_path):
+    """As on Ctrl-C: the jobs in flight end and ia-fetch releases its locks."""
+    emu, env = emulator
+    destdir = tmp_path / "data"
+    destdir.mkdir()
+    with open(jobs_file(tmp_path, item_ids), "rb") as jobs, open("/dev/full", "wb") as full:
+        status, stderr = run_on([command(f"ia-{name}"), "-d", str(destdir)], jobs, full, env)
+    assert_says(status, stderr, 1, FULL_DISK.format(name, "events"))
+    assert not [p.name for p in destdir.iterdir() if p.name.endswith(".iatools-lock")]
+
+
+@pytest.mark.parametrize("name", ["fetch", "verify"])
+def test_jobs_that_cannot_be_read_end_the_run_with_status_1(name, emulator, tmp_path):
+    emu, env = emulator
+    with write_only(tmp_path) as stdin:
+        status, stderr = run_on([command(f"ia-{name}"), "-d", str(tmp_path)], stdin,
+                                subprocess.PIPE, env)
+    assert_says(status, stderr, 1, WRITE_ONLY.format(name, "jobs"))

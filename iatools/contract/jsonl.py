@@ -359,17 +359,6 @@ class Output:
         except OSError as exc:
             raise _stream_error(exc, f"cannot write {self.what}") from None
 
-    def event(self, record):
-        """Write and flush one event, so that a recorder downstream has it at
-        once; False when the reader has closed the pipe (nothing more can
-        be written then)."""
-        try:
-            self.record(record)
-            self.flush()
-            return True
-        except BrokenPipeError:
-            return False
-
 
 #: How each kind of input is typed on a terminal, and piped in.
 _TERMINAL_HINTS = {
