@@ -94,3 +94,15 @@ def test_jobs_that_cannot_be_read_end_the_run_with_status_1(name, emulator, tmp_
         status, stderr = run_on([command(f"ia-{name}"), "-d", str(tmp_path)], stdin,
                                 subprocess.PIPE, env)
     assert_says(status, stderr, 1, WRITE_ONLY.format(name, "jobs"))
+
+
+def test_a_fetch_whose_reader_goes_away_ends_quietly(emulator, item_ids, tmp_path):
+    """``| head -1``: status 141, and not a word about the jobs it cut short."""
+    emu, env = emulator
+    jobs = jobs_file(tmp_path, item_ids)
+    pipeline = (f"ia-fetch -j 4 -d {tmp_path} < {jobs} | head -1 > /dev/null;"
+                " echo ${PIPESTATUS[0]}")
+    process = subprocess.run(["bash", "-c", pipeline], env=env, capture_output=True,
+                             timeout=120)
+    assert process.stdout == b"141\n", process.stderr
+    assert process.stderr == b""

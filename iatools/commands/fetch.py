@@ -141,7 +141,7 @@ class _Pipeline:
         if event["event"] == "started":
             return
         self.progress.finished(event)
-        if event["event"] == "failed" and event.get("error"):
+        if event["event"] == "failed" and event.get("error") and not self.writer.lost:
             errors.error(f"{event['id']}: {event['error']}")
 
 

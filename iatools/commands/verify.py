@@ -273,6 +273,8 @@ class _Audit:
             return
         self.not_verified += 1
         self.progress.clear()
+        if self.writer.lost:
+            return
         if kind == "failed":
             errors.error(f"{event['id']}: {event['error']}")
         else:

@@ -5,9 +5,9 @@ interleave.
 Each event is tallied (counted, and said on stderr when it went wrong) and
 written, flushed at once so that a recorder downstream has it.  Once the
 output fails, because its reader closed the pipe or a write failed (a full
-disk), nothing more is written: ``on_lost`` is called once, to stop the
-run as Ctrl-C does, and the events left are still tallied, so that the run
-ends cleanly (its jobs in flight ended, its locks released).
+disk), nothing more is written or said: ``on_lost`` is called once, to
+stop the run as Ctrl-C does, and the events left are still tallied, so
+that the run ends cleanly (its jobs in flight ended, its locks released).
 """
 
 import threading
@@ -19,9 +19,9 @@ from iatools.contract import jsonl
 class EventWriter:
     """Writes ``events`` from a thread of its own (``start``) to ``stdout``.
 
-    ``tally(event)`` is called for each event before it is written.
-    ``write_around(write)``, if given, runs each ``write()`` (ia-fetch:
-    above its progress frame).
+    ``tally(event)`` is called for each event before it is written; it
+    leaves its messages out while ``lost``.  ``write_around(write)``, if
+    given, runs each ``write()`` (ia-fetch: above its progress frame).
     """
 
     def __init__(self, stdout, tally, on_lost=None, write_around=None):
@@ -36,7 +36,7 @@ class EventWriter:
 
     @property
     def lost(self):
-        """Whether the output failed: events are no longer written."""
+        """Whether the output failed: events are neither written nor said."""
         return self.broken_pipe or self.write_error is not None
 
     def start(self, events, on_end=None):
