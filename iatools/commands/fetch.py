@@ -15,7 +15,7 @@ from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
 from iatools.contract.eventwriter import EventWriter
 from iatools.fetching.progress import Progress
-from iatools.fetching.run import Fetch
+from iatools.fetching.run import Fetch, is_failure
 from iatools.fetching.settings import PROG, add_fetch_options, settings_from_options
 
 DESCRIPTION = """\
@@ -141,7 +141,7 @@ class _Pipeline:
         if event["event"] == "started":
             return
         self.progress.finished(event)
-        if event["event"] == "failed" and event.get("error") and not self.writer.lost:
+        if is_failure(event) and not self.writer.lost:
             errors.error(f"{event['id']}: {event['error']}")
 
 
