@@ -106,3 +106,20 @@ def test_a_fetch_whose_reader_goes_away_ends_quietly(emulator, item_ids, tmp_pat
                              timeout=120)
     assert process.stdout == b"141\n", process.stderr
     assert process.stderr == b""
+
+
+@pytest.mark.parametrize("option", ["--help", "--version"])
+def test_help_on_a_full_disk_is_an_error(option):
+    with open("/dev/full", "wb") as full:
+        status, stderr = run_on([command("ia-route"), option], subprocess.DEVNULL, full)
+    assert_says(status, stderr, 1, FULL_DISK.format("route", "output"))
+
+
+def test_any_other_failure_of_the_system_is_told_in_one_line(tmp_path):
+    """The report of ia-joblog status, written outside the JSONL writer."""
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(jsonl_bytes([{"event": "completed", "id": "a"}]))
+    with open("/dev/full", "wb") as full:
+        status, stderr = run_on([command("ia-joblog"), "status", str(log)], subprocess.DEVNULL,
+                                full)
+    assert_says(status, stderr, 1, "ia-joblog: error: No space left on device")
