@@ -145,23 +145,28 @@ class _Audit:
         self.hashers = _Threads(self.args.hash_jobs, "md5")
         items = _Threads(self.args.jobs, "item", backlog=2 * self.args.jobs)
         reader = jsonl.RecordReader(self.streams.stdin, self._job, what="jobs")
-        input_error = None
+        input_error = self._submit_jobs(reader, items)
+        items.join()
+        self.events.put(None)
+        self.writer.join()
+        if output_status := self.writer.output_status():
+            return output_status
+        if input_error is not None:  # raised once the jobs read before it are told
+            raise input_error
+        return ExitStatus.FAILED if reader.bad_lines or self.not_verified else ExitStatus.OK
+
+    def _submit_jobs(self, reader, items):
+        """Hand the jobs read to the item workers until the input ends, or
+        the output; the StreamError of an input that could not be read."""
         try:
             for jobs in reader.batches():
                 for job in jobs:
                     items.submit(self._check_job, job)
                 if self.writer.lost:
                     break
-        except jsonl.StreamError as exc:  # raised once the jobs read before it are told
-            input_error = exc
-        items.join()
-        self.events.put(None)
-        self.writer.join()
-        if output_status := self.writer.output_status():
-            return output_status
-        if input_error is not None:
-            raise input_error
-        return ExitStatus.FAILED if reader.bad_lines or self.not_verified else ExitStatus.OK
+        except jsonl.StreamError as exc:
+            return exc
+        return None
 
     def _job(self, line_number, line):
         return job_of_line(line_number, line, self.default_destdir, self.events.put)
