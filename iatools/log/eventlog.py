@@ -102,7 +102,7 @@ def read_chunks(path, report=True, start=START, end=None):
             os.lseek(fd, start.offset, os.SEEK_SET)
         source = fd if end is None else _Upto(fd, end - start.offset)
         next_line = start.line
-        for first, lines, data in whole_lines(source, READ_SIZE, start.line):
+        for first, lines, data in whole_lines(source, READ_SIZE, start.line, what=f"log {path}"):
             if not lines:
                 if report:
                     _report_torn(path, first)
