@@ -65,7 +65,7 @@ def test_route_resolve_and_joblog_say_they_cannot_read_their_input(tmp_path):
         assert_says(status, stderr, 1, WRITE_ONLY.format("resolve", "item list stdin"))
         status, stderr = run_on([command("ia-joblog"), "append", str(tmp_path / "log.jsonl")],
                                 stdin, subprocess.PIPE)
-        assert_says(status, stderr, 1, WRITE_ONLY.format("joblog", "input"))
+        assert_says(status, stderr, 1, WRITE_ONLY.format("joblog", "events"))
 
 
 @pytest.fixture
