@@ -347,7 +347,7 @@ def test_the_writer_leaves_checkpoints_that_cover_all_it_wrote(tmp_path, writer)
     assert result.returncode == 0, stderr_text(result)
     lines = len(events)
     indexed_soon(log, lines)
-    assert checkpoints(log) == sorted(ALL + ["stamp-checkpoint"])
+    assert checkpoints(log) == sorted(ALL + ["refresh-lock", "stamp-checkpoint"])
     for command, kinds in (("status", ["status"]), ("pending", ["completed", "pending"]),
                            ("completed", ["completed"])):
         result = joblog("-v", command, log)

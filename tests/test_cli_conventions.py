@@ -91,3 +91,14 @@ def test_resolve_refuses_a_reserved_field_name(field):
     assert result.returncode == 2, result.stdout
     assert result.stderr.decode().startswith("ia-resolve: error: --field")
     assert result.stdout == b""
+
+
+@pytest.mark.parametrize("seconds", ["0", "-1", "nan", "inf"])
+@pytest.mark.parametrize("name", ["ia-fetch", "ia-verify", "ia-resolve"])
+def test_a_timeout_must_be_a_finite_number_of_seconds_above_0(name, seconds):
+    """A timeout of 0 made every request of ia-fetch's workers crash."""
+    result = run([command(name), f"--timeout={seconds}"], input=b"")
+    assert result.returncode == 2, result.stderr
+    assert_no_traceback(result)
+    assert result.stderr.decode().startswith(f"{name}: error: argument --timeout: ")
+    assert result.stdout == b""

@@ -391,6 +391,26 @@ def test_halt_now_stops_at_the_first_failure(make_emulator, tmp_path):
     assert "--halt" in process.stderr.decode()
 
 
+def test_a_dry_run_job_that_cannot_be_planned_fails_as_without_dry_run(make_emulator, tmp_path):
+    """Its ``planned`` event has an error: it counts for the exit status, in
+    --halt and on stderr as a failed job does."""
+    catalog = Catalog.generate(items=30, files_per_item=1, file_size=1024)
+    catalog.add_special_items()
+    emu, env = make_emulator(catalog, latency=0.02)
+    process, events = fetch(env, [{"id": "special-missing"}], "-d", str(tmp_path), "--dry-run")
+    assert process.returncode == 1
+    (planned,) = events
+    assert planned["event"] == "planned" and planned["error"]
+    assert process.stderr.decode() == f"ia-fetch: error: special-missing: {planned['error']}\n"
+    jobs = [{"id": "special-missing"}] + [{"id": i.identifier} for i in catalog.sorted_items()
+                                          if i.identifier.startswith("demo")]
+    process, events = fetch(env, jobs, "-j", "1", "-d", str(tmp_path), "--dry-run",
+                            "--halt", "now,fail=1")
+    assert process.returncode == 1
+    assert len(events) < 5
+    assert "--halt now,fail=1 reached" in process.stderr.decode()
+
+
 def test_usage_errors_and_warnings(emulator, tmp_path):
     emu, env = emulator
     process = run([command("ia-fetch"), "--stdout"], env=env)

@@ -99,6 +99,8 @@ def test_options_are_ia_fetchs_with_its_checks(emulator, user_env, tmp_path):
         fetch([], retries=-1)
     with pytest.raises(ValueError, match="invalid --halt"):
         fetch([], halt="sometimes")
+    with pytest.raises(ValueError, match="argument --timeout"):
+        fetch([], timeout=0)
     with pytest.raises(ValueError, match="not a directory"):
         fetch([], destdir=tmp_path / "missing")
     with pytest.raises(ValueError, match="cannot read config file"):

@@ -1083,6 +1083,26 @@ def test_fast_and_full_readings_agree_on_a_large_log(tmp_path):
     assert_readings_agree_with_model(log, events, recent_from=23_000)
 
 
+def test_readings_agree_with_the_model_after_a_run_of_queued_events(tmp_path):
+    """skip writes queued events by the million: chunks of nothing else are
+    read on a path of their own, which must agree with the model too (sizes
+    given or not, item and file keys, keys queued twice)."""
+    rng = random.Random(11)
+    queued = []
+    for n in range(12_000):
+        job = {"id": f"new-{n % 9_000:05d}"}
+        if n % 4 == 0:
+            job["file"] = f"d/f{n % 9_000}.bin"
+        if n % 3:
+            job["size"] = rng.randrange(10**12)
+        queued.append(make_event("queued", job))
+    events = queued + big_log(rng, 6_000)
+    log = tmp_path / "q.jsonl"
+    assert len(compact(queued)) > 1 << 20  # chunks of queued events only
+    log.write_bytes(compact(events))
+    assert_readings_agree_with_model(log, events)
+
+
 def test_the_line_grammar_reads_the_bytes_make_event_writes():
     """The readers' fast paths match and splice the bytes of make_event's
     events through iatools.contract.linegrammar: a change to one that the other does

@@ -4,11 +4,15 @@ the command."""
 
 import random
 import shutil
+import sys
+import time
 
 import pytest
 
+from iatools.log import checkpoint
+from iatools.log.checkpoint import SAVE_AFTER
 from iatools.log.joblog import JobLog
-from tests.helpers import parse_jsonl, run
+from tests.helpers import REPO, parse_jsonl, run
 from tests.logmodel import (JOBLOG, _jobs_to_skip, assert_readings_agree_with_model, big_log,
                             compact, model_of)
 
@@ -80,3 +84,55 @@ def test_a_bad_event_is_refused_and_those_before_it_kept(tmp_path):
     assert len(parse_jsonl((tmp_path / "s.jsonl").read_bytes())) == 3
     with pytest.raises(ValueError):
         list(log.skip([{"id": "../etc"}]))
+
+
+_WRITER_PROGRAM = r"""
+import os, random, sys, threading
+from iatools.log.joblog import JobLog
+from tests.logmodel import big_log
+events = big_log(random.Random(8), 50_000)
+log = JobLog(sys.argv[1])
+busy = threading.Thread(target=threading.Event().wait, args=(30,), daemon=True)
+busy.start()  # a program with threads, as one using the API often is
+for _ in range(3):
+    log.append(events)
+    list(log.tee(events[:10]))
+try:
+    child = os.waitpid(-1, os.WNOHANG)
+except ChildProcessError:
+    child = None
+print("child" if child else "none")
+"""
+
+
+def test_writing_through_the_api_leaves_no_child_behind(tmp_path):
+    """The writers refresh the index in the background: in a program
+    using the API (which lives on, and may have threads) that must leave
+    neither a process to reap nor a fork of the program, yet bring the
+    checkpoints up to date."""
+    log = tmp_path / "s.jsonl"
+    result = run([sys.executable, "-c", _WRITER_PROGRAM, str(log)], cwd=REPO)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == b"none\n"
+    assert log.stat().st_size > 3 * SAVE_AFTER
+    deadline = time.monotonic() + 120
+    while checkpoint.covered(str(log), "status") != checkpoint.covered(str(log), "completed") \
+            or getattr(checkpoint.covered(str(log), "status"), "offset", 0) != log.stat().st_size:
+        assert time.monotonic() < deadline, "the index never caught up"
+        time.sleep(0.2)
+    assert_readings_agree_with_model(log, parse_jsonl(log.read_bytes()))
+
+
+def test_what_is_not_a_list_of_dicts_is_refused_before_anything_is_recorded(tmp_path):
+    path = tmp_path / "s.jsonl"
+    log = JobLog(path)
+    event = {"event": "queued", "id": "item-1"}
+    with pytest.raises(TypeError, match="iterable of dicts, not a dict"):
+        log.append(event)
+    with pytest.raises(TypeError, match="iterable of dicts, not a str"):
+        list(log.skip("item-1"))
+    with pytest.raises(TypeError, match="must be dicts, not a str"):
+        list(log.tee(["item-1"]))
+    with pytest.raises(ValueError, match='"event" must be a string, not 5'):
+        log.append([{**event, "event": 5}])
+    assert not path.exists() or path.read_bytes() == b""

@@ -3,13 +3,15 @@ terminal or a service manager sends them, mid-run; then a second SIGINT.
 ia-fetch's output reaches ia-joblog append through this process (a relay
 that no signal reaches), so what ia-fetch said is known exactly."""
 
+import os
 import signal
+import subprocess
 import time
 
 import pytest
 
 from tests.emulator import Catalog
-from tests.helpers import parse_jsonl
+from tests.helpers import command, parse_jsonl, start_group
 from tests.torture import (STAGES, FinalNameWatch, Pipeline, assert_no_traceback,
                            assert_status_matches_log, file_key, full_pipeline, locks, log_events,
                            storage_requests, temporaries, tree, wait_for)
@@ -141,3 +143,25 @@ def test_one_sigint_cuts_a_stalled_metadata_request(make_emulator, tmp_path):
     failed = [e for e in said if e["event"] == "failed"]
     assert {e["id"] for e in failed} == {item.identifier for item in others}
     assert all(e["retryable"] for e in failed)
+
+
+def test_a_dry_run_interrupted_tells_of_every_job_in_flight(make_emulator, tmp_path):
+    """ia-fetch --dry-run takes no lock, yet Ctrl-C must still end each job
+    whose planning was under way with an event (failed, retryable), as it
+    does without --dry-run: a job that vanished without a word would be
+    lost to the log that follows."""
+    catalog = Catalog.generate(items=4, files_per_item=2, file_size=1024)
+    emu, env = make_emulator(catalog, stall_seconds=60)
+    for item in catalog.sorted_items():
+        emu.inject(f"/metadata/{item.identifier}", ["stall"])
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text("".join(f'{{"id":"{item.identifier}"}}\n' for item in catalog.sorted_items()))
+    process = start_group(f"{command('ia-fetch')} -n -j 4 --timeout 30 -d {tmp_path} < {jobs}",
+                          env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    time.sleep(2)  # the four metadata requests are in their silence
+    os.killpg(process.pid, signal.SIGINT)
+    out, err = process.communicate(timeout=20)
+    assert process.returncode == INTERRUPTED, err
+    events = parse_jsonl(out)
+    assert sorted(e["id"] for e in events) == sorted(catalog.items), events
+    assert all(e["event"] == "failed" and e["retryable"] for e in events), events

@@ -14,10 +14,47 @@ Handlers are installed by ``main``, never at import.  Three behaviours:
 import os
 import select
 import signal
+import threading
+from contextlib import contextmanager
 
 from iatools.base.status import ExitStatus
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def _on_main_thread():
+    # Python lets only the main thread set a handler: a command run
+    # in-process from another thread keeps its caller's.
+    return threading.current_thread() is threading.main_thread()
+
+
+def _install(handler):
+    if _on_main_thread():
+        for signum in STOP_SIGNALS:
+            signal.signal(signum, handler)
+
+
+def _saved():
+    return {signum: signal.getsignal(signum) for signum in STOP_SIGNALS
+            } if _on_main_thread() else {}
+
+
+def _restore(saved):
+    for signum, handler in saved.items():
+        # None: a handler not set from Python; the default is closest.
+        signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+@contextmanager
+def restored():
+    """Put the stop signals' handlers back as they were when the block
+    ends: a command run in-process (``main(argv, streams)``) leaves its
+    caller's as it found them."""
+    saved = _saved()
+    try:
+        yield
+    finally:
+        _restore(saved)
 
 
 def _raise_interrupt(signum, frame):
@@ -26,8 +63,7 @@ def _raise_interrupt(signum, frame):
 
 def interrupt_on_stop_signals():
     """SIGTERM and SIGHUP end a filter the way Ctrl-C does."""
-    for signum in STOP_SIGNALS:
-        signal.signal(signum, _raise_interrupt)
+    _install(_raise_interrupt)
 
 
 class GracefulStop:
@@ -46,22 +82,16 @@ class GracefulStop:
         for fd in (self._wake_read, self._wake_write):
             os.set_blocking(fd, False)
 
-    def install(self):
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._handle)
-        return self
-
     def __enter__(self):
         """Install the handlers until the ``with`` block ends: a command run
-        in-process (``main(argv, streams)``) leaves its caller's handlers
-        and file descriptors as they were."""
-        self._previous = {signum: signal.getsignal(signum) for signum in STOP_SIGNALS}
-        return self.install()
+        in-process leaves its caller's handlers and file descriptors as
+        they were."""
+        self._previous = _saved()
+        _install(self._handle)
+        return self
 
     def __exit__(self, *exc_info):
-        for signum, handler in self._previous.items():
-            # None: a handler not set from Python; the default is closest.
-            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+        _restore(self._previous)
         for fd in (self._wake_read, self._wake_write):
             os.close(fd)
         self._wake_read = self._wake_write = -1  # a late wake() fails quietly
@@ -92,8 +122,7 @@ class DrainUntilEndOfInput:
         self.received = False
 
     def install(self):
-        for signum in STOP_SIGNALS:
-            signal.signal(signum, self._handle)
+        _install(self._handle)
         return self
 
     def _handle(self, signum, frame):

@@ -2,20 +2,20 @@
 
 A shell over the fetch engine (fetching/run.py, the Python API's
 ``fetch``), whose feeder thread reads stdin's lines through ``_records``.
-Here: one writer thread that alone writes the events to stdout, and the
-main thread, which watches for signals and draws the progress.  The options
-and their checks: fetching/settings.py.
+Here: one writer thread (contract/eventwriter.py) that alone writes the
+events to stdout, and the main thread, which watches for signals and draws
+the progress.  The options and their checks: fetching/settings.py.
 """
 
 import argparse
 import sys
-import threading
 
 from iatools.base import errors, signals
 from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
+from iatools.contract.eventwriter import EventWriter
 from iatools.fetching.progress import Progress
-from iatools.fetching.run import Fetch
+from iatools.fetching.run import Fetch, is_failure
 from iatools.fetching.settings import PROG, add_fetch_options, settings_from_options
 
 DESCRIPTION = """\
@@ -81,21 +81,20 @@ class _Pipeline:
         live = not args.quiet and self.streams.stderr_is_terminal
         self.progress = Progress(live=live, verbose=args.verbose)
         # Events on the terminal the frame is drawn on go above it, as messages do.
-        self.events_above = self.progress.live and self.streams.stdout_is_terminal
+        events_above = self.progress.live and self.streams.stdout_is_terminal
         self.reader = jsonl.RecordReader(self.streams.stdin, _numbered_record,
-                                         on_comment=self._announced)
+                                         on_comment=self._announced, what="jobs")
         self.fetch = Fetch(self._records(), settings, self.progress)
-        self.broken_pipe = False
+        self.writer = EventWriter(self.streams.stdout, self._tally, on_lost=self.fetch.stop,
+                                  write_around=self.progress.above if events_above else None)
 
     def execute(self, stop):
         """Run the fetch to its end; the exit status."""
-        writer = threading.Thread(target=self._write_events, args=(stop,), name="writer",
-                                  daemon=True)
         if self.progress.live:
             errors.set_display(self.progress)
         self.fetch.start()
-        writer.start()
-        while writer.is_alive():
+        self.writer.start(self.fetch, on_end=stop.wake)
+        while self.writer.is_alive():
             # Woken at once by a signal or by the end of the events; else the
             # progress is drawn again four times a second.
             stop.wait(0.25)
@@ -114,8 +113,8 @@ class _Pipeline:
 
     def _status(self, stop):
         fetch = self.fetch
-        if self.broken_pipe:
-            return ExitStatus.BROKEN_PIPE
+        if output_status := self.writer.output_status():
+            return output_status
         if stop.requested:
             return ExitStatus.INTERRUPTED
         if fetch.failed or self.reader.bad_lines or fetch.bad_jobs or fetch.halted \
@@ -137,31 +136,12 @@ class _Pipeline:
         if count is not None:
             self.progress.tally.announce(*count)
 
-    # -- the writer thread: alone writes to stdout ------------------------------
-    def _write_events(self, stop):
-        output = jsonl.Output(self.streams.stdout)
-        try:
-            for event in self.fetch:
-                self._tally(event)
-                if not self.broken_pipe:
-                    self._write(output, event)
-        finally:
-            stop.wake()
-
-    def _write(self, output, event):
-        if self.events_above:  # the frame's terminal: the event goes above it
-            written = self.progress.above(lambda: output.event(event))
-        else:
-            written = output.event(event)
-        if not written:
-            self.broken_pipe = True
-            self.fetch.stop()
-
+    # -- called by the writer thread, which alone writes to stdout --------------
     def _tally(self, event):
         if event["event"] == "started":
             return
         self.progress.finished(event)
-        if event["event"] == "failed" and event.get("error"):
+        if is_failure(event) and not self.writer.lost:
             errors.error(f"{event['id']}: {event['error']}")
 
 

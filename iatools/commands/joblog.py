@@ -141,7 +141,7 @@ def append(args, copy_to_stdout=False):
     output = jsonl.Output(args.streams.stdout) if copy_to_stdout else None
     events = jsonl.RecordReader(args.streams.stdin, _recordable)
     try:
-        for first, lines, data in jsonl.whole_lines(args.streams.stdin):
+        for first, lines, data in jsonl.whole_lines(args.streams.stdin, what="events"):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
             if not recordable_chunk(lines, data):
@@ -211,7 +211,7 @@ def skip(args):
     judge = SkipJudge(state, args.retry_permanent)
     counting = False  # a total was announced upstream: announce what is dropped
     try:
-        for first, lines, data in jsonl.whole_lines(args.streams.stdin):
+        for first, lines, data in jsonl.whole_lines(args.streams.stdin, what="jobs"):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
             counts = jsonl.count_lines(data)

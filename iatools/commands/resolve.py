@@ -6,6 +6,7 @@ the shard, the --field fields, the count lines and the exit status.
 """
 
 import os
+import stat
 import sys
 
 from iatools.base import errors, signals
@@ -111,9 +112,13 @@ def _open_itemlist(path, streams):
         jsonl.warn_if_terminal(streams.stdin_is_terminal, "an item list")
         return "stdin", streams.stdin
     try:
-        return path, os.open(path, os.O_RDONLY)
+        fd = os.open(path, os.O_RDONLY)
     except OSError as exc:
         raise errors.UsageError(f"cannot read item list {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(os.fstat(fd).st_mode):  # opens, but fails at the first read
+        os.close(fd)
+        raise errors.UsageError(f"cannot read item list {path}: Is a directory")
+    return path, fd
 
 
 class _JobWriter:
@@ -124,7 +129,7 @@ class _JobWriter:
         self.fields = fields
         self.shard = shard
         self.announce = announce
-        self.output = jsonl.Output(stdout)
+        self.output = jsonl.Output(stdout, what="jobs")
         self.bad = self.written = self.other_shards = 0
 
     def job(self, job):
@@ -145,7 +150,8 @@ class _JobWriter:
 
 
 def _read_itemlist(path, source, writer):
-    reader = jsonl.RecordReader(source, itemlist_job, where=f"{path} line")
+    reader = jsonl.RecordReader(source, itemlist_job, where=f"{path} line",
+                                what=f"item list {path}")
     for jobs in reader.batches():
         for job in jobs:
             writer.job(job)

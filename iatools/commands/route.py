@@ -78,14 +78,14 @@ class _RouteStream:
         self.router = router
         self.placer = router.placer
         self.stdin = streams.stdin
-        self.output = jsonl.Output(streams.stdout)
+        self.output = jsonl.Output(streams.stdout, what="jobs")
         self.pending = []  # routed lines not yet written
         self.bad_lines = 0
         self.counting = False  # counts were announced upstream
         self.placer.before_wait = self.write_pending
 
     def execute(self):
-        for first, count, data in jsonl.whole_lines(self.stdin):
+        for first, count, data in jsonl.whole_lines(self.stdin, what="jobs"):
             if not count:  # the last line, without its newline
                 data, count = data + b"\n", 1
             skipped = self.placer.skipped

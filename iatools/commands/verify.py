@@ -21,6 +21,7 @@ from iatools.base import errors, signals
 from iatools.base.sizes import format_size
 from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
+from iatools.contract.eventwriter import EventWriter
 from iatools.contract.jobs import job_of_line, make_event
 from iatools.fetching import session
 from iatools.fetching.hostpacing import HostPacing
@@ -137,25 +138,35 @@ class _Audit:
         self.progress = _Progress(self.streams.stderr,
                                   live=not args.quiet and self.streams.stderr_is_terminal)
         self.not_verified = 0
-        self.broken_pipe = False
+        self.writer = EventWriter(self.streams.stdout, self._tally)
 
     def run(self):
-        writer = threading.Thread(target=self._write_events, name="writer", daemon=True)
-        writer.start()
+        self.writer.start(self._events())
         self.hashers = _Threads(self.args.hash_jobs, "md5")
         items = _Threads(self.args.jobs, "item", backlog=2 * self.args.jobs)
-        reader = jsonl.RecordReader(self.streams.stdin, self._job)
-        for jobs in reader.batches():
-            for job in jobs:
-                items.submit(self._check_job, job)
-            if self.broken_pipe:
-                break
+        reader = jsonl.RecordReader(self.streams.stdin, self._job, what="jobs")
+        input_error = self._submit_jobs(reader, items)
         items.join()
         self.events.put(None)
-        writer.join()
-        if self.broken_pipe:
-            return ExitStatus.BROKEN_PIPE
+        self.writer.join()
+        if output_status := self.writer.output_status():
+            return output_status
+        if input_error is not None:  # raised once the jobs read before it are told
+            raise input_error
         return ExitStatus.FAILED if reader.bad_lines or self.not_verified else ExitStatus.OK
+
+    def _submit_jobs(self, reader, items):
+        """Hand the jobs read to the item workers until the input ends, or
+        the output; the StreamError of an input that could not be read."""
+        try:
+            for jobs in reader.batches():
+                for job in jobs:
+                    items.submit(self._check_job, job)
+                if self.writer.lost:
+                    break
+        except jsonl.StreamError as exc:
+            return exc
+        return None
 
     def _job(self, line_number, line):
         return job_of_line(line_number, line, self.default_destdir, self.events.put)
@@ -245,9 +256,10 @@ class _Audit:
             return []
         return unlisted_files(item_dir, listed)
 
-    # -- writer thread ----------------------------------------------------------
-    def _write_events(self):
-        output = jsonl.Output(self.streams.stdout)
+    # -- the writer thread ------------------------------------------------------
+    def _events(self):
+        """The events, as the item workers end their jobs, until the None
+        that ends them; the progress is drawn again meanwhile."""
         while True:
             self.progress.render()  # at most four times a second
             try:
@@ -256,9 +268,7 @@ class _Audit:
                 continue
             if event is None:
                 break
-            self._tally(event)
-            if not self.broken_pipe and not output.event(event):
-                self.broken_pipe = True
+            yield event
         self.progress.clear()
 
     def _tally(self, event):
@@ -268,6 +278,8 @@ class _Audit:
             return
         self.not_verified += 1
         self.progress.clear()
+        if self.writer.lost:
+            return
         if kind == "failed":
             errors.error(f"{event['id']}: {event['error']}")
         else:

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from iatools import __version__
-from iatools.base import errors
+from iatools.base import errors, signals
 from iatools.base.status import ExitStatus
 from iatools.contract import jsonl
 
@@ -87,9 +87,10 @@ class _Parser(argparse.ArgumentParser):
         if file is sys.stderr:
             streams.stderr.write(message)
             streams.stderr.flush()
-        else:
-            streams.stdout.write(message.encode())
-            streams.stdout.flush()
+        else:  # through the JSONL writer, for its message when stdout fails
+            output = jsonl.Output(streams.stdout)
+            output.lines([message.encode()])
+            output.flush()
 
 
 class _Exit(Exception):
@@ -129,7 +130,8 @@ def run(parser, body, argv=None, streams=None):
     errors.configure(parser.prog, stderr=streams.stderr)
     jsonl.start_bad_line_count()
     try:
-        return _run_body(parser, body, argv, streams)
+        with signals.restored():
+            return _run_body(parser, body, argv, streams)
     finally:
         # Messages after the run (its abandoned threads', a caller's) go to
         # sys.stderr again, still under the command's name.
@@ -156,6 +158,9 @@ def _run_body(parser, body, argv, streams):
     except BrokenPipeError:
         _silence(streams.stdout)
         return ExitStatus.BROKEN_PIPE
+    except OSError as exc:  # the system failed where no caller said what it was doing
+        errors.error(_system_error(exc))
+        return ExitStatus.FAILED
 
 
 def _verbosity(args):
@@ -164,6 +169,12 @@ def _verbosity(args):
     if getattr(args, "verbose", False):
         return errors.VERBOSE
     return errors.NORMAL
+
+
+def _system_error(exc):
+    """An OSError for people: its file, if it names one, and its reason."""
+    reason = exc.strerror or str(exc)
+    return f"{exc.filename}: {reason}" if exc.filename else reason
 
 
 def _silence(stdout):

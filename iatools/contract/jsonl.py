@@ -19,6 +19,20 @@ CHUNK_SIZE = 1 << 16
 MAX_LINE_BYTES = 1 << 20
 
 
+class StreamError(errors.IatoolsError):
+    """A standard stream that cannot be read or written (stdin opened
+    write-only, stdout on a full disk): the command ends with status 1.  A
+    reader that closed its pipe is no error: BrokenPipeError."""
+
+
+def _stream_error(exc, doing):
+    """``exc`` as the StreamError of ``doing`` (``cannot write events``);
+    a broken pipe stays one."""
+    if isinstance(exc, BrokenPipeError):
+        return exc
+    return StreamError(f"{doing}: {exc.strerror}")
+
+
 class BadLine(ValueError):
     """A line that is not a usable record; the message says why, and
     ``likely`` what the user probably meant (``hint_for``), if anything.
@@ -44,18 +58,24 @@ def reading(source):
         return getattr(source, "read1", source.read)
 
 
-def whole_lines(source, size=CHUNK_SIZE, line_number=1):
+def whole_lines(source, size=CHUNK_SIZE, line_number=1, what="input"):
     """Yield ``(first_line_number, newlines, data)``, ``data`` being whole
     lines as read from ``source`` (an fd or a binary file: ``reading``),
     each ending in a newline (line endings kept as they are), except the
     last chunk when the input does not end with a newline (it has
     ``newlines`` 0).  For callers that judge a whole chunk at once;
     ``LineReader`` splits the lines.  ``line_number``: that of the first
-    line read.
+    line read.  A read that fails is a StreamError, "cannot read ``what``".
     """
     read = reading(source)
     partial = []
-    while data := read(size):
+    while True:
+        try:
+            data = read(size)
+        except OSError as exc:
+            raise _stream_error(exc, f"cannot read {what}") from None
+        if not data:
+            break
         end = data.rfind(b"\n") + 1
         if not end:
             partial.append(data)  # a long line: join once, when it ends
@@ -85,15 +105,17 @@ class LineReader:
     Lines come without their line ending (``\\n`` or ``\\r\\n``).  A last
     line without a newline is kept in ``unterminated`` for the caller to
     judge: valid input on stdin, a torn write at the end of a log.
+    ``what`` the source is, for the message when it cannot be read.
     """
 
-    def __init__(self, source):
+    def __init__(self, source, what="input"):
         self.source = source
+        self.what = what
         self.line_number = 0
         self.unterminated = None
 
     def batches(self):
-        for first, newlines, data in whole_lines(self.source):
+        for first, newlines, data in whole_lines(self.source, what=self.what):
             if not newlines:
                 self.unterminated = without_cr([data])[0]
                 self.line_number += 1
@@ -115,10 +137,12 @@ class RecordReader:
     to pass on) or raises BadLine, which is reported with the line's
     number (``where`` and the number: ``input line 12``) and counted in
     ``bad_lines``; blank lines and comments go to ``on_comment``, if given.
+    ``what`` the source holds, for the message when it cannot be read.
     """
 
-    def __init__(self, source, parse, where="input line", on_comment=None):
+    def __init__(self, source, parse, where="input line", on_comment=None, what="input"):
         self.source = source
+        self.what = what
         self.parse = parse
         self.where = where
         self.on_comment = on_comment
@@ -128,7 +152,7 @@ class RecordReader:
         """The records of each batch of lines read, an iterator per batch
         (parsed as it is consumed), so that the caller flushes what it
         writes once a batch."""
-        for batch in LineReader(self.source).all_lines():
+        for batch in LineReader(self.source, self.what).all_lines():
             yield self.records(batch)
 
     def records(self, numbered_lines):
@@ -296,14 +320,16 @@ def dumps(record):
 
 class Output:
     """Buffered JSONL writer on stdout, or any fd or binary file; flush
-    deliberately.
+    deliberately.  A write that fails is a StreamError, "cannot write
+    ``what``" (a BrokenPipeError when the reader has gone).
 
     ``sys.stdout`` is line-buffered or unbuffered under PYTHONUNBUFFERED,
     which costs a system call per line in pipes: a file with a real file
     descriptor gets a buffer of its own on it.
     """
 
-    def __init__(self, stdout=1):
+    def __init__(self, stdout=1, what="output"):
+        self.what = what
         try:
             fd = stdout if isinstance(stdout, int) else stdout.fileno()
         except (AttributeError, OSError, ValueError):  # io.BytesIO: written as it is
@@ -312,28 +338,26 @@ class Output:
             self._file = open(fd, "wb", buffering=CHUNK_SIZE, closefd=False)
 
     def record(self, record):
-        self._file.write(dumps(record))
+        self._write(dumps(record))
 
     def raw(self, line):
-        self._file.write(line + b"\n")
+        self._write(line + b"\n")
 
     def lines(self, lines):
         """Write already-terminated lines."""
-        self._file.write(b"".join(lines))
+        self._write(b"".join(lines))
+
+    def _write(self, data):
+        try:
+            self._file.write(data)
+        except OSError as exc:  # a full buffer is flushed on the way
+            raise _stream_error(exc, f"cannot write {self.what}") from None
 
     def flush(self):
-        self._file.flush()
-
-    def event(self, record):
-        """Write and flush one event, so that a recorder downstream has it at
-        once; False when the reader has closed the pipe (nothing more can
-        be written then)."""
         try:
-            self.record(record)
-            self.flush()
-            return True
-        except BrokenPipeError:
-            return False
+            self._file.flush()
+        except OSError as exc:
+            raise _stream_error(exc, f"cannot write {self.what}") from None
 
 
 #: How each kind of input is typed on a terminal, and piped in.

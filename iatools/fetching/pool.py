@@ -45,7 +45,9 @@ class Pool:
         self.disk_room = DiskRoom(cancel)
         self.parked = {}  # path -> tasks waiting for another task of that path
         self.paths_busy = set()  # files being fetched or installed
-        self.locked_runs = set()  # jobs past their lock, not yet ended
+        # Jobs past their lock (in a dry run: past their destination's
+        # check), not yet ended: those ``abandon`` ends.
+        self.locked_runs = set()
         self.cancelled_at = None
         self.finishing = queue.SimpleQueue()  # (run, transfer) downloaded and checked
         self.finisher = None
@@ -127,14 +129,21 @@ class Pool:
     def _end(self, run):
         """End a locked job with its outcome event, once: a job that
         ``abandon`` ended already is not ended again by its worker."""
-        with self.condition:
-            if run not in self.locked_runs:
-                return
-            self.locked_runs.discard(run)
+        if not self._ending(run):
+            return
         if self.settings.delete:
             run.delete_removed()
-        self.locks.release(run.lock)
+        if run.lock is not None:  # (a dry run takes none)
+            self.locks.release(run.lock)
         self._job_done(outcome_event(run))
+
+    def _ending(self, run):
+        """Is this the first time the job ends?  It may have been abandoned."""
+        with self.condition:
+            if run not in self.locked_runs:
+                return False
+            self.locked_runs.discard(run)
+            return True
 
     # -- one job ----------------------------------------------------------------
     def _run_plan(self, task):
@@ -173,8 +182,10 @@ class Pool:
                 check_destdir(run.job["destdir"])
             except FetchError as error:
                 run.fail(error)
-                self._planned(run, [])
+                self._job_done(planned_event(run, [], []))
                 return False
+            with self.condition:
+                self.locked_runs.add(run)
             return True
         if not self._lock(run):
             return False
@@ -241,9 +252,11 @@ class Pool:
                                        if run.node_base else plan.url) for plan in plans])
 
     def _planned(self, run, plans):
-        """End a dry run's job with its planned event."""
+        """End a dry run's job with its planned event, unless it was
+        abandoned (interrupted) meanwhile."""
         wanted = [p for p in plans if not self._present_now(run, p)]
-        self._job_done(planned_event(run, plans, wanted))
+        if self._ending(run):
+            self._job_done(planned_event(run, plans, wanted))
 
     # -- one file ---------------------------------------------------------------
     def _run_file(self, task):

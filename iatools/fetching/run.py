@@ -141,7 +141,7 @@ class Fetch:
 
     @property
     def failed(self):
-        """The ``failed`` events so far, bad jobs' included."""
+        """The jobs failed so far (``is_failure``), bad jobs included."""
         return self._engine.failed
 
     @property
@@ -268,7 +268,7 @@ class _Engine:
         halt = self.settings.halt
         with self.count_lock:
             self.finished += 1
-            if event["event"] != "failed":
+            if not is_failure(event):
                 return
             self.failed += 1
             if self.halted or not halt.reached(self.failed, self.finished):
@@ -279,6 +279,13 @@ class _Engine:
             self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
+
+
+def is_failure(event):
+    """Whether ``event`` ends its job in failure: ``failed``, or a dry
+    run's ``planned`` with an ``error`` (an item that does not exist), as
+    it would have failed without --dry-run."""
+    return event["event"] == "failed" or (event["event"] == "planned" and "error" in event)
 
 
 def _slowed(message):

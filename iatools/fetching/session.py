@@ -11,8 +11,10 @@ which is truthy), and connections are kept alive (the library asks for
 ``Connection: close`` on every request).
 """
 
+import argparse
 import configparser
 import functools
+import math
 import os
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
@@ -30,8 +32,23 @@ def add_session_options(parser):
                              "then ia's usual places)")
     parser.add_argument("--insecure", action="store_true",
                         help="use http instead of https (as ia --insecure)")
-    parser.add_argument("--timeout", type=float, default=DEFAULT_TIMEOUT, metavar="SECONDS",
-                        help="connect and read timeout per request (default: %(default)s)")
+    parser.add_argument("--timeout", type=timeout_argument, default=DEFAULT_TIMEOUT,
+                        metavar="SECONDS",
+                        help="connect and read timeout per request, more than 0 "
+                             "(default: %(default)s)")
+
+
+def timeout_argument(text):
+    """Parse --timeout SECONDS (argparse ``type``): 0 makes a socket
+    non-blocking, so that every request fails at once, and a socket refuses
+    a negative, infinite or nan timeout with an error."""
+    try:
+        seconds = float(text)
+    except ValueError:
+        seconds = math.nan
+    if not (math.isfinite(seconds) and seconds > 0):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds more than 0")
+    return seconds
 
 
 @dataclass(frozen=True)

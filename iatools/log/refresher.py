@@ -1,0 +1,47 @@
+"""The process a writer starts to bring a log's index up to date:
+``python -m iatools.log.refresher LOG`` (iatools.log.logindex).
+
+It is a fresh interpreter rather than a fork of the writer, which may be a
+program with threads (the Python API): a fork would inherit their locks
+held, and every descriptor.  It leaves at once, so that the writer reaps
+it and holds no zombie for as long as it lives; its own child, in a
+session of its own, does the work while it holds the log's refresh lock
+(``LOG.refresh-lock``): taken before the first process leaves when it is
+free, so that the writer sees a refresh running from the moment it
+returns, else waited for, so that refreshes of one log follow each other.
+"""
+
+import fcntl
+import os
+import sys
+
+
+def lock_path(log_path):
+    return f"{log_path}.refresh-lock"
+
+
+def main(argv=None):
+    log_path, = sys.argv[1:] if argv is None else argv
+    lock = os.open(lock_path(log_path), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        held = True
+    except BlockingIOError:
+        held = False
+    if os.fork():
+        os._exit(0)
+    os.setsid()
+    if not held:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+    # Behind the writer and any reading that someone waits for: the
+    # refresh only saves the next reading some work.
+    os.nice(10)
+    # Imported here, in the child only: the writer waits for the first
+    # process to leave, not for the readers' modules to load.
+    from iatools.log.logindex import refresh
+    refresh(log_path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
