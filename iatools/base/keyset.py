@@ -384,9 +384,9 @@ class KeyMap:
 
     def add(self, hashes, *columns):
         """Add a record per hash, the numbers being the ``columns``' items."""
+        self.added += len(hashes)
         if len(hashes):
             self._wait([_array(hashes), *map(_array, columns)])
-        self.added += len(hashes)
 
     def _wait(self, records):
         """Hold records (a list: hashes, then each column) until a lookup,
