@@ -239,6 +239,15 @@ def test_tagged_keys_know_each_key_with_its_latest_numbers():
     assert not any(TaggedKeys().has_each(pool[:5], [0] * 5, [0] * 5))
 
 
+def test_numbers_beyond_64_bits_are_kept_and_asked_for():
+    # A job's "size" may be any whole number.
+    key_map = KeyMap(2)
+    key_map.add([1, 2], [10**30, 5], [0, -(10**25)])
+    _, tags = key_map.keys_and_tags(0, (0, 1))
+    assert tags.has_each([1, 2, 1], [10**30, 5, 10**29], [0, -(10**25), 0]) == [True, True, False]
+    assert key_map.latest([1, 2])[1] == (5, hash(-(10**25)))
+
+
 def saved_and_loaded(tmp_path, dump, restore):
     """What ``restore`` reads back of what ``dump`` wrote, through a real
     checkpoint of a small log; and the checkpoint file."""

@@ -51,11 +51,20 @@ _BATCH = 1 << 20
 _GROUP = 1 << 16
 
 
-def _array(hashes):
-    """A list (or set, or array) of hashes as an int64 numpy array."""
-    if isinstance(hashes, np.ndarray):
-        return hashes.astype(np.int64, copy=False)
-    return np.fromiter(hashes, np.int64, len(hashes))
+def _array(numbers):
+    """A list (or set, or array) of hashes or numbers as an int64 numpy
+    array.  A number beyond 64 bits (a job's "size" may be any whole
+    number) is taken as its ``hash``, as it is wherever it is recorded."""
+    if isinstance(numbers, np.ndarray):
+        return numbers.astype(np.int64, copy=False)
+    try:
+        return np.fromiter(numbers, np.int64, len(numbers))
+    except OverflowError:
+        return np.fromiter(map(_within_64_bits, numbers), np.int64, len(numbers))
+
+
+def _within_64_bits(number):
+    return number if -1 << 63 <= number < 1 << 63 else hash(number)
 
 
 def _distinct(ordered):
