@@ -154,6 +154,39 @@ def test_leaving_the_loop_stops_the_fetch_and_its_threads(make_emulator, user_en
                for name, md5 in tree_md5s(tmp_path).items())
 
 
+def test_leaving_the_block_returns_as_soon_as_the_jobs_have_ended(make_emulator, user_env,
+                                                                   tmp_path):
+    """As ia-fetch on Ctrl-C: a worker waiting for response headers, and a
+    jobs iterable that has nothing to give yet, are not waited for; they end
+    by themselves (at --timeout, at the next job), their jobs ended."""
+    catalog = Catalog.generate(items=3, files_per_item=1, file_size=1024)
+    emu, env = make_emulator(catalog, stall_seconds=60)
+    user_env(env)
+    first, stalled, _ = catalog.sorted_items()
+    emu.inject(f"/metadata/{stalled.identifier}", ["stall"])
+    more = threading.Event()
+
+    def jobs():
+        yield {"id": first.identifier}
+        yield {"id": stalled.identifier}
+        more.wait(60)
+
+    before = set(threading.enumerate())
+    with fetch(jobs(), workers=2, destdir=tmp_path, timeout=6) as events:
+        for event in events:
+            if event["event"] == "completed":
+                break
+        time.sleep(0.5)  # the stalled request is in its silence
+        left = time.monotonic()
+    took = time.monotonic() - left
+    assert took < 3, f"leaving the block took {took:.1f} s"
+    more.set()
+    deadline = time.monotonic() + 15
+    while our_threads(before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert our_threads(before) == []
+
+
 def test_an_error_of_the_jobs_iterable_ends_the_iteration(emulator, user_env, tmp_path):
     emu, env = emulator
     user_env(env)
