@@ -14,6 +14,7 @@ import pytest
 from iatools.base.signals import STOP_SIGNALS
 from iatools.base.status import ExitStatus
 from iatools.commands import fetch as fetch_command
+from iatools import IatoolsError, Router, search_jobs
 from iatools.fetching.run import fetch
 from iatools.fetching.settings import settings_from_keywords, settings_from_options
 from tests.emulator import Catalog
@@ -105,6 +106,15 @@ def test_options_are_ia_fetchs_with_its_checks(emulator, user_env, tmp_path):
         fetch([], destdir=tmp_path / "missing")
     with pytest.raises(ValueError, match="cannot read config file"):
         fetch([], config_file=str(tmp_path / "missing.ini"))
+    # One kind of error for every function of the API: what the commands
+    # report (IatoolsError), a ValueError as well when it is a bad value.
+    user_env({**env, "IA_CONFIG_FILE": str(tmp_path / "missing.ini")})
+    for bad in (lambda: fetch([]), lambda: fetch([], retries=-1),
+                lambda: Router([tmp_path / "missing"]),
+                lambda: next(search_jobs("collection:x"))):
+        with pytest.raises(IatoolsError) as raised:
+            bad()
+        assert isinstance(raised.value, ValueError), raised.value
 
 
 def test_stop_midway_then_resume_completes_every_file(make_emulator, user_env, tmp_path):

@@ -191,11 +191,8 @@ def settings_from_keywords(workers=DEFAULT_WORKERS, **keywords):
     if unknown:
         raise TypeError(f"fetch() got an unexpected keyword argument {unknown[0]!r} "
                         f"(known: workers, {', '.join(sorted(known))})")
-    try:
-        return settings_from_options(parser.parse_args(
-            _as_arguments({"jobs": workers, **keywords})))
-    except errors.UsageError as exc:
-        raise ValueError(str(exc)) from None
+    # A bad value is a UsageError, which is a ValueError too.
+    return settings_from_options(parser.parse_args(_as_arguments({"jobs": workers, **keywords})))
 
 
 def _as_arguments(keywords):
