@@ -84,6 +84,19 @@ def test_a_bad_job_fails_as_a_bad_input_line_does(emulator, user_env, tmp_path, 
     assert "job 2: not a JSON object (a str); skipped" in stderr
 
 
+def test_each_fetch_tells_of_its_own_bad_jobs(emulator, user_env, tmp_path, capsys):
+    """Past the cap of messages, the number of bad jobs is told at the end;
+    a second fetch in the same program tells of its own."""
+    emu, env = emulator
+    user_env(env)
+    for _ in range(2):
+        with fetch([{"id": 5}] * 12, destdir=tmp_path) as run:
+            assert list(run) == [] and run.bad_jobs == 12
+        stderr = capsys.readouterr().err
+        assert "job 1: " in stderr
+        assert "12 bad lines skipped in all" in stderr
+
+
 def test_options_are_ia_fetchs_with_its_checks(emulator, user_env, tmp_path):
     emu, env = emulator
     user_env({k: v for k, v in env.items() if k != "IA_CONFIG_FILE"})

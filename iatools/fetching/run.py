@@ -58,9 +58,13 @@ def fetch(jobs, *, workers=DEFAULT_WORKERS, destdir=None, **options):
 
 
 def _numbered(jobs):
-    """``(where, job)`` for each job, a copy: the run adds fields to it."""
+    """``(where, job)`` for each job, a copy: the run adds fields to it.
+    The bad jobs are counted afresh for each fetch, and their number told
+    at the end of its jobs, as ia-fetch tells it at the end of its input."""
+    jsonl.start_bad_line_count()
     for number, job in enumerate(jobs, 1):
         yield f"job {number}", dict(job) if isinstance(job, dict) else job
+    jsonl.report_bad_line_count()
 
 
 class Fetch:
