@@ -14,6 +14,7 @@ import pytest
 from iatools.base.signals import STOP_SIGNALS
 from iatools.base.status import ExitStatus
 from iatools.commands import fetch as fetch_command
+from iatools import IatoolsError, Router, search_jobs
 from iatools.fetching.run import fetch
 from iatools.fetching.settings import settings_from_keywords, settings_from_options
 from tests.emulator import Catalog
@@ -83,6 +84,19 @@ def test_a_bad_job_fails_as_a_bad_input_line_does(emulator, user_env, tmp_path, 
     assert "job 2: not a JSON object (a str); skipped" in stderr
 
 
+def test_each_fetch_tells_of_its_own_bad_jobs(emulator, user_env, tmp_path, capsys):
+    """Past the cap of messages, the number of bad jobs is told at the end;
+    a second fetch in the same program tells of its own."""
+    emu, env = emulator
+    user_env(env)
+    for _ in range(2):
+        with fetch([{"id": 5}] * 12, destdir=tmp_path) as run:
+            assert list(run) == [] and run.bad_jobs == 12
+        stderr = capsys.readouterr().err
+        assert "job 1: " in stderr
+        assert "12 bad lines skipped in all" in stderr
+
+
 def test_options_are_ia_fetchs_with_its_checks(emulator, user_env, tmp_path):
     emu, env = emulator
     user_env({k: v for k, v in env.items() if k != "IA_CONFIG_FILE"})
@@ -105,6 +119,15 @@ def test_options_are_ia_fetchs_with_its_checks(emulator, user_env, tmp_path):
         fetch([], destdir=tmp_path / "missing")
     with pytest.raises(ValueError, match="cannot read config file"):
         fetch([], config_file=str(tmp_path / "missing.ini"))
+    # One kind of error for every function of the API: what the commands
+    # report (IatoolsError), a ValueError as well when it is a bad value.
+    user_env({**env, "IA_CONFIG_FILE": str(tmp_path / "missing.ini")})
+    for bad in (lambda: fetch([]), lambda: fetch([], retries=-1),
+                lambda: Router([tmp_path / "missing"]),
+                lambda: next(search_jobs("collection:x"))):
+        with pytest.raises(IatoolsError) as raised:
+            bad()
+        assert isinstance(raised.value, ValueError), raised.value
 
 
 def test_stop_midway_then_resume_completes_every_file(make_emulator, user_env, tmp_path):
@@ -152,6 +175,39 @@ def test_leaving_the_loop_stops_the_fetch_and_its_threads(make_emulator, user_en
     assert our_threads(before) == []
     assert all(name.endswith(".iatools-part") or catalog_md5s(catalog)[name] == md5
                for name, md5 in tree_md5s(tmp_path).items())
+
+
+def test_leaving_the_block_returns_as_soon_as_the_jobs_have_ended(make_emulator, user_env,
+                                                                   tmp_path):
+    """As ia-fetch on Ctrl-C: a worker waiting for response headers, and a
+    jobs iterable that has nothing to give yet, are not waited for; they end
+    by themselves (at --timeout, at the next job), their jobs ended."""
+    catalog = Catalog.generate(items=3, files_per_item=1, file_size=1024)
+    emu, env = make_emulator(catalog, stall_seconds=60)
+    user_env(env)
+    first, stalled, _ = catalog.sorted_items()
+    emu.inject(f"/metadata/{stalled.identifier}", ["stall"])
+    more = threading.Event()
+
+    def jobs():
+        yield {"id": first.identifier}
+        yield {"id": stalled.identifier}
+        more.wait(60)
+
+    before = set(threading.enumerate())
+    with fetch(jobs(), workers=2, destdir=tmp_path, timeout=6) as events:
+        for event in events:
+            if event["event"] == "completed":
+                break
+        time.sleep(0.5)  # the stalled request is in its silence
+        left = time.monotonic()
+    took = time.monotonic() - left
+    assert took < 3, f"leaving the block took {took:.1f} s"
+    more.set()
+    deadline = time.monotonic() + 15
+    while our_threads(before) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert our_threads(before) == []
 
 
 def test_an_error_of_the_jobs_iterable_ends_the_iteration(emulator, user_env, tmp_path):

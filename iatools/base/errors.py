@@ -90,5 +90,8 @@ class IatoolsError(Exception):
     status = ExitStatus.FAILED
 
 
-class UsageError(IatoolsError):
+class UsageError(IatoolsError, ValueError):
+    """A bad argument, option or configuration: for the Python API, a
+    ValueError as well."""
+
     status = ExitStatus.USAGE

@@ -92,17 +92,20 @@ class _Pipeline:
         """Run the fetch to its end; the exit status."""
         if self.progress.live:
             errors.set_display(self.progress)
-        self.fetch.start()
-        self.writer.start(self.fetch, on_end=stop.wake)
-        while self.writer.is_alive():
-            # Woken at once by a signal or by the end of the events; else the
-            # progress is drawn again four times a second.
-            stop.wait(0.25)
-            if stop.requested:
-                self._interrupt(stop)
-            self.progress.render()
-        self.progress.finish()
-        errors.set_display(None)
+        try:
+            self.fetch.start()
+            self.writer.start(self.fetch, on_end=stop.wake)
+            while self.writer.is_alive():
+                # Woken at once by a signal or by the end of the events; else
+                # the progress is drawn again four times a second.
+                stop.wait(0.25)
+                if stop.requested:
+                    self._interrupt(stop)
+                self.progress.render()
+            self.progress.finish()
+        finally:
+            # (ia-fetch run in-process: its caller's messages go to stderr.)
+            errors.set_display(None)
         return self._status(stop)
 
     def _interrupt(self, stop):

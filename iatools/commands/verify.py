@@ -30,6 +30,7 @@ from iatools.fetching.localtree import unlisted_files
 from iatools.fetching.progress import fit, terminal_size
 from iatools.fetching.selection import (add_selection_options, add_version, fetch_metadata,
                                         filters_from_args, listed_names, plan_files)
+from iatools.fetching.settings import check_run_options
 
 PROG = "ia-verify"
 DESCRIPTION = """\
@@ -77,12 +78,9 @@ def main(argv=None, streams=None):
 
 
 def _verify(args):
-    if args.jobs < 1 or args.hash_jobs < 1:
-        raise errors.UsageError("--jobs and --hash-jobs must be at least 1")
-    if args.retries < 0:
-        raise errors.UsageError("--retries must be 0 or more")
-    if args.destdir is not None and not os.path.isdir(args.destdir):
-        raise errors.UsageError(f"--destdir {args.destdir}: not a directory")
+    check_run_options(args)
+    if args.hash_jobs < 1:
+        raise errors.UsageError("--hash-jobs must be at least 1")
     archive_session = session.build_session(args)  # a bad config fails here, before any job
     signals.interrupt_on_stop_signals()
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")

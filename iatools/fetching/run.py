@@ -58,9 +58,13 @@ def fetch(jobs, *, workers=DEFAULT_WORKERS, destdir=None, **options):
 
 
 def _numbered(jobs):
-    """``(where, job)`` for each job, a copy: the run adds fields to it."""
+    """``(where, job)`` for each job, a copy: the run adds fields to it.
+    The bad jobs are counted afresh for each fetch, and their number told
+    at the end of its jobs, as ia-fetch tells it at the end of its input."""
+    jsonl.start_bad_line_count()
     for number, job in enumerate(jobs, 1):
         yield f"job {number}", dict(job) if isinstance(job, dict) else job
+    jsonl.report_bad_line_count()
 
 
 class Fetch:
@@ -74,9 +78,10 @@ class Fetch:
     starts, transfers are cut, nothing incomplete is left under a final
     name (partial files stay beside it, and a later run resumes them), and
     the jobs in flight end with ``failed`` events, ``retryable`` true; the
-    iteration yields those and then ends.  Leaving the ``with`` block stops
-    the run, then waits for its threads to end: a worker waiting for
-    response headers ends at ``timeout`` seconds at the latest, and the
+    iteration yields those and then ends.  Leaving the ``with`` block (or
+    ``close()``) stops the run the same way and returns once its jobs have
+    ended, a second or so after; a worker still waiting for response
+    headers ends by itself at ``timeout`` seconds at the latest, and the
     jobs iterable is not read any further than its next job.
     """
 
@@ -121,14 +126,14 @@ class Fetch:
         self._engine.start()
 
     def stop(self):
-        """End the run cleanly (see the class); from any thread, at any
-        time, any number of times.  Keep iterating for the events of the
-        jobs it cut short."""
+        """End the run cleanly (see the class); from any thread or a signal
+        handler, at any time, any number of times.  Keep iterating for the
+        events of the jobs it cut short."""
         self._engine.stop()
 
     def close(self):
-        """Stop the run and wait for its threads to end; events not yet
-        read are dropped."""
+        """Stop the run and wait until its jobs have ended, as ia-fetch on
+        Ctrl-C (about a second); events not yet read are dropped."""
         self._engine.stop()
         self._engine.join()
         self._ended = True
@@ -137,7 +142,7 @@ class Fetch:
     def stopped(self):
         """Whether the run is stopping or stopped early: ``stop()``, or
         ``halt="now,..."`` reached."""
-        return self._engine.cancel.is_set()
+        return self._engine.stop_asked or self._engine.cancel.is_set()
 
     @property
     def failed(self):
@@ -178,35 +183,44 @@ class _Engine:
         self.count_lock = threading.Lock()
         self.failed = self.finished = self.bad_jobs = 0
         self.halted = False
+        self.stop_asked = False
         self.input_error = None
         self._pool_ended = threading.Event()
         self._threads = []
         self._start_lock = threading.Lock()
 
     def start(self):
-        """Start the threads, once."""
+        """Start the threads, once (under the lock: a ``join`` from another
+        thread must not find them not yet started)."""
         with self._start_lock:
             if self._threads:
                 return
             self._threads = [threading.Thread(target=self._supervise, name="supervisor",
                                               daemon=True),
                              threading.Thread(target=self._feed, name="feeder", daemon=True)]
-        self.pool.start(self.settings.workers, on_finished=self._pool_ended.set)
-        for thread in self._threads:
-            thread.start()
+            self.pool.start(self.settings.workers, on_finished=self._pool_ended.set)
+            for thread in self._threads:
+                thread.start()
 
     def stop(self):
-        """Begin no more jobs, and cut the transfers in flight."""
-        self.pool.cancel_now()
+        """Begin no more jobs, and cut the transfers in flight: asked here,
+        done by the supervisor within _TICK.  Setting a flag takes no lock,
+        so a signal handler may call this even while the thread it
+        interrupted holds the locks that stopping takes."""
+        self.stop_asked = True
 
     def join(self):
-        """Wait for every thread (the supervisor ends the finisher)."""
+        """Wait for the jobs to end: for the supervisor, which gives up those
+        still in flight ABANDON_AFTER a stop, and ends the finisher; then a
+        little for the workers.  Not for a worker still waiting for response
+        headers (it ends at --timeout), nor for the feeder, which may be
+        waiting on the jobs iterable (it offers its next job to no one):
+        daemons both, whose jobs have ended."""
         with self._start_lock:
             threads = list(self._threads)
         if threads:
             threads[0].join()
-            self.pool.join()
-            threads[1].join()
+            self.pool.join(patience=ABANDON_AFTER)
 
     def raise_input_error(self):
         """The jobs iterable's own error, which ended the input, if any."""
@@ -249,6 +263,8 @@ class _Engine:
             while self.pool.alive():
                 # Woken at once when the work is over, else four times a second.
                 self._pool_ended.wait(_TICK)
+                if self.stop_asked and not self.cancel.is_set():
+                    self.pool.cancel_now()
                 if self.pool.overdue(ABANDON_AFTER):
                     self.pool.abandon()
                     break

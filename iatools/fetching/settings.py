@@ -162,15 +162,21 @@ def _check(options):
     if options.delete and options.no_directories:
         raise errors.UsageError("--delete needs item directories: it cannot tell an item's "
                                 "files apart with --no-directories")
+    check_run_options(options)
+    if options.jobs > POLITE_CONNECTIONS:
+        errors.warning(f"{options.jobs} connections: archive.org asks bulk users to stay at "
+                       f"{POLITE_CONNECTIONS} or fewer, and may block an address that hammers")
+
+
+def check_run_options(options):
+    """The checks of the options that ia-fetch and ia-verify share: --jobs,
+    --retries, --destdir."""
     if options.jobs < 1:
         raise errors.UsageError("--jobs must be at least 1")
     if options.retries < 0:
         raise errors.UsageError("--retries must be 0 or more")
     if options.destdir is not None and not os.path.isdir(options.destdir):
         raise errors.UsageError(f"--destdir {options.destdir}: not a directory")
-    if options.jobs > POLITE_CONNECTIONS:
-        errors.warning(f"{options.jobs} connections: archive.org asks bulk users to stay at "
-                       f"{POLITE_CONNECTIONS} or fewer, and may block an address that hammers")
 
 
 #: Options of ia-fetch's parser that are no keyword of the API: the
@@ -191,11 +197,8 @@ def settings_from_keywords(workers=DEFAULT_WORKERS, **keywords):
     if unknown:
         raise TypeError(f"fetch() got an unexpected keyword argument {unknown[0]!r} "
                         f"(known: workers, {', '.join(sorted(known))})")
-    try:
-        return settings_from_options(parser.parse_args(
-            _as_arguments({"jobs": workers, **keywords})))
-    except errors.UsageError as exc:
-        raise ValueError(str(exc)) from None
+    # A bad value is a UsageError, which is a ValueError too.
+    return settings_from_options(parser.parse_args(_as_arguments({"jobs": workers, **keywords})))
 
 
 def _as_arguments(keywords):
