@@ -96,6 +96,19 @@ def test_append_records_each_event_verbatim(tmp_path):
     assert log.read_bytes() == jsonl_bytes(events + more)
 
 
+def test_append_judges_each_line_even_when_two_would_make_one_event(tmp_path):
+    """A line cut inside a string (a crash mid-write, then more events)
+    and the line after it read together as one well-formed event: each
+    line must still be judged alone, and the two reported."""
+    good = b'{"event":"started","id":"a","ts":"2026-12-07T00:00:00Z","host":"h","pid":1}\n'
+    cut = b'{"event":"started","id":"b","ts":"2026-12\n-07T00:00:00Z","host":"h","pid":1}\n'
+    log = tmp_path / "s.jsonl"
+    result = joblog("append", log, input=good + cut + good)
+    assert result.returncode == 1
+    assert "line 2: " in stderr_text(result) and "line 3: " in stderr_text(result)
+    assert log.read_bytes() == good + good
+
+
 def test_tee_copies_the_valid_events_to_stdout(tmp_path):
     log = tmp_path / "s.jsonl"
     good = [event("completed", "a"), event("failed", "b", error="x")]

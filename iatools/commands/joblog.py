@@ -144,7 +144,7 @@ def append(args, copy_to_stdout=False):
         for first, lines, data in jsonl.whole_lines(args.streams.stdin, what="events"):
             if not lines:  # the last line, without its newline
                 data, lines = data + b"\n", 1
-            if not recordable_chunk(lines, data):
+            if not recordable_chunk(data):
                 data = b"".join(events.records(enumerate(jsonl.split_lines(data), first)))
             _write_log(log, [data] if data else [])
             if output is not None:

@@ -282,21 +282,23 @@ COMPLETION_EVENT = EventShape(
 #: neither a key nor an event field.
 _VALID_JOB_FIELD = (rb',"size":(?:' + SIZE + rb')|,"destdir":"[ !#-\[\]-~]+"|,"(?!(?:id|file|size|destdir|'
                     + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
-#: An event line as the iatools commands write it, with plain values only
-#: (the details: plain, a fraction, a list of plain values): one that
-#: ``parse_event`` accepts, judged without parsing it.
-RECORDABLE_EVENT = re.compile(
-    rb'^\{"event":"[a-z_]+",' + KEY + rb'(?:' + _VALID_JOB_FIELD + rb')*'
-    + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":'
-    + _DETAIL + rb')*\}$', re.MULTILINE)
+#: Event lines as the iatools commands write them, with plain values only
+#: (the details: plain, a fraction, a list of plain values): lines that
+#: ``parse_event`` accepts, judged without parsing them -- in a chunk that
+#: ``plain_chunk`` accepts (no ".." anywhere: the key's look for it would
+#: find none), matched whole at once (no string made of each line).
+_RECORDABLE_EVENTS = re.compile(
+    rb'(?:\{"event":"[a-z_]+",' + _CHUNK_KEY + rb'(?:' + _VALID_JOB_FIELD + rb')*'
+    + rb',"ts":"[^"\\\n]*","host":"[^"\\\n]*","pid":[0-9]+(?:,"(?:' + _EVENT_FIELD_NAMES
+    + rb')":' + _DETAIL + rb')*\}\n)*')
 
 
-def recordable_chunk(lines, data):
-    """Is each of the ``lines`` of a chunk (whole lines) an event that
-    ``parse_event`` accepts?  Judged a chunk at a time, several times
-    faster than parsing each (``ia-joblog append``); False sends the chunk
-    to the parser, which says what is wrong."""
-    return plain_chunk(data) and len(RECORDABLE_EVENT.findall(data)) == lines
+def recordable_chunk(data):
+    """Is each line of a chunk (whole lines) an event that ``parse_event``
+    accepts?  Judged a chunk at a time, several times faster than parsing
+    each (``ia-joblog append``); False sends the chunk to the parser, which
+    says what is wrong."""
+    return plain_chunk(data) and _RECORDABLE_EVENTS.fullmatch(data) is not None
 
 
 def jobs_of(events, shape):
