@@ -115,11 +115,12 @@ def test_help_on_a_full_disk_is_an_error(option):
     assert_says(status, stderr, 1, FULL_DISK.format("route", "output"))
 
 
-def test_any_other_failure_of_the_system_is_told_in_one_line(tmp_path):
-    """The report of ia-joblog status, written outside the JSONL writer."""
+def test_the_status_table_says_it_cannot_be_written(tmp_path):
+    """The report of ia-joblog status, a table for people, goes through
+    the same writer as the JSONL, and fails the same way."""
     log = tmp_path / "log.jsonl"
     log.write_bytes(jsonl_bytes([{"event": "completed", "id": "a"}]))
     with open("/dev/full", "wb") as full:
         status, stderr = run_on([command("ia-joblog"), "status", str(log)], subprocess.DEVNULL,
                                 full)
-    assert_says(status, stderr, 1, "ia-joblog: error: No space left on device")
+    assert_says(status, stderr, 1, "ia-joblog: error: cannot write output: No space left on device")

@@ -98,14 +98,14 @@ class Pool:
         """Let the finisher end once the files handed to it are done."""
         self.finishing.put(None)
 
-    def join(self, patience=None):
+    def join(self, patience):
         """Wait for the threads of the pool to end (``end_finisher`` first),
-        ``patience`` seconds at most if given: a worker abandoned while
-        waiting for response headers ends at --timeout at the latest, and
-        need not be waited for (a daemon; its job has ended)."""
-        deadline = None if patience is None else time.monotonic() + patience
+        ``patience`` seconds at most: a worker abandoned while waiting for
+        response headers ends at --timeout at the latest, and need not be
+        waited for (a daemon; its job has ended)."""
+        deadline = time.monotonic() + patience
         for thread in [*self.workers.threads, self.finisher]:
-            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def alive(self):
         return self.workers.alive()

@@ -215,8 +215,9 @@ def show(path, by_field, as_json, unicode, streams):
 
 
 def _write(streams, text):
-    streams.stdout.write(text.encode())
-    streams.stdout.flush()
+    output = jsonl.Output(streams.stdout)
+    output.lines([text.encode()])
+    output.flush()
 
 
 def watch(path, by_field, as_json, unicode, interval, streams):

@@ -4,8 +4,9 @@
 It is a fresh interpreter rather than a fork of the writer, which may be a
 program with threads (the Python API): a fork would inherit their locks
 held, and every descriptor.  It leaves at once, so that the writer reaps
-it and holds no zombie for as long as it lives; its own child, in a
-session of its own, does the work while it holds the log's refresh lock
+it and holds no zombie for as long as it lives; its own child (in the
+session of its own the writer started it in) does the work while it holds
+the log's refresh lock
 (``LOG.refresh-lock``): taken before the first process leaves when it is
 free, so that the writer sees a refresh running from the moment it
 returns, else waited for, so that refreshes of one log follow each other.
@@ -30,7 +31,6 @@ def main(argv=None):
         held = False
     if os.fork():
         os._exit(0)
-    os.setsid()
     if not held:
         fcntl.flock(lock, fcntl.LOCK_EX)
     # Behind the writer and any reading that someone waits for: the
