@@ -96,9 +96,9 @@ def plain_job_line(*known_fields, reserved=(b"id", b"file", b"size", b"destdir",
     1), then any of ``known_fields`` (patterns starting with their comma) and
     plain fields whose name is not ``reserved``, then ``}``.  Only for the
     chunks that ``plain_chunk`` accepts."""
-    user_field = (rb',"(?!(?:' + b"|".join(reserved) + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
+    user_field = (rb',"(?!(?:' + b"|".join(reserved) + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE)
     return re.compile(rb"^\{" + _CHUNK_KEY + rb"(?:" + b"|".join(known_fields + (user_field,))
-                      + rb")*\}$", re.MULTILINE)
+                      + rb")*+\}$", re.MULTILINE)
 
 
 #: Does a text hold ".."?  The regular expression engine finds it in event
@@ -188,6 +188,8 @@ DONE_EVENTS = ("completed", "verified")
 DONE_LINE = re.compile(rb'\n\{"event":"(?:completed|verified)",' + KEY + rb"[,}]")
 #: Any other event; groups: its kind and its key.
 OPEN_LINE = re.compile(rb'\n\{"event":"(?!completed"|verified")([a-z_]+)",' + KEY + rb"[,}]")
+#: Any event; groups: its kind and its key.
+EVENT_LINE = re.compile(rb'\n\{"event":"([a-z_]+)",' + KEY + rb"[,}]")
 #: A failed event, whole (group 1).
 FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
 #: A queued event's beginning (counted in a chunk, not marked).
@@ -203,8 +205,8 @@ def outcome_with_fields(kinds, *fields):
     names = b"|".join(name + b'"' for name, _ in fields)
     known = b"".join(rb',"' + name + rb'":' + value + rb"|" for name, value in fields)
     return re.compile(rb'\n\{"event":"(?:' + kinds + rb')",' + KEY + rb"(?:" + known
-                      + rb',"(?!' + names + rb'|ts")[ !#-\[\]-~]*":' + PLAIN_VALUE
-                      + rb')*,"ts":"')
+                      + rb',"(?!' + names + rb'|ts")[ !#-\[\]-~]*+":' + PLAIN_VALUE
+                      + rb')*+,"ts":"')
 
 
 # Timestamps compare as strings only in this exact form; anything else a
@@ -258,8 +260,8 @@ def _event_line(kinds, details, key):
     that the job is group 1, its key (matched by ``key``) group 2."""
     return re.compile(
         rb'^\{"event":"(?:' + kinds + rb')",(' + key + rb'(?:,"(?!(?:id|file|'
-        + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE + rb")*)"
-        + rb',"ts":"[^"\\]*","host":"[^"\\]*","pid":[0-9]+' + details + rb'\}$', re.MULTILINE)
+        + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE + rb")*+)"
+        + rb',"ts":"[^"\\]*+","host":"[^"\\]*+","pid":[0-9]++' + details + rb'\}$', re.MULTILINE)
 
 
 class EventShape:
@@ -287,7 +289,7 @@ QUEUED_EVENT = EventShape(b"queued")
 _DETAIL = (rb"(?:-?[0-9]++\.[0-9]++|" + PLAIN_VALUE + rb"|\[(?:" + PLAIN_VALUE + rb"(?:,"
            + PLAIN_VALUE + rb")*+)?\])")
 COMPLETION_EVENT = EventShape(
-    b"completed|verified", rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":' + _DETAIL + rb")*")
+    b"completed|verified", rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":' + _DETAIL + rb")*+")
 
 
 #: A job field of an event that ``parse_event`` would accept as it stands:

@@ -26,15 +26,15 @@ import re
 from array import array
 from collections import deque
 from itertools import compress, repeat
-from operator import and_, floordiv, not_
+from operator import floordiv, not_
 
 import orjson
 
 from iatools.base import errors
 from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
-from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed,
-                                          key_bytes, line_starts, marked, may_reopen, mentions,
-                                          outcome_with_fields, reopens)
+from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, QUEUED_START, SIZE,
+                                          all_lines_closed, key_bytes, line_starts, marked,
+                                          may_reopen, mentions, outcome_with_fields, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
 
@@ -126,6 +126,10 @@ class Completions:
         return position
 
     def _read_fast(self, lines, data, base):
+        if data.count(QUEUED_START) == lines and not may_reopen(data):
+            # Queued events only (skip writes them by the million): none
+            # completes or fails a key.
+            return all_lines_closed(lines, data)
         text = marked(data)
         done = list(_DONE_WITH_VERSION.finditer(text))
         failures = FAILED_LINE.findall(text)
@@ -243,13 +247,14 @@ class Completions:
 
     def unchanged_each(self, hashes, sizes, updated):
         """For key hashes and the version a job now gives each (its size or
-        NO_SIZE, the hash_update of its "updated"): an iterator of
+        NO_SIZE, the hash_update of its "updated"): a numpy array of
         booleans, true where the key is completed and its latest
         completion recorded that very version.  (False: not completed, or
         ``changed`` decides.)"""
         found = self.current.has_each(hashes, sizes, updated)
         if self._touched:
-            found = map(and_, found, map(not_, map(self._touched.__contains__, hashes)))
+            touched = self._touched
+            found[[n for n, h in enumerate(hashes) if h in touched]] = False
         return found
 
     def changed(self, hashes, sizes, updated):

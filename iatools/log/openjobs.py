@@ -10,20 +10,23 @@ appended since.  The notes hold only keys open where they end: a reading
 drops those completed in what it scanned.
 """
 
-import re
 from array import array
 from functools import partial
-from itertools import compress, repeat
-from operator import add, not_
+from itertools import compress
+from operator import not_
 
-from iatools.base.keyset import KeySet
-from iatools.contract.linegrammar import (DONE_EVENTS, DONE_LINE, OPEN_LINE, all_lines_closed,
+from iatools.base.keyset import KeySet, np
+from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, QUEUED_START, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, lines_at, read_chunks
 
 #: Keys judged against the completed ones at a time, when lines are read back.
 _BATCH = 1 << 16
+#: Open lines noted at a time (``OpenJobs._note``).
+_NOTE_AFTER = 1 << 20
+#: The kinds of event that complete a key, as a line spells them.
+_DONE_KINDS = frozenset(kind.encode() for kind in DONE_EVENTS)
 
 
 class OpenJobs:
@@ -34,6 +37,9 @@ class OpenJobs:
         self.noted = KeySet(salt)
         self.hashes = array("q")
         self.offsets = array("q")
+        # Open lines found, not yet noted (``_note``): arrays of hashes and
+        # offsets, how many.
+        self._waiting, self._waiting_count = [], 0
 
     @classmethod
     def read(cls, path, done, done_end):
@@ -55,10 +61,11 @@ class OpenJobs:
         for first, lines, data in read_chunks(path, start=loaded, end=done_end.offset):
             hashes, offsets, completed, reopening = jobs._lines(path, first, lines, data, done,
                                                                 since)
-            jobs._note(hashes, list(map(add, offsets, repeat(position.offset))))
+            jobs._note(hashes, offsets + position.offset)
             completed_since.add(completed)
             reopened.update((h, position.offset + offset) for h, offset in reopening)
             position = position.after(data, lines)
+        jobs._settle()
         jobs._drop(completed_since)
         jobs._renote({h: offset for h, offset in reopened.items() if h not in done})
         if checkpoint.worth_saving(loaded, position):
@@ -72,13 +79,18 @@ class OpenJobs:
         and the (hash, offset) of the lines that reopen a key: found by the
         beginning of the lines, or parsed when a line has another shape or
         may reopen a key."""
-        text = marked(data)
-        matches = list(OPEN_LINE.finditer(text))
-        completed = DONE_LINE.findall(text)
-        if (len(matches) + len(completed) == count and all_lines_closed(count, data)
-                and not may_reopen(data)):
-            hashes = done.hash_keys(list(map(re.Match.group, matches, repeat(2))))
-            offsets = list(map(re.Match.start, matches))
+        found = EVENT_LINE.findall(marked(data))
+        if len(found) == count and all_lines_closed(count, data) and not may_reopen(data):
+            kinds, keys = zip(*found) if found else ((), ())
+            offsets = _line_offsets(data)
+            if data.count(QUEUED_START) == count:  # (skip writes them by the million)
+                completed = []
+            else:
+                is_open = [kind not in _DONE_KINDS for kind in kinds]
+                completed = list(compress(keys, map(not_, is_open)))
+                keys = list(compress(keys, is_open))
+                offsets = offsets[is_open]
+            hashes = done.hash_keys(keys)
             reopening = []
         else:
             hashes, offsets, completed, reopening = [], [], [], []
@@ -90,19 +102,35 @@ class OpenJobs:
                     offsets.append(offset)
                     if reopens(event):
                         reopening.append((hashes[-1], offset))
-        open_ = list(map(not_, done.contains_each(hashes)))
+        open_ = ~done.contains_array(np.asarray(hashes, np.int64))
         # A key completed here and reopened later (damaged, changed) stays open.
         completed = done.hash_keys(completed) if with_completed else []
         completed = list(compress(completed, done.contains_each(completed)))
-        return (list(compress(hashes, open_)), list(compress(offsets, open_)), completed,
-                reopening)
+        return (np.asarray(hashes, np.int64)[open_], np.asarray(offsets, np.int64)[open_],
+                completed, reopening)
 
     def _note(self, hashes, offsets):
-        """Note the first line of each key not noted before."""
-        first_offset = dict(zip(reversed(hashes), reversed(offsets)))
-        fresh = self.noted.add_new(hashes)
-        self.hashes.extend(fresh)
-        self.offsets.extend(map(first_offset.__getitem__, fresh))
+        """Note the first line of each key not noted before: the int64
+        arrays of the hashes and offsets of open lines, in log order.  Noted
+        a million or so at a time (``_settle``): a lookup among the keys
+        noted after each chunk would sort and merge them each time."""
+        self._waiting.append((hashes, offsets))
+        self._waiting_count += len(hashes)
+        if self._waiting_count >= _NOTE_AFTER:
+            self._settle()
+
+    def _settle(self):
+        """Note the keys waiting: the first line of each, if not noted."""
+        if not self._waiting:
+            return
+        hashes = np.concatenate([h for h, _ in self._waiting])
+        offsets = np.concatenate([o for _, o in self._waiting])
+        self._waiting, self._waiting_count = [], 0
+        distinct, first = np.unique(hashes, return_index=True)
+        first = np.sort(first[~self.noted.contains_array(distinct, ordered=True)])
+        self.noted.add(hashes[first])
+        self.hashes.frombytes(hashes[first].tobytes())
+        self.offsets.frombytes(offsets[first].tobytes())
 
     def _drop(self, completed):
         """Forget the noted keys in the KeySet ``completed``.  Few
@@ -162,6 +190,12 @@ class OpenJobs:
         if len(jobs.hashes) != len(jobs.offsets):
             raise ValueError("damaged")
         return jobs
+
+
+def _line_offsets(data):
+    """The offset of each line of a chunk of whole lines, as an array."""
+    ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
+    return np.concatenate(([0], ends[:-1] + 1))
 
 
 def _events_at(path, first, data, report=True):

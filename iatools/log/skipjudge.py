@@ -3,13 +3,13 @@
 can, each job passed on (as new, or as changed upstream since it completed)
 with its queued event, or dropped (done, or failed for good)."""
 
-import operator
 import re
 from collections import Counter
-from itertools import compress, repeat
+from itertools import compress
 
 import orjson
 
+from iatools.base.keyset import np
 from iatools.contract import jsonl
 from iatools.contract.jobs import FAILURE_FIELDS, make_event
 from iatools.contract.linegrammar import (SIZE, jobs_in_chunk, key_bytes, plain_chunk,
@@ -70,42 +70,43 @@ class SkipJudge:
         keys, sizes, updated = zip(*found)
         verdicts = self._verdicts(self.state.done.hash_keys(keys), self.state.sizes(sizes),
                                   self.state.hash_updates(updated))
-        self.tally.update(verdicts)
-        passed = verdicts.count(_NEW)
-        if passed == lines:
+        counts = np.bincount(verdicts, minlength=4).tolist()
+        self.tally.update(dict(enumerate(counts)))
+        if counts[_NEW] == lines:
             return [queued_events(data)], [data]
-        if not passed and _CHANGED not in verdicts:
+        if not counts[_NEW] and not counts[_CHANGED]:
             return [], []
         split = data.splitlines(keepends=True)
-        new = b"".join(compress(split, map(operator.eq, verdicts, repeat(_NEW))))
-        changed = list(compress(split, map(operator.eq, verdicts, repeat(_CHANGED))))
+        new = b"".join(compress(split, (verdicts == _NEW).tolist()))
+        if not counts[_CHANGED]:
+            return ([queued_events(new)] if new else []), [new]
+        changed = list(compress(split, (verdicts == _CHANGED).tolist()))
         queued = ([queued_events(new)] if new else []) + [
             _changed_event(orjson.loads(line)) for line in changed]
-        passing = compress(split, map(operator.le, verdicts, repeat(_CHANGED)))
-        return queued, [b"".join(passing)]
+        return queued, [b"".join(compress(split, (verdicts <= _CHANGED).tolist()))]
 
     def _verdicts(self, hashes, sizes, updated):
-        """_NEW, _CHANGED, _DONE or _PERMANENT for each job, given its key's
-        hash and its version (size or NO_SIZE, hash of "updated").  One
-        lookup says "done, same version" for most; only the others are
-        looked up among the completed keys, and their versions compared."""
+        """_NEW, _CHANGED, _DONE or _PERMANENT for each job (a numpy array),
+        given its key's hash and its version (size or NO_SIZE, hash of
+        "updated").  One lookup says "done, same version" for most; only
+        the others are looked up among the completed keys, and their
+        versions compared."""
         state = self.state
-        unchanged = list(state.unchanged_each(hashes, sizes, updated))
-        verdicts = list(map(_DONE.__mul__, unchanged))  # _DONE, or _NEW (0)
-        others = list(compress(range(len(hashes)), map(operator.not_, unchanged)))
-        if not others:
+        unchanged = state.unchanged_each(hashes, sizes, updated)
+        verdicts = unchanged.astype(np.int8) * _DONE  # _DONE, or _NEW (0)
+        others = np.flatnonzero(~unchanged)
+        if not len(others):
             return verdicts
-        other_hashes = list(map(hashes.__getitem__, others))
-        done = list(state.done.contains_each(other_hashes))
-        done_at = list(compress(others, done))
+        other_hashes = np.asarray(hashes, np.int64)[others]
+        done_at = others[state.done.contains_array(other_hashes)].tolist()
         if done_at:
             changed = state.changed(list(map(hashes.__getitem__, done_at)),
                                     list(map(sizes.__getitem__, done_at)),
                                     list(map(updated.__getitem__, done_at)))
-            for i, is_changed in zip(done_at, changed):
-                verdicts[i] = _CHANGED if is_changed else _DONE
+            verdicts[done_at] = [_CHANGED if is_changed else _DONE for is_changed in changed]
         if self.permanent:
-            for i in compress(others, map(self.permanent.__contains__, other_hashes)):
+            for i in compress(others.tolist(), map(self.permanent.__contains__,
+                                                   other_hashes.tolist())):
                 if verdicts[i] == _NEW:
                     verdicts[i] = _PERMANENT
         return verdicts
@@ -118,6 +119,7 @@ class SkipJudge:
             (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))],
                                         [job.get("size", NO_SIZE)],
                                         [self.state.hash_update(job.get("updated"))])
+            verdict = int(verdict)
             self.tally[verdict] += 1
             if verdict == _NEW:
                 queued.append(jsonl.dumps(make_event("queued", job)))
