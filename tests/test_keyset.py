@@ -76,6 +76,22 @@ def test_a_key_set_holds_what_a_set_holds():
     assert_same_set(keys, model, rng, pool)
 
 
+def test_hashes_of_a_crowded_bucket_are_found_past_the_window():
+    # Lookups look first in the first few places of a hash's bucket (its
+    # top bits); 200 hashes sharing their top 40 bits make one bucket far
+    # longer than that.
+    rng = random.Random(5)
+    crowded = [(0x1234567890 << 24) + rng.getrandbits(24) for _ in range(200)]
+    pool = random_hashes(rng, 2_000) + crowded
+    keys = KeySet()
+    keys.add(pool)
+    model = set(pool)
+    near = [h + 1 for h in crowded if h + 1 not in model]
+    asked = crowded + near + random_hashes(rng, 100)
+    assert keys.contains_each(asked) == [h in model for h in asked]
+    assert_same_set(keys, model, rng, pool)
+
+
 def test_a_key_set_of_a_million_hashes_sorted_in_runs():
     rng = random.Random(2)
     pool = random_hashes(rng, MANY)

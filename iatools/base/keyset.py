@@ -4,8 +4,8 @@ Keys are the bytes that iatools.contract.linegrammar takes out of a line (``KEY`
 or makes of a parsed job (``key_bytes``).
 
 A ``KeySet`` holds hashes of such keys in sorted numpy arrays, 8 bytes
-each and about one more for an index, where a Python set of ints takes
-about 75: 7 million keys in 63 MB rather than 550.  Hashes are added in
+each and two to four more for an index, where a Python set of ints takes
+about 75: 7 million keys in 70 to 84 MB rather than 550.  Hashes are added in
 batches (a list of them is turned into an array in C), sorted when they
 are looked up or pass a million, and merged with the runs sorted before
 (numpy's stable sort merges two sorted runs in one linear pass): adding
@@ -46,6 +46,11 @@ _SORT_AFTER = 1 << 20
 #: (Measured among 7 million keys: below about 200,000 at once, the sort
 #: costs more than it saves; at 4,096, three times the lookups by index.)
 _SORT_QUERIES_OVER = 1 << 18
+#: The places of its bucket where a lookup looks for a hash first: buckets
+#: hold one to two hashes on average; among 7 million random hashes, one
+#: bucket in 36 holds more than four, the widest 12.  (Before, every lookup
+#: took as many places as the widest bucket had, 17 for four to a bucket.)
+_WINDOW = 4
 #: Hashes looked up, written to or read from a checkpoint at a time: a
 #: bounded copy.
 _BATCH = 1 << 20
@@ -108,11 +113,12 @@ def _found_sorted(keys, ordered):
 class _Run:
     """A sorted array of distinct hashes, with an index of where each
     bucket of it begins (the buckets chosen by the top bits of a hash, about
-    four hashes to a bucket), built at the first lookup that uses it: a
-    small batch of hashes is looked up in a window of its bucket, in C,
-    with about two cache misses per hash."""
+    two hashes to a bucket), built at the first lookup that uses it: a
+    small batch of hashes is looked up in the first ``_WINDOW`` places of
+    its bucket, in C, with about two cache misses per hash; the few hashes
+    of longer buckets not found there, by a binary search."""
 
-    __slots__ = ("keys", "repeats", "_starts", "_shift", "_window")
+    __slots__ = ("keys", "repeats", "_starts", "_shift", "_long_buckets")
 
     def __init__(self, keys):
         self.keys = keys
@@ -125,7 +131,7 @@ class _Run:
         return _distinct(self.keys) if self.repeats else self.keys
 
     def _index(self):
-        bits = max(1, len(self.keys).bit_length() - 2)
+        bits = max(1, len(self.keys).bit_length() - 1)
         self._shift = 64 - bits
         # Where each bucket's first possible hash would go, a batch of
         # buckets at a time (a bounded copy).
@@ -136,7 +142,7 @@ class _Run:
             starts[first:first + len(buckets)] = np.searchsorted(self.keys, lowest)
         starts[-1] = len(self.keys)
         self._starts = starts
-        self._window = np.arange(int(np.diff(starts).max()))
+        self._long_buckets = bool((np.diff(starts) > _WINDOW).any())
 
     def _buckets(self, hashes):
         # The top bits, as a signed number, plus half their range: in the
@@ -148,10 +154,17 @@ class _Run:
         """Is each hash of an unsorted array here?"""
         if self._starts is None:
             self._index()
-        starts = self._starts[self._buckets(hashes)]
+        buckets = self._buckets(hashes)
+        starts = self._starts[buckets]
         # A match past the bucket's end is still a hash held.
-        window = self.keys.take(starts[:, None] + self._window, mode="clip")
-        return (window == hashes[:, None]).any(axis=1)
+        window = self.keys.take(starts[:, None] + np.arange(_WINDOW), mode="clip")
+        found = (window == hashes[:, None]).any(axis=1)
+        if self._long_buckets:
+            rest = np.flatnonzero(~found & (self._starts[buckets + 1] - starts > _WINDOW))
+            if len(rest):
+                asked = hashes[rest]
+                found[rest] = self.keys.take(np.searchsorted(self.keys, asked), mode="clip") == asked
+        return found
 
     def __contains__(self, h):
         if self._starts is None:

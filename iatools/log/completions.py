@@ -181,6 +181,8 @@ class Completions:
         """hash_update of each of the "updated" fields a regular expression
         took out of lines (b"" when absent): each distinct one hashed once
         (most are alike, or absent)."""
+        if updated and updated.count(updated[0]) == len(updated):
+            return [self.done.hash_key(updated[0])] * len(updated)
         distinct = list(set(updated))
         hashes = dict(zip(distinct, self.done.hash_keys(distinct)))
         return list(map(hashes.__getitem__, updated))
