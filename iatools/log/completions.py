@@ -31,7 +31,7 @@ from operator import floordiv, not_
 import orjson
 
 from iatools.base import errors
-from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
+from iatools.base.keyset import KeyMap, KeySet, TaggedKeys, np
 from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, QUEUED_START, SIZE,
                                           all_lines_closed, key_bytes, line_starts, marked,
                                           may_reopen, mentions, outcome_with_fields, reopens)
@@ -167,10 +167,12 @@ class Completions:
     @staticmethod
     def sizes(sizes):
         """The "size" fields a regular expression took out of lines (b""
-        when absent) as numbers (NO_SIZE)."""
+        when absent) as an int64 array of numbers (NO_SIZE)."""
         if b"" not in sizes:
-            return list(map(int, sizes))
-        return [int(s) if s else NO_SIZE for s in sizes]
+            # Digits only (SIZE): numpy reads them in half the time that
+            # int() of each takes.
+            return np.fromstring(b" ".join(sizes), np.int64, sep=" ")
+        return np.array([int(s) if s else NO_SIZE for s in sizes], np.int64)
 
     def hash_update(self, updated):
         """The hash of an "updated" value as a completion records it."""
