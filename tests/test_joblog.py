@@ -1214,6 +1214,25 @@ def test_suspect_lines_deep_in_a_large_log_are_reported_by_number(tmp_path, read
         assert line.split()[1] == "0"
 
 
+@pytest.mark.parametrize("reader", ["pending", "completed", "skip"])
+def test_a_completion_beside_glued_queued_events_counts(tmp_path, reader):
+    """A chunk of queued events is passed over whole; a line with two
+    queued events glued must not make a chunk that holds a completion look
+    like one (as many "queued" beginnings as lines).  pending, which prints
+    the lines it notes, sends such a chunk to the full parser."""
+    log = tmp_path / "s.jsonl"
+    queued = [compact([{"event": "queued", "id": f"q{n:06d}", "ts": iso(0), "host": "h",
+                        "pid": 1}]).rstrip(b"\n") for n in range(3)]
+    done = compact([{"event": "completed", "id": "q000000", "bytes": 1, "ts": iso(0),
+                     "host": "h", "pid": 1}])
+    log.write_bytes(queued[0] + b"\n" + queued[1] + queued[2] + b"\n" + done)
+    result = joblog(reader, log, input=b'{"id":"q000000"}\n')
+    assert_quiet(result)
+    assert ("line 2:" in stderr_text(result)) == (reader == "pending"), stderr_text(result)
+    ids = [job["id"] for job in parse_jsonl(result.stdout)]
+    assert ids == (["q000000"] if reader == "completed" else [])
+
+
 @pytest.mark.parametrize("reader", ["pending", "status", "skip"])
 def test_a_dotted_identifier_alone_in_a_large_log_is_reported(tmp_path, reader):
     """The fast paths match such a key and must still send it to the full

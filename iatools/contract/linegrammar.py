@@ -196,6 +196,13 @@ FAILED_LINE = re.compile(rb'\n(\{"event":"failed",[^\n]*)')
 QUEUED_START = b'{"event":"queued",'
 
 
+def queued_only(lines, data):
+    """Does every one of the ``lines`` of a chunk begin as a queued event?
+    (Counted at the beginnings of lines: a line glued after another one
+    does not count.)"""
+    return data.startswith(QUEUED_START) + data.count(b"\n" + QUEUED_START) == lines
+
+
 def outcome_with_fields(kinds, *fields):
     """An event of one of ``kinds`` whose job fields are plain, matched up
     to its "ts": group 1 the key, then the groups of the ``fields``

@@ -32,9 +32,9 @@ import orjson
 
 from iatools.base import errors
 from iatools.base.keyset import KeyMap, KeySet, TaggedKeys, np
-from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, QUEUED_START, SIZE,
-                                          all_lines_closed, key_bytes, line_starts, marked,
-                                          may_reopen, mentions, outcome_with_fields, reopens)
+from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed,
+                                          key_bytes, line_starts, marked, may_reopen, mentions,
+                                          outcome_with_fields, queued_only, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
 
@@ -126,7 +126,7 @@ class Completions:
         return position
 
     def _read_fast(self, lines, data, base):
-        if data.count(QUEUED_START) == lines and not may_reopen(data):
+        if queued_only(lines, data) and not may_reopen(data):
             # Queued events only (skip writes them by the million): none
             # completes or fails a key.
             return all_lines_closed(lines, data)

@@ -16,7 +16,7 @@ from itertools import compress
 from operator import not_
 
 from iatools.base.keyset import KeySet, np
-from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, QUEUED_START, all_lines_closed,
+from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, lines_at, read_chunks
@@ -80,10 +80,13 @@ class OpenJobs:
         beginning of the lines, or parsed when a line has another shape or
         may reopen a key."""
         found = EVENT_LINE.findall(marked(data))
-        if len(found) == count and all_lines_closed(count, data) and not may_reopen(data):
+        # (A line with a second event glued on: its line is printed, so it
+        # must parse.)
+        if (len(found) == count and data.count(EVENT_START) == count
+                and all_lines_closed(count, data) and not may_reopen(data)):
             kinds, keys = zip(*found) if found else ((), ())
             offsets = _line_offsets(data)
-            if data.count(QUEUED_START) == count:  # (skip writes them by the million)
+            if kinds.count(b"queued") == count:  # (skip writes them by the million)
                 completed = []
             else:
                 is_open = [kind not in _DONE_KINDS for kind in kinds]
@@ -195,7 +198,7 @@ class OpenJobs:
 def _line_offsets(data):
     """The offset of each line of a chunk of whole lines, as an array."""
     ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
-    return np.concatenate(([0], ends[:-1] + 1))
+    return np.concatenate(([0], ends + 1))[:len(ends)]
 
 
 def _events_at(path, first, data, report=True):
