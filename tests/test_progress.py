@@ -103,6 +103,18 @@ def test_a_pipe_gets_only_errors_and_with_v_a_line_per_job(emulator, tmp_path):
     assert "\x1b[" not in verbose.stderr.decode()
 
 
+def test_a_dry_run_counts_a_job_it_cannot_plan_as_failed(emulator, tmp_path):
+    emu, env = emulator
+    items = [item.identifier for item in emu.catalog.sorted_items()[:2]]
+    jobs = jsonl_bytes([{"id": i} for i in items] + [{"id": MISSING}])
+    verbose = run([command("ia-fetch"), "-v", "--dry-run", "-d", str(tmp_path)], jobs, env)
+    assert verbose.returncode == 1
+    lines = verbose.stderr.decode().splitlines()
+    assert any(line.startswith(f"ia-fetch: planned {MISSING} (") and "not exist" in line
+               for line in lines), lines
+    assert lines[-1].startswith("ia-fetch: 2 planned, 0 completed, 1 failed; "), lines
+
+
 def test_names_lose_their_middle_and_wide_characters_count_twice():
     from iatools.fetching.progress import display_width, fit, fit_parts, shorten_middle
 

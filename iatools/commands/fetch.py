@@ -13,9 +13,10 @@ import sys
 from iatools.base import errors, signals
 from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
+from iatools.contract.jobs import is_failure
 from iatools.contract.eventwriter import EventWriter
 from iatools.fetching.progress import Progress
-from iatools.fetching.run import Fetch, is_failure
+from iatools.fetching.run import Fetch
 from iatools.fetching.settings import PROG, add_fetch_options, settings_from_options
 
 DESCRIPTION = """\

@@ -112,6 +112,13 @@ def make_event(kind, job, **details):
     return event
 
 
+def is_failure(event):
+    """Whether ``event`` ends its job in failure: ``failed``, or a dry
+    run's ``planned`` with an ``error`` (an item that does not exist), as
+    it would have failed without --dry-run."""
+    return event["event"] == "failed" or (event["event"] == "planned" and "error" in event)
+
+
 def event_stamp():
     """When and where an event happens, the fields after its job's."""
     return {"ts": timestamp(), "host": HOST, "pid": os.getpid()}

@@ -19,6 +19,7 @@ import unicodedata
 
 from iatools.base import errors
 from iatools.base.sizes import format_duration, format_size
+from iatools.contract.jobs import is_failure
 
 #: Lines of the terminal the frame leaves free: the line under it, where
 #: the cursor waits, and one more so that nothing scrolls on a resize.
@@ -66,7 +67,7 @@ class Tally:
 
     def count(self, event):
         kind = event["event"]
-        if kind == "failed":
+        if is_failure(event):  # (a dry run's job that could not be planned too)
             self.failed += 1
         elif kind == "completed":
             self.completed += 1

@@ -18,7 +18,7 @@ import threading
 
 from iatools.base import errors
 from iatools.contract import jsonl
-from iatools.contract.jobs import job_of_record
+from iatools.contract.jobs import is_failure, job_of_record
 from iatools.fetching.hostpacing import HostPacing
 from iatools.fetching.locks import ItemLocks
 from iatools.fetching.pool import Pool
@@ -295,13 +295,6 @@ class _Engine:
             self.pool.cancel_now()
         else:
             self.pool.stop_taking_jobs()
-
-
-def is_failure(event):
-    """Whether ``event`` ends its job in failure: ``failed``, or a dry
-    run's ``planned`` with an ``error`` (an item that does not exist), as
-    it would have failed without --dry-run."""
-    return event["event"] == "failed" or (event["event"] == "planned" and "error" in event)
 
 
 def _slowed(message):
