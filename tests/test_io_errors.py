@@ -4,7 +4,10 @@ an output closed by its reader.  Each command says what it could not do,
 in one line, with the documented status; a fetch stops as it does on
 Ctrl-C, its item locks released."""
 
+import json
+import os
 import subprocess
+import time
 
 import pytest
 
@@ -66,6 +69,28 @@ def test_route_resolve_and_joblog_say_they_cannot_read_their_input(tmp_path):
         status, stderr = run_on([command("ia-joblog"), "append", str(tmp_path / "log.jsonl")],
                                 stdin, subprocess.PIPE)
         assert_says(status, stderr, 1, WRITE_ONLY.format("joblog", "events"))
+
+
+@pytest.mark.parametrize("args", [["ia-joblog", "skip", "{log}"], ["ia-route", "-d", "{dir}",
+                                                                  "--no-disk-check"]])
+def test_a_non_blocking_input_is_waited_on(tmp_path, args):
+    """O_NONBLOCK belongs to the pipe, shared with whoever set it: a read
+    with nothing there yet must wait, not fail with EAGAIN."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(read_end, False)
+    argv = [command(args[0])] + [a.format(log=tmp_path / "s.jsonl", dir=tmp_path)
+                                 for a in args[1:]]
+    process = subprocess.Popen(argv, stdin=read_end, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, env=base_env())
+    os.close(read_end)
+    time.sleep(0.5)  # the command is reading by now, and the pipe is empty
+    os.write(write_end, b'{"id":"a"}\n')
+    time.sleep(0.3)
+    os.write(write_end, b'{"id":"b"}\n')
+    os.close(write_end)
+    stdout, stderr = process.communicate(timeout=60)
+    assert process.returncode == 0, stderr.decode()
+    assert [json.loads(line)["id"] for line in stdout.splitlines()] == ["a", "b"]
 
 
 @pytest.fixture

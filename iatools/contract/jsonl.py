@@ -9,6 +9,7 @@ is left to the caller's loop, which knows the line number to report.
 import functools
 import os
 import re
+import select
 
 import orjson
 
@@ -51,11 +52,22 @@ def reading(source):
     once, with no copy through a buffer); a file without one (``io.BytesIO``)
     with its ``read1``, else its ``read``."""
     if isinstance(source, int):
-        return functools.partial(os.read, source)
+        return functools.partial(_read_waiting, source)
     try:
-        return functools.partial(os.read, source.fileno())
+        return functools.partial(_read_waiting, source.fileno())
     except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
         return getattr(source, "read1", source.read)
+
+
+def _read_waiting(fd, size):
+    """``os.read``, waiting for data when the descriptor is non-blocking
+    (O_NONBLOCK is shared by every process on a pipe: a program earlier in
+    a pipeline, or the one that started this, may have set it)."""
+    while True:
+        try:
+            return os.read(fd, size)
+        except BlockingIOError:
+            select.select([fd], [], [])
 
 
 def whole_lines(source, size=CHUNK_SIZE, line_number=1, what="input"):
