@@ -80,8 +80,9 @@ class OpenJobs:
         beginning of the lines, or parsed when a line has another shape or
         may reopen a key."""
         found = EVENT_LINE.findall(marked(data))
-        # (A line with a second event glued on: its line is printed, so it
-        # must parse.)
+        # One '{"event":' a line: a line with a second event glued on would
+        # be noted by its beginning, then fail to parse when printed.  The
+        # full parser reports it instead.
         if (len(found) == count and data.count(EVENT_START) == count
                 and all_lines_closed(count, data) and not may_reopen(data)):
             kinds, keys = zip(*found) if found else ((), ())
