@@ -106,19 +106,6 @@ def test_a_key_set_of_a_million_hashes_sorted_in_runs():
     assert_same_set(keys, model, rng, pool)
 
 
-def test_new_hashes_are_added_once_in_order_of_appearance():
-    rng = random.Random(3)
-    pool = random_hashes(rng, 500)
-    keys, model = KeySet(), set()
-    for _ in range(30):
-        batch = rng.choices(pool, k=100)
-        fresh = keys.add_new(batch)
-        assert fresh == [h for h in dict.fromkeys(batch) if h not in model]
-        model.update(batch)
-    assert keys.added == len(model)
-    assert_same_set(keys, model, rng, pool)
-
-
 @pytest.mark.parametrize("count", [1, 3, 50, LARGE + 1])
 def test_discarded_hashes_are_gone_and_the_others_stay(count):
     rng = random.Random(4)

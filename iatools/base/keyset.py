@@ -310,14 +310,6 @@ class KeySet(_Hashes):
         self._add(hashes)
         self.added += len(hashes)
 
-    def add_new(self, hashes):
-        """Add the hashes not yet present; return the list of those added,
-        each once, in order of first appearance."""
-        unique = list(dict.fromkeys(hashes))
-        fresh = [h for h, present in zip(unique, self.contains_each(unique)) if not present]
-        self.add(fresh)
-        return fresh
-
     def contains_each(self, hashes):
         """A list of booleans: is each hash of the list present?"""
         return self._contains(_array(hashes)).tolist()

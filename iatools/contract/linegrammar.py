@@ -302,8 +302,8 @@ COMPLETION_EVENT = EventShape(
 #: A job field of an event that ``parse_event`` would accept as it stands:
 #: "size" a whole number, "destdir" a string, any other field plain and
 #: neither a key nor an event field.
-_VALID_JOB_FIELD = (rb',"size":(?:' + SIZE + rb')|,"destdir":"[ !#-\[\]-~]+"|,"(?!(?:id|file|size|destdir|'
-                    + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*":' + PLAIN_VALUE)
+_VALID_JOB_FIELD = (rb',"size":(?:' + SIZE + rb')|,"destdir":"[ !#-\[\]-~]++"|,"(?!(?:id|file|size|destdir|'
+                    + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE)
 #: Event lines as the iatools commands write them, with plain values only
 #: (the details: plain, a fraction, a list of plain values): lines that
 #: ``parse_event`` accepts, judged without parsing them -- in a chunk that

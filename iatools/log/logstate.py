@@ -33,7 +33,8 @@ from iatools.base.keyset import KeyMap, KeySet
 from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
                                           FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START,
                                           SIZE, TS, all_lines_closed, key_bytes, line_starts,
-                                          marked, may_reopen, outcome_with_fields, reopens)
+                                          marked, may_reopen, outcome_with_fields, queued_only,
+                                          reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
 from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
@@ -219,7 +220,7 @@ class LogState:
         their beginning; False (nothing folded) for any other chunk.
         ``base``: the chunk's offset in the log."""
         text = marked(data)
-        if data.count(QUEUED_START) == lines:
+        if queued_only(lines, data):
             return self._read_queued(lines, data, text, last_ts)
         done_keys = DONE_LINE.findall(text)
         others = OPEN_LINE.findall(text)
