@@ -54,11 +54,29 @@ def assert_same_set(keys, model, rng, pool):
 
 
 def test_the_key_hashes_are_those_of_every_earlier_version():
-    # Checkpoints and other processes hold these: they never change.
+    # Checkpoints and other processes hold these: they change only with
+    # the checkpoints' MAGIC and the name of the hash they hold.
     keys = KeySet(0x0123456789abcdef)
-    hashes = [4828733428322691508, 6045160808265683767, -4130359917451457868]
+    hashes = [-6934856655657458907, -9129957593041509249, -5566351399199633108]
     assert keys.hash_keys([b"item", b"item/file.txt", b""]) == hashes
     assert [keys.hash_key(k) for k in (b"item", b"item/file.txt", b"")] == hashes
+
+
+def test_a_key_hashes_alike_alone_and_among_keys_of_every_length():
+    rng = random.Random(5)
+    keys = [rng.randbytes(rng.randrange(70)) for _ in range(5_000)]
+    keys += [b"", b"a", b"a\0", b"abcdefgh", b"abcdefgh\0", b"\0" * 8, b"\0" * 9]
+    key_set = KeySet(rng.getrandbits(64))
+    together = key_set.hash_keys(keys)
+    assert together == [key_set.hash_key(key) for key in keys]
+    assert together == [key_set.hash_keys([key])[0] for key in keys]
+    assert key_set.hash_array(keys).tolist() == together
+    assert len(set(together)) == len(set(keys))
+
+
+def test_the_salt_changes_every_hash():
+    keys = [b"item%d" % n for n in range(1_000)]
+    assert not set(KeySet(1).hash_keys(keys)) & set(KeySet(2).hash_keys(keys))
 
 
 def test_a_key_set_holds_what_a_set_holds():

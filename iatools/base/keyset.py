@@ -19,23 +19,9 @@ of the benchmarks.
 
 import os
 from array import array
-from itertools import repeat
-from zlib import crc32
 
-
-class _Numpy:
-    """numpy, imported at its first use: 60 to 130 ms that ``--version``,
-    ia-route without items on its disks, and a reading that looks no key
-    up do without."""
-
-    def __getattr__(self, name):
-        global np
-        import numpy
-        np = numpy
-        return getattr(numpy, name)
-
-
-np = _Numpy()
+from iatools.base.keyhash import hash_all, hash_one, mix
+from iatools.base.lazynumpy import np
 
 #: Hashes added are sorted into a run of their own once they are this many
 #: (or at the next lookup): a bound on what waits unsorted, duplicates
@@ -289,20 +275,16 @@ class KeySet(_Hashes):
         self.salt = int.from_bytes(os.urandom(8), "big") if salt is None else salt
 
     def hash_keys(self, keys):
-        """The 64-bit hashes of a list of keys, computed in C.  They stay the
-        same from process to process (a checkpoint keeps them), which
-        Python's ``hash`` of bytes does not: it is seeded afresh in each.
-        The ``hash`` of a tuple of ints is not seeded; this one holds the
-        set's random salt (a collision does not outlive the set and its
-        checkpoint), the key's CRC-32, and the key read as a number (hashed
-        modulo 2^61 - 1): each of the last two covers the weakness of the
-        other (CRC-32 has 32 bits; the number's hash misses two bytes 61
-        places apart trading places)."""
-        return list(map(hash, zip(repeat(self.salt), map(crc32, keys),
-                                  map(int.from_bytes, keys, repeat("big")))))
+        """The 64-bit hashes of a list of keys (bytes), as a list
+        (iatools.base.keyhash)."""
+        return hash_all(keys, self.salt).tolist() if keys else []
+
+    def hash_array(self, keys):
+        """``hash_keys`` as an int64 numpy array."""
+        return hash_all(keys, self.salt)
 
     def hash_key(self, key):
-        return hash((self.salt, crc32(key), int.from_bytes(key, "big")))
+        return hash_one(key, self.salt)
 
     def add(self, hashes):
         """Add a list of hashes; ``added`` counts them, those already present
@@ -574,17 +556,8 @@ def _tags(hashes, *numbers):
     values whose every output bit depends on every input bit."""
     tags = hashes.view(np.uint64)
     for column in numbers:
-        tags = _mix(_mix(tags) ^ column.view(np.uint64))
+        tags = mix(mix(tags) ^ column.view(np.uint64))
     return tags.view(np.int64)
-
-
-def _mix(values):
-    values = values ^ (values >> np.uint64(30))
-    values *= np.uint64(0xbf58476d1ce4e5b9)
-    values ^= values >> np.uint64(27)
-    values *= np.uint64(0x94d049bb133111eb)
-    values ^= values >> np.uint64(31)
-    return values
 
 
 def _dump_array(writer, values, counted=False):

@@ -17,10 +17,12 @@ quote, so the form is unambiguous.
 """
 
 import re
+from functools import partial
 from operator import itemgetter
 
 import orjson
 
+from iatools.base.lazynumpy import np
 from iatools.contract import jsonl
 from iatools.contract.jobs import EVENT_FIELDS, event_stamp, job_from_record, validate_job
 from iatools.contract.jsonl import BadLine, split_lines, within_line_limit
@@ -89,6 +91,13 @@ def describe_key(key):
 PLAIN_STRING = rb'"[ !#-\[\]-~]*+"'
 PLAIN_VALUE = rb"(?:" + PLAIN_STRING + rb"|0|-?[1-9][0-9]{0,17}+|true|false|null)"
 SIZE = rb"0|[1-9][0-9]{0,17}"
+
+
+def whole_numbers(digits):
+    """Numbers that a regular expression took out of lines (``SIZE``, no
+    b""), as an int64 numpy array: numpy reads them in half the time that
+    int() of each takes."""
+    return np.fromstring(b" ".join(digits), np.int64, sep=" ")
 
 
 def plain_job_line(*known_fields, reserved=(b"id", b"file", b"size", b"destdir", b"event")):
@@ -211,9 +220,31 @@ def outcome_with_fields(kinds, *fields):
     would try every field after.)"""
     names = b"|".join(name + b'"' for name, _ in fields)
     known = b"".join(rb',"' + name + rb'":' + value + rb"|" for name, value in fields)
-    return re.compile(rb'\n\{"event":"(?:' + kinds + rb')",' + KEY + rb"(?:" + known
-                      + rb',"(?!' + names + rb'|ts")[ !#-\[\]-~]*+":' + PLAIN_VALUE
-                      + rb')*+,"ts":"')
+    return _DotAware(lambda key: re.compile(
+        rb'\n\{"event":"(?:' + kinds + rb')",' + key + rb"(?:" + known + rb',"(?!' + names
+        + rb'|ts")[ !#-\[\]-~]*+":' + PLAIN_VALUE + rb')*+,"ts":"'))
+
+
+class _DotAware:
+    """A pattern with a key in it (``pattern_of(key)``), which searches a
+    text without the look for ".." in each identifier when the text holds
+    none at all: a tenth to a third faster."""
+
+    def __init__(self, pattern_of):
+        self._strict = pattern_of(KEY)
+        self._without_dots = pattern_of(_CHUNK_KEY)
+
+    def findall(self, text):
+        return (self._strict if has_dots(text) else self._without_dots).findall(text)
+
+    def finditer(self, text):
+        return (self._strict if has_dots(text) else self._without_dots).finditer(text)
+
+    def fullmatch(self, line):
+        return self._strict.fullmatch(line)
+
+    def match(self, text):
+        return self._strict.match(text)
 
 
 # Timestamps compare as strings only in this exact form; anything else a
@@ -271,31 +302,21 @@ def _event_line(kinds, details, key):
         + rb',"ts":"[^"\\]*+","host":"[^"\\]*+","pid":[0-9]++' + details + rb'\}$', re.MULTILINE)
 
 
-class EventShape:
+def event_shape(kinds, details=b""):
     """The event lines of some kinds as the iatools commands write them
     (``_event_line``): matched whole (``fullmatch``), or found in a text of
-    such lines (``findall``) -- without the look for ".." in each
-    identifier when the text holds none at all, a third faster."""
-
-    def __init__(self, kinds, details=b""):
-        self._strict = _event_line(kinds, details, KEY)
-        self._without_dots = _event_line(kinds, details, _CHUNK_KEY)
-
-    def fullmatch(self, line):
-        return self._strict.fullmatch(line)
-
-    def findall(self, text):
-        return (self._strict if has_dots(text) else self._without_dots).findall(text)
+    such lines (``findall``)."""
+    return _DotAware(partial(_event_line, kinds, details))
 
 
 #: A queued event as skip writes it.
-QUEUED_EVENT = EventShape(b"queued")
+QUEUED_EVENT = event_shape(b"queued")
 #: A completed or verified event as ia-fetch and ia-verify write them: the
 #: details are event fields whose values are plain, a number with a
 #: fraction ("seconds") or a list of plain values ("files_removed": file names).
 _DETAIL = (rb"(?:-?[0-9]++\.[0-9]++|" + PLAIN_VALUE + rb"|\[(?:" + PLAIN_VALUE + rb"(?:,"
            + PLAIN_VALUE + rb")*+)?\])")
-COMPLETION_EVENT = EventShape(
+COMPLETION_EVENT = event_shape(
     b"completed|verified", rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":' + _DETAIL + rb")*+")
 
 

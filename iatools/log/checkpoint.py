@@ -30,7 +30,6 @@ import mmap
 import os
 import stat
 import struct
-import sys
 import zlib
 from dataclasses import dataclass
 
@@ -39,17 +38,15 @@ import orjson
 from iatools.base import errors
 from iatools.base.sizes import free_bytes
 
-MAGIC = b"iatools checkpoint 5\n"
+MAGIC = b"iatools checkpoint 6\n"
 #: A reader saves a checkpoint only when it parsed at least this much past
 #: the last one: for less, parsing again costs less than writing.
 SAVE_AFTER = 8 << 20
 #: ... and only when the filesystem keeps this much room besides: the log
 #: itself must be able to grow.
 KEEP_FREE = 256 << 20
-#: Key hashes (KeySet.hash_keys) are the same in every process of one
-#: Python, not across versions.
-_HASHES = (f"{sys.implementation.name}-{sys.version_info[0]}.{sys.version_info[1]}"
-           f"-{sys.hash_info.width}")
+#: The function of the key hashes a checkpoint holds (iatools.base.keyhash).
+_HASHES = "keyhash-1"
 _TRAILER_LENGTH = struct.Struct("<I")
 _BLOB_LENGTH = struct.Struct("<Q")
 _CRC_WINDOW = 1 << 23

@@ -31,10 +31,12 @@ from operator import floordiv, not_
 import orjson
 
 from iatools.base import errors
-from iatools.base.keyset import KeyMap, KeySet, TaggedKeys, np
+from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
+from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, mentions,
-                                          outcome_with_fields, queued_only, reopens)
+                                          outcome_with_fields, queued_only, reopens,
+                                          whole_numbers)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
 
@@ -140,8 +142,8 @@ class Completions:
             failures = [orjson.loads(line) for line in failures]
         except orjson.JSONDecodeError:
             return False
-        for event in failures:
-            self._failed(self.done.hash_key(key_bytes(event)), event)
+        for h, event in zip(self.done.hash_keys(list(map(key_bytes, failures))), failures):
+            self._failed(h, event)
         if done:
             keys, sizes, updated = zip(*map(re.Match.groups, done, repeat(b"")))
             self._completed(self.done.hash_keys(keys), [base + m.start() for m in done],
@@ -150,13 +152,15 @@ class Completions:
 
     def _read_slow(self, first, data, base, report):
         starts = line_starts(data)
-        for line_number, event in events_in(self._path, first, data, _may_be_outcome, report):
-            h = self.done.hash_key(key_bytes(event))
+        numbered = list(events_in(self._path, first, data, _may_be_outcome, report))
+        events = [event for _, event in numbered]
+        hashes = self.done.hash_keys(list(map(key_bytes, events)))
+        updates = self.hash_updates([update_text(event.get("updated")) for event in events])
+        for (line_number, event), h, update in zip(numbered, hashes, updates):
             if event["event"] in DONE_EVENTS:
                 size = event.get("size")
                 self._completed([h], [base + starts[line_number - first]],
-                                [size if isinstance(size, int) else NO_SIZE],
-                                [self.hash_update(event.get("updated"))])
+                                [size if isinstance(size, int) else NO_SIZE], [update])
             elif event["event"] == "failed":
                 self._failed(h, event)
             elif reopens(event):
@@ -169,22 +173,16 @@ class Completions:
         """The "size" fields a regular expression took out of lines (b""
         when absent) as an int64 array of numbers (NO_SIZE)."""
         if b"" not in sizes:
-            # Digits only (SIZE): numpy reads them in half the time that
-            # int() of each takes.
-            return np.fromstring(b" ".join(sizes), np.int64, sep=" ")
+            return whole_numbers(sizes)
         return np.array([int(s) if s else NO_SIZE for s in sizes], np.int64)
 
-    def hash_update(self, updated):
-        """The hash of an "updated" value as a completion records it."""
-        text = updated.encode("utf-8", "surrogatepass") if isinstance(updated, str) else b""
-        return self.done.hash_key(text)
-
     def hash_updates(self, updated):
-        """hash_update of each of the "updated" fields a regular expression
-        took out of lines (b"" when absent): each distinct one hashed once
-        (most are alike, or absent)."""
+        """The hash of each of the "updated" values a completion records,
+        as text (``update_text``; a regular expression takes it out of the
+        lines, b"" when absent): each distinct one hashed once (most are
+        alike, or absent)."""
         if updated and updated.count(updated[0]) == len(updated):
-            return [self.done.hash_key(updated[0])] * len(updated)
+            return self.done.hash_keys(updated[:1]) * len(updated)
         distinct = list(set(updated))
         hashes = dict(zip(distinct, self.done.hash_keys(distinct)))
         return list(map(hashes.__getitem__, updated))
@@ -309,3 +307,9 @@ class Completions:
         permanent, reopened = orjson.loads(reader.blob())
         state.permanent, state.reopened = set(permanent), set(reopened)
         return state
+
+
+def update_text(updated):
+    """The text of a parsed "updated" value as a completion records it:
+    b"" for none, or for one that is not a string."""
+    return updated.encode("utf-8", "surrogatepass") if isinstance(updated, str) else b""

@@ -34,7 +34,7 @@ from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_
                                           FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START,
                                           SIZE, TS, all_lines_closed, key_bytes, line_starts,
                                           marked, may_reopen, outcome_with_fields, queued_only,
-                                          reopens)
+                                          reopens, whole_numbers)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
 from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
@@ -253,9 +253,12 @@ class LogState:
         if len(sized) != lines or not all_lines_closed(lines, data):
             return False
         keys, sizes = zip(*sized)
-        hashes = self.completed.hash_keys(keys)
+        hashes = self.completed.hash_array(keys)
         self.seen.add(hashes)
-        self.sizes.add(list(compress(hashes, sizes)), list(map(int, filter(None, sizes))))
+        if b"" in sizes:
+            self.sizes.add(hashes[list(map(bool, sizes))], list(map(int, filter(None, sizes))))
+        else:
+            self.sizes.add(hashes, whole_numbers(sizes))
         self.last_ts = max(self.last_ts, last_ts)
         return True
 
@@ -264,8 +267,9 @@ class LogState:
         lines; an event that reopens a key takes effect where it stands."""
         starts = line_starts(data)
         batch = ([], [], [], [])
-        for line_number, event in events_in(path, first, data):
-            h = self.completed.hash_key(key_bytes(event))
+        numbered = list(events_in(path, first, data))
+        hashes = self.completed.hash_keys([key_bytes(event) for _, event in numbered])
+        for (line_number, event), h in zip(numbered, hashes):
             kind = event["event"]
             ts = event.get("ts")
             ts = ts if isinstance(ts, str) and _TIMESTAMP.fullmatch(ts) else ""
@@ -319,9 +323,9 @@ class LogState:
         self.completed.add(done_hashes)
         states = list(map(_UNFINISHED.get, kinds))
         self.unfinished.update(compress(zip(hashes, states), states))
-        hash_key = self.completed.hash_key
-        self.failure.update((hash_key(key_bytes(event)), Failure.of(event, offset))
-                            for event, offset in failures)
+        failed_hashes = self.completed.hash_keys([key_bytes(event) for event, _ in failures])
+        self.failure.update((h, Failure.of(event, offset))
+                            for h, (event, offset) in zip(failed_hashes, failures))
         # A completed key needs no unfinished state; dropping it keeps the
         # dicts small.  (A later event of a completed key is ignored in the
         # end, by _unfinished_states.)

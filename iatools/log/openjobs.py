@@ -15,7 +15,8 @@ from functools import partial
 from itertools import compress
 from operator import not_
 
-from iatools.base.keyset import KeySet, np
+from iatools.base.keyset import KeySet
+from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
@@ -94,18 +95,20 @@ class OpenJobs:
                 completed = list(compress(keys, map(not_, is_open)))
                 keys = list(compress(keys, is_open))
                 offsets = offsets[is_open]
-            hashes = done.hash_keys(keys)
+            hashes = done.hash_array(keys)
             reopening = []
         else:
-            hashes, offsets, completed, reopening = [], [], [], []
+            keys, offsets, completed, reopening = [], [], [], []
             for offset, event in _events_at(path, first, data):
                 if event["event"] in DONE_EVENTS:
                     completed.append(key_bytes(event))
                 else:
-                    hashes.append(done.hash_key(key_bytes(event)))
+                    keys.append(key_bytes(event))
                     offsets.append(offset)
                     if reopens(event):
-                        reopening.append((hashes[-1], offset))
+                        reopening.append(len(keys) - 1)
+            hashes = done.hash_keys(keys)
+            reopening = [(hashes[i], offsets[i]) for i in reopening]
         open_ = ~done.contains_array(np.asarray(hashes, np.int64))
         # A key completed here and reopened later (damaged, changed) stays open.
         completed = done.hash_keys(completed) if with_completed else []

@@ -9,12 +9,12 @@ from itertools import compress
 
 import orjson
 
-from iatools.base.keyset import np
+from iatools.base.lazynumpy import np
 from iatools.contract import jsonl
 from iatools.contract.jobs import FAILURE_FIELDS, make_event
 from iatools.contract.linegrammar import (SIZE, jobs_in_chunk, key_bytes, plain_chunk,
                                           plain_job_line, queued_events)
-from iatools.log.completions import NO_SIZE
+from iatools.log.completions import NO_SIZE, update_text
 
 # A job line as iatools commands write it, one that the full parser would
 # accept and give back unchanged: the key, then "size", "updated", "destdir"
@@ -68,7 +68,7 @@ class SkipJudge:
         if len(found) != lines:
             return None
         keys, sizes, updated = zip(*found)
-        verdicts = self._verdicts(self.state.done.hash_keys(keys), self.state.sizes(sizes),
+        verdicts = self._verdicts(self.state.done.hash_array(keys), self.state.sizes(sizes),
                                   self.state.hash_updates(updated))
         counts = np.bincount(verdicts, minlength=4).tolist()
         self.tally.update(dict(enumerate(counts)))
@@ -92,15 +92,16 @@ class SkipJudge:
         the others are looked up among the completed keys, and their
         versions compared."""
         state = self.state
+        hashes = np.asarray(hashes, np.int64)
         unchanged = state.unchanged_each(hashes, sizes, updated)
         verdicts = unchanged.astype(np.int8) * _DONE  # _DONE, or _NEW (0)
         others = np.flatnonzero(~unchanged)
         if not len(others):
             return verdicts
-        other_hashes = np.asarray(hashes, np.int64)[others]
+        other_hashes = hashes[others]
         done_at = others[state.done.contains_array(other_hashes)].tolist()
         if done_at:
-            changed = state.changed(list(map(hashes.__getitem__, done_at)),
+            changed = state.changed(hashes[done_at].tolist(),
                                     list(map(sizes.__getitem__, done_at)),
                                     list(map(updated.__getitem__, done_at)))
             verdicts[done_at] = [_CHANGED if is_changed else _DONE for is_changed in changed]
@@ -115,11 +116,14 @@ class SkipJudge:
         """(queued events, jobs to pass on) for a chunk judged line by line,
         with the full parser."""
         queued, passing, bad_lines = [], [], []
-        for line, record, job in jobs_in_chunk(first, data, bad_lines.append):
-            (verdict,) = self._verdicts([self.state.done.hash_key(key_bytes(job))],
-                                        [job.get("size", NO_SIZE)],
-                                        [self.state.hash_update(job.get("updated"))])
-            verdict = int(verdict)
+        found = list(jobs_in_chunk(first, data, bad_lines.append))
+        jobs = [job for _, _, job in found]
+        verdicts = self._verdicts(
+            self.state.done.hash_keys(list(map(key_bytes, jobs))),
+            [job.get("size", NO_SIZE) for job in jobs],
+            self.state.hash_updates([update_text(job.get("updated")) for job in jobs]),
+        ).tolist() if jobs else []
+        for (line, record, job), verdict in zip(found, verdicts):
             self.tally[verdict] += 1
             if verdict == _NEW:
                 queued.append(jsonl.dumps(make_event("queued", job)))
