@@ -429,6 +429,44 @@ def test_skip_leaves_a_child_to_index_what_it_queued(tmp_path):
     assert summary["remaining_bytes"] == sum(range(80_000))
 
 
+def test_skip_into_a_new_log_saves_the_status_checkpoint_as_it_exits(tmp_path):
+    """status right after skip into a new log parses nothing: skip saved the
+    status checkpoint of what it queued, and it says what a reading from
+    the log's start says -- keys given twice (the later size counts), jobs
+    without a size, jobs the full parser reads, a bad line left out."""
+    jobs = [b'{"id":"item-%07d_x","size":%d}\n' % (n, n) for n in range(80_000)]
+    again = list(range(0, 80_000, 97))
+    jobs += [b'{"id":"item-%07d_x","size":5}\n' % n for n in again]
+    jobs += [b'{"id":"nosize-%05d"}\n' % n for n in range(300)]
+    jobs += [b'{ "id": "spaced-%05d", "size": 7 }\n' % n for n in range(300)]
+    jobs.insert(40_000, b"not a job\n")
+    log = tmp_path / "s.jsonl"
+    result = joblog("-v", "skip", log, input=b"".join(jobs))
+    assert result.returncode == 1, stderr_text(result)
+    assert "line 40001" in stderr_text(result)
+    lines = len(jobs) - 1
+    assert f"status-checkpoint: saved, up to line {lines + 1}" in stderr_text(result)
+
+    def status():
+        result = joblog("-v", "status", "--json", log)
+        assert result.returncode == 0, stderr_text(result)
+        (summary,) = parse_jsonl(result.stdout)
+        return stderr_text(result), {k: summary[k] for k in (
+            "total", "pending", "completed", "failed", "remaining_jobs", "remaining_bytes")}
+
+    said, right_after = status()
+    assert f"status-checkpoint: used; reading the log from line {lines + 1}" in said
+    total = 80_000 + 300 + 300
+    assert right_after == {
+        "total": total, "pending": total, "completed": 0, "failed": 0, "remaining_jobs": total,
+        "remaining_bytes": sum(range(80_000)) - sum(again) + 5 * len(again) + 7 * 300}
+    indexed_soon(log, lines)  # (the refresh skip leaves must not race the next reading)
+    os.unlink(checkpoint.path_for(str(log), "status"))
+    said, from_the_start = status()
+    assert "status-checkpoint: used" not in said
+    assert from_the_start == right_after
+
+
 def test_pending_reads_no_further_than_the_completed_keys_it_was_given(big):
     """The log grows while it is read (a refresh or a reading during a
     run): keys completed past the end of the completed keys must not be

@@ -15,6 +15,7 @@ from iatools.log.completions import Completions
 from iatools.log.eventlog import LogWriter, check_existing, check_rereadable
 from iatools.log.joblog import JobLog
 from iatools.log.logindex import IndexKeeper
+from iatools.log.queuedindex import QueuedIndex
 from iatools.log.skipjudge import SkipJudge
 
 PROG = "ia-joblog"
@@ -192,8 +193,9 @@ def _event_after_tear(line_number, line):
 
 
 def _write_log(log, lines):
+    """Append the lines; the offset where they begin (None for none)."""
     try:
-        log.append(lines)
+        return log.append(lines)
     except OSError as exc:
         raise errors.IatoolsError(f"cannot write to log {log.path}: {exc.strerror}") from None
 
@@ -205,10 +207,11 @@ def tee(args):
 def skip(args):
     state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
+    status_index = QueuedIndex.for_new_log(args.log)
     log = _open_log(args.log)
     index = IndexKeeper(args.log, while_writing=False)
     output = jsonl.Output(args.streams.stdout)
-    judge = SkipJudge(state, args.retry_permanent)
+    judge = SkipJudge(state, args.retry_permanent, noting=status_index is not None)
     counting = False  # a total was announced upstream: announce what is dropped
     try:
         for first, lines, data in jsonl.whole_lines(args.streams.stdin, what="jobs"):
@@ -220,17 +223,32 @@ def skip(args):
             queued, passing = judge.plain_chunk(lines, data) or judge.lines(first, data)
             # Log first: a job must never run downstream without its queued
             # event on record.
-            _write_log(log, queued)
+            offset = _write_log(log, queued)
             index.wrote(sum(map(len, queued)))
+            if status_index is not None:
+                _note_queued(status_index, offset, queued, judge.take_queued())
             if counting and judge.dropped() > dropped_before:
                 counts.append(jsonl.count_line("skipped", judge.dropped() - dropped_before))
             output.lines(counts + passing)
             output.flush()
+    except BaseException:
+        if status_index is not None:
+            status_index.close()  # (no save: the run was cut short)
+        raise
     finally:
         log.close()
+    if status_index is not None:
+        status_index.save(log.epoch)
     index.leave()
     errors.debug(f"skip: {judge.summary()}")
     return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
+
+
+def _note_queued(status_index, offset, events, queued):
+    if queued is None:
+        status_index.give_up("an event that reopens a key")
+    else:
+        status_index.wrote(offset, events, *queued)
 
 
 def pending(args):

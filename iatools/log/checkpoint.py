@@ -256,6 +256,7 @@ def save(log_path, kind, position, size, dump, epoch=None):
             try:
                 _write(file, position, dump, epoch)
                 os.replace(temp, path)
+                errors.debug(f"{path}: saved, up to line {position.line}")
             except OSError:
                 os.unlink(temp)
                 raise

@@ -43,23 +43,31 @@ class LogWriter:
         self._last_sync = time.monotonic()
 
     def append(self, lines):
-        """Append complete lines (bytes ending in a newline) as one write."""
+        """Append complete lines (bytes ending in a newline) as one write;
+        the offset in the log where they begin (None for no lines)."""
         if not lines:
-            return
+            return None
         data = b"".join(lines)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
             self._stamp.before(self.fd)
-            self._write_at_end(data)
+            offset = self._write_at_end(data)
             self._stamp.after(self.fd)
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         if time.monotonic() - self._last_sync >= SYNC_INTERVAL:
             self.sync()
+        return offset
+
+    @property
+    def epoch(self):
+        """The stamp's epoch of the last append (iatools.log.checkpoint)."""
+        return self._stamp.epoch
 
     def _write_at_end(self, data):
         size = os.fstat(self.fd).st_size
-        if size and os.pread(self.fd, 1, size - 1) != b"\n":
+        torn = size and os.pread(self.fd, 1, size - 1) != b"\n"
+        if torn:
             data = b"\n" + data  # a torn line from a crash: start afresh
         try:
             written = os.write(self.fd, data)
@@ -68,6 +76,7 @@ class LogWriter:
         except OSError:
             os.ftruncate(self.fd, size)  # never leave half a batch behind
             raise
+        return size + 1 if torn else size
 
     def sync(self):
         os.fsync(self.fd)

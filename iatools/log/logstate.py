@@ -262,6 +262,13 @@ class LogState:
         self.last_ts = max(self.last_ts, last_ts)
         return True
 
+    def save_counted(self, path, position, epoch):
+        """For a writer that folded every event of the log up to the
+        Position ``position`` (written in the stamp's ``epoch``): count
+        every key, and save the checkpoint there."""
+        self.standing = self._count_all()
+        self._save(path, checkpoint.START, position, epoch)
+
     def _read_slow(self, path, first, data, base):
         """Fold a chunk line by line, in order: the full parser reports bad
         lines; an event that reopens a key takes effect where it stands."""

@@ -37,11 +37,24 @@ _NEW, _CHANGED, _DONE, _PERMANENT = range(4)
 class SkipJudge:
     """Judges jobs against the completions of the log, and counts."""
 
-    def __init__(self, state, retry_permanent):
+    def __init__(self, state, retry_permanent, noting=False):
         self.state = state
         self.permanent = set() if retry_permanent else state.permanent
         self.tally = Counter()
         self.bad_lines = 0
+        # (``noting``) The keys of the jobs queued since ``take_queued``, in
+        # order, and their sizes (NO_SIZE when none), an array or list of
+        # them a batch; None once a "changed" event was queued.
+        self._queued = ([], []) if noting else None
+
+    def take_queued(self):
+        """The keys and sizes of the jobs queued since the last call, in the
+        order of their events; None when an event that reopens a key came
+        among them, or when not ``noting``."""
+        queued = self._queued
+        if queued is not None:
+            self._queued = ([], [])
+        return queued
 
     def summary(self):
         """What was done with the jobs, for people."""
@@ -60,8 +73,16 @@ class SkipJudge:
         if not plain_chunk(data):
             return None
         if not self.state.done and not self.permanent:
-            if not _JOB_LINES.fullmatch(data):
-                return None
+            if self._queued is None:
+                if not _JOB_LINES.fullmatch(data):
+                    return None
+            else:
+                found = _JOB_LINE.findall(data)
+                if len(found) != lines:
+                    return None
+                keys, sizes, _ = zip(*found)
+                self._queued[0].extend(keys)
+                self._queued[1].append(self.state.sizes(sizes))
             self.tally[_NEW] += lines
             return [queued_events(data)], [data]
         found = _JOB_LINE.findall(data)
@@ -127,8 +148,10 @@ class SkipJudge:
             self.tally[verdict] += 1
             if verdict == _NEW:
                 queued.append(jsonl.dumps(make_event("queued", job)))
+                self._note(job)
             elif verdict == _CHANGED:
                 queued.append(_changed_event(job))
+                self._queued = None
             else:
                 continue
             # The raw line keeps the user's field order and formatting.
@@ -136,6 +159,11 @@ class SkipJudge:
         self.bad_lines += len(bad_lines)
         return queued, passing
 
+    def _note(self, job):
+        if self._queued is not None:
+            size = job.get("size", NO_SIZE)
+            self._queued[0].append(key_bytes(job))
+            self._queued[1].append([size if isinstance(size, int) else NO_SIZE])
 
 def _changed_event(job):
     return jsonl.dumps(make_event("queued", job, reason="changed"))

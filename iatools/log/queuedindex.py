@@ -1,0 +1,156 @@
+"""The status checkpoint of a new log, saved by the skip that fills it.
+
+A run begins with ``skip`` queueing every job into a new log -- ten million
+of them in seconds -- and someone types ``ia-joblog status`` at once.
+Without a checkpoint, that reading parses every queued event (18 s for ten
+million), and the refresh that skip leaves behind takes longer still.  But
+skip has every job's key and size in hand as it writes its event: so, when
+the log is empty as it starts, it notes the hash of each key and the size
+(16 bytes a job), sorts them a million at a time on a second thread (numpy
+sorts without the interpreter's lock), and at the end merges the sorted
+runs, counts the keys and saves the status checkpoint itself
+(iatools.log.logstate), for the whole log: on J1's ten million jobs, 7 s
+more for skip, and status right after it takes 0.2 s instead of 17.
+
+Only while the log holds nothing but what this skip wrote: a batch that
+lands anywhere but where the last one ended (another writer, a torn line),
+an event that reopens a key, or a size past 64 bits, and it gives up
+(freeing what it noted); the refresh then does the work.  At the end, the
+log must still be as skip left it: its writers' stamp holds, with skip's
+epoch, and its length is where skip's last batch ended.
+"""
+
+import os
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+
+from iatools.base import errors
+from iatools.base.keyset import np
+from iatools.contract.linegrammar import LAST_TS
+from iatools.log import checkpoint
+from iatools.log.completions import NO_SIZE
+from iatools.log.logstate import LogState
+
+
+#: Hashes sorted at a time into a run, on another thread.
+_RUN = 1 << 20
+
+
+class QueuedIndex:
+    """What a skip into a new log queued: the key hashes and sizes
+    (``NO_SIZE`` when a job gives none), and where its events end."""
+
+    def __init__(self, path):
+        self.path = path
+        self.state = LogState()
+        # Arrays of the hashes and sizes, a batch of events each, until
+        # they are a run: sorted by hash (a future of the two arrays).
+        self._hashes, self._sizes = [], []
+        self._waiting = 0
+        self._runs = []
+        self._sorter = ThreadPoolExecutor(1)
+        self._end, self._lines, self._crc = 0, 0, 0
+        self._last_ts = ""
+        self.given_up = False
+
+    @classmethod
+    def for_new_log(cls, path):
+        """A QueuedIndex for the log at ``path`` if it is empty or does not
+        exist yet, else None."""
+        try:
+            empty = os.stat(path).st_size == 0
+        except FileNotFoundError:
+            empty = True
+        except OSError:
+            empty = False
+        return cls(path) if empty else None
+
+    def wrote(self, offset, events, keys, sizes):
+        """After skip appended ``events`` (whole lines, one per job) at
+        ``offset`` (None when there were none): the jobs' keys and sizes."""
+        if self.given_up or offset is None:
+            return
+        lines = sum(event.count(b"\n") for event in events)
+        if offset != self._end or lines != len(keys):
+            self.give_up(f"{len(keys)} jobs in {lines} lines at byte {offset}")
+            return
+        try:
+            self._sizes.append(np.array(np.concatenate(sizes), np.int64))
+        except OverflowError:
+            self.give_up("a size past 64 bits")
+            return
+        self._hashes.append(self.state.completed.hash_array(keys))
+        self._waiting += len(keys)
+        if self._waiting >= _RUN:
+            self._make_run()
+        for event in events:
+            self._crc = zlib.crc32(event, self._crc)
+            self._end += len(event)
+        self._lines += lines
+        last = events[-1]
+        ts = LAST_TS.match(last, last.rfind(b"\n", 0, -1) + 1)
+        self._last_ts = max(self._last_ts, ts[1].decode() if ts else "")
+
+    def give_up(self, why):
+        if not self.given_up:
+            errors.debug(f"{self.path}: skip leaves its status checkpoint to the refresh ({why})")
+        self.given_up = True
+        self._hashes, self._sizes, self._runs = [], [], []
+        self.close()
+
+    def _make_run(self):
+        """Sort the hashes and sizes noted since the last run, on another
+        thread: numpy sorts without the interpreter's lock, so on the other
+        core, while skip goes on."""
+        hashes, sizes = self._hashes, self._sizes
+        self._hashes, self._sizes, self._waiting = [], [], 0
+        self._runs.append(self._sorter.submit(_sorted_run, hashes, sizes))
+
+    def save(self, epoch):
+        """Save the status checkpoint of the log if it holds just what was
+        noted, written in the stamp's ``epoch``, and is worth one."""
+        try:
+            if self.given_up or self._end < checkpoint.SAVE_AFTER:
+                return
+            if (checkpoint.current_epoch(self.path) != epoch
+                    or os.stat(self.path).st_size != self._end):
+                self.give_up("the log changed since")
+                return
+            self._save(epoch)
+        finally:
+            self.close()
+
+    def close(self):
+        """Let go of the sorting thread (``save`` does)."""
+        self._sorter.shutdown(wait=False, cancel_futures=True)
+
+    def _save(self, epoch):
+        if self._hashes:
+            self._make_run()
+        runs = [run.result() for run in self._runs]
+        self._runs = []
+        # Sorted runs, one after the other: the stable sort of the key map
+        # merges them.
+        hashes, sizes = (np.concatenate(arrays) for arrays in zip(*runs))
+        del runs
+        state = self.state
+        sized = sizes != NO_SIZE
+        if sized.all():
+            # One sort for the keys and their latest sizes.
+            state.sizes.add(hashes, sizes)
+            del hashes, sizes
+            state.seen.add(state.sizes.hashes())
+        else:
+            state.sizes.add(hashes[sized], sizes[sized])
+            state.seen.add(np.unique(hashes))
+        state.last_ts = self._last_ts
+        position = checkpoint.Position(self._end, 1 + self._lines, self._crc)
+        state.save_counted(self.path, position, epoch)
+
+
+def _sorted_run(hashes, sizes):
+    """The arrays of hashes and of their sizes joined, sorted by hash (a
+    hash queued twice keeps its order: the later size is the latest)."""
+    hashes, sizes = np.concatenate(hashes), np.concatenate(sizes)
+    order = np.argsort(hashes, kind="stable")
+    return hashes[order], sizes[order]
