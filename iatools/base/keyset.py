@@ -293,6 +293,13 @@ class KeySet(_Hashes):
         self._add(hashes)
         self.added += len(hashes)
 
+    def adopt(self, hashes):
+        """Hold the sorted int64 array of distinct ``hashes``, and nothing
+        else: no copy, no sort."""
+        self._fresh, self._waiting = [], 0
+        self._keep(hashes)
+        self.added = len(hashes)
+
     def contains_each(self, hashes):
         """A list of booleans: is each hash of the list present?"""
         return self._contains(_array(hashes)).tolist()
@@ -462,6 +469,14 @@ class KeyMap:
     def _keep(self, kept):
         self._keys = self._keys[kept]
         self._columns = [column[kept] for column in self._columns]
+
+    def adopt(self, hashes, *columns):
+        """Hold the sorted int64 array of distinct ``hashes`` with a number
+        of each column (int64 arrays) for each, and nothing else: no copy,
+        no sort."""
+        self._fresh, self._waiting = [], 0
+        self._keys, self._columns = hashes, list(columns)
+        self.added = len(hashes)
 
     def hashes(self):
         """The hash of every record, once each, as a sorted numpy array (an

@@ -129,23 +129,36 @@ class QueuedIndex:
             self._make_run()
         runs = [run.result() for run in self._runs]
         self._runs = []
-        # Sorted runs, one after the other: the stable sort of the key map
-        # merges them.
-        hashes, sizes = (np.concatenate(arrays) for arrays in zip(*runs))
-        del runs
+        hashes, sizes = _merged(runs)
         state = self.state
         sized = sizes != NO_SIZE
         if sized.all():
-            # One sort for the keys and their latest sizes.
-            state.sizes.add(hashes, sizes)
-            del hashes, sizes
-            state.seen.add(state.sizes.hashes())
+            state.sizes.adopt(hashes, sizes)
         else:
-            state.sizes.add(hashes[sized], sizes[sized])
-            state.seen.add(np.unique(hashes))
+            state.sizes.adopt(hashes[sized], sizes[sized])
+        state.seen.adopt(hashes)
         state.last_ts = self._last_ts
         position = checkpoint.Position(self._end, 1 + self._lines, self._crc)
         state.save_counted(self.path, position, epoch)
+
+
+def _merged(runs):
+    """The sorted runs of hashes and sizes (a list, emptied) as one sorted
+    array of distinct hashes and one of their latest sizes: a stable sort
+    of the runs one after the other merges them, in a few passes."""
+    hashes = np.concatenate([hashes for hashes, _ in runs])
+    sizes = np.concatenate([sizes for _, sizes in runs])
+    runs.clear()
+    order = np.argsort(hashes, kind="stable")
+    hashes = hashes[order]
+    sizes = sizes[order]
+    del order
+    # The last of each run of one hash is the latest.
+    latest = np.ones(len(hashes), bool)
+    np.not_equal(hashes[1:], hashes[:-1], out=latest[:-1])
+    if latest.all():
+        return hashes, sizes
+    return hashes[latest], sizes[latest]
 
 
 def _sorted_run(hashes, sizes):
