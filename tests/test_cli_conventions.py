@@ -2,10 +2,15 @@
 --help and --version on stdout with status 0, usage errors as
 "NAME: error: ..." with status 2, and never a Python traceback."""
 
+import argparse
+import errno
+import io
 
 import pytest
 
 from iatools import __version__
+from iatools.base.status import ExitStatus
+from iatools.contract import cli
 from tests.helpers import BIN, command, run
 
 COMMANDS = sorted(path.name for path in BIN.iterdir() if path.name.startswith("ia-"))
@@ -102,3 +107,19 @@ def test_a_timeout_must_be_a_finite_number_of_seconds_above_0(name, seconds):
     assert_no_traceback(result)
     assert result.stderr.decode().startswith(f"{name}: error: argument --timeout: ")
     assert result.stdout == b""
+
+
+def test_a_system_error_no_command_foresaw_is_one_line_and_status_1():
+    """The last net of every command (cli.run): an OSError that no caller
+    turned into a message of its own says its file and reason, no
+    traceback, status 1; the run's output stays as it was written."""
+    def body(args):
+        args.streams.stdout.write(b'{"id":"a"}\n')
+        raise OSError(errno.ENOSPC, "No space left on device", "/mnt/a/item/file.bin")
+
+    stdout, stderr = io.BytesIO(), io.StringIO()
+    streams = cli.Streams(stdin=io.BytesIO(), stdout=stdout, stderr=stderr)
+    status = cli.run(argparse.ArgumentParser(prog="ia-example"), body, [], streams)
+    assert status == ExitStatus.FAILED == 1
+    assert stderr.getvalue() == "ia-example: error: /mnt/a/item/file.bin: No space left on device\n"
+    assert stdout.getvalue() == b'{"id":"a"}\n'
