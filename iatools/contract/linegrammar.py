@@ -209,7 +209,10 @@ def queued_only(lines, data):
     """Does every one of the ``lines`` of a chunk begin as a queued event?
     (Counted at the beginnings of lines: a line glued after another one
     does not count.)"""
-    return data.startswith(QUEUED_START) + data.count(b"\n" + QUEUED_START) == lines
+    # (No count when the first line is not one: a chunk of other events
+    # then costs no pass over its bytes, 0.26 ns a byte.)
+    return (data.startswith(QUEUED_START)
+            and data.count(b"\n" + QUEUED_START) == lines - 1)
 
 
 def outcome_with_fields(kinds, *fields):
