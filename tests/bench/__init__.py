@@ -26,8 +26,9 @@ ratio to each anchor of the same run.  Every file is checked against the
 catalogue md5 (``verify``).  Log workloads: J1 (``joblogs``) a run of 10
 million jobs recorded live into a fresh log (``ia-joblog skip`` of the jobs,
 then ``ia-joblog append`` of 14.2 million events fed through a pipe), with
-status/pending/failed/completed read right after skip, twice while append
-runs, after it from the index, and with no index; append's events/s; grep
+status/pending/failed/completed read right after skip, three times while
+append runs (after bursts at full speed, and after a minute at a real
+run's pace), after it from the index, and with no index; append's events/s; grep
 -c and a bare Python line loop over the same log are its anchors
 (the data are made in ``logs``).  P1 jobs/s through ia-joblog skip and
 ia-route; S start-up times; F1 the CPU of planning one item of 20,000 and

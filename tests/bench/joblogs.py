@@ -6,9 +6,10 @@ started/completed/failed events (the cached log's events without its
 queued lines), fed through a FIFO by the bench.  The four readers
 (``status``, ``pending``, ``failed``, ``completed``) are timed right after
 ``skip`` exits, while ``append`` runs (the feeder pauses at a third and
-at two thirds of the events, append alive and waiting, as when events
-trickle in a real run), and after it exits, from the index the writers
-left; then, as a log copied from elsewhere, with no index at all, against
+at two thirds of the events, sent at full speed, append alive and waiting,
+as when events trickle in a real run; and once more after a minute at a
+fast run's pace, PACE events a second), and after it exits, from the index
+the writers left; then, as a log copied from elsewhere, with no index at all, against
 the floors (``grep -c`` and a bare Python loop over the same log).
 ``append`` is timed apart at full speed, from a file.  Every output is
 checked against what the log holds at that moment: a fast wrong answer
@@ -19,6 +20,7 @@ the run's: ``status``'s last day is empty of them.
 """
 
 import errno
+import itertools
 import json
 import os
 import re
@@ -40,6 +42,11 @@ JOBLOG = command("ia-joblog")
 READERS = ("status", "pending", "failed", "completed")
 #: Where the feeder pauses, as fractions of the events.
 PAUSES = (1 / 3, 2 / 3)
+#: After the last pause, the feeder sends events at a fast real run's pace
+#: (ia-fetch writes two or three events a job: started, completed) for a
+#: while, then pauses once more: the readings at any moment of a run whose
+#: writer keeps the index, not right after a burst at full speed.
+PACE, PACED_SECONDS = 5_000, 60
 #: A reading is stopped after this long: far beyond its target (5 to 15 s),
 #: but a first reading of the code of 2026-12 takes 80 to 140 s, and the
 #: rows should say how far it is.
@@ -304,8 +311,10 @@ def _append_live(log, events, shape, workdir):
     fifo = workdir / "events.fifo"
     os.mkfifo(fifo)
     result = {}
-    # Longer than for a writer alone: the readings of the pauses are inside.
-    timeout = WRITER_TIMEOUT + len(PAUSES) * len(READERS) * READING_TIMEOUT
+    # Longer than for a writer alone: the paced feed and the readings of the
+    # pauses are inside.
+    timeout = (WRITER_TIMEOUT + PACED_SECONDS
+               + (len(PAUSES) + 1) * len(READERS) * READING_TIMEOUT)
     writer = threading.Thread(target=lambda: result.update(m=measure.run(
         ["bash", "-c", 'exec "$0" append "$1" < "$2"', JOBLOG, str(log), str(fifo)],
         _env(), timeout=timeout, cwd=workdir, stderr_path=workdir / "append-stderr.txt")))
@@ -317,6 +326,7 @@ def _append_live(log, events, shape, workdir):
         try:
             for fraction in PAUSES:
                 rows += _pause(feeder, pipe, fraction, log, shape, workdir)
+            rows += _paced_pause(feeder, pipe, log, shape, workdir)
             feeder.feed_to(pipe, 1.0)
         finally:
             os.close(pipe)
@@ -326,10 +336,11 @@ def _append_live(log, events, shape, workdir):
         feeder.close()
     exit_after = time.monotonic() - ended
     count = shape.lines - shape.jobs
-    row = _row("J1", "ia-joblog append (live, through a pipe, paused twice)", result["m"],
+    row = _row("J1", "ia-joblog append (live, through a pipe, paused three times)", result["m"],
                count, unit="events/s",
                note=f"fed in {feeder.feeding:.1f} s outside the pauses; exited "
-                    f"{exit_after:.1f} s after the end of its input")
+                    f"{exit_after:.1f} s after the end of its input (paced for "
+                    f"{PACED_SECONDS} s)")
     _check(row, feeder.appended() == feeder.total and not feeder.broken,
            f"{feeder.appended():,} bytes appended of {feeder.total:,}")
     return rows + [row]
@@ -338,12 +349,25 @@ def _append_live(log, events, shape, workdir):
 def _pause(feeder, pipe, fraction, log, shape, workdir):
     """Feed up to ``fraction`` of the events, stop, and read the log."""
     caught_up = feeder.feed_to(pipe, fraction)
+    return _readings_at_pause(feeder, caught_up, f"while append runs, {fraction:.0%} in",
+                              log, shape, workdir)
+
+
+def _paced_pause(feeder, pipe, log, shape, workdir):
+    """Feed PACE events a second for PACED_SECONDS, stop, and read the log."""
+    caught_up = feeder.feed_paced(pipe, PACE, PACED_SECONDS)
+    return _readings_at_pause(feeder, caught_up,
+                              f"while append runs at {PACE:,} events/s for {PACED_SECONDS} s",
+                              log, shape, workdir)
+
+
+def _readings_at_pause(feeder, caught_up, when, log, shape, workdir):
     moment = Moment(shape.jobs, feeder.completed, feeder.failed)
     note = (f"{feeder.lines:,} of {shape.lines - shape.jobs:,} events in; " +
             (f"all in the log {caught_up * 1000:.0f} ms after the feeder stopped"
              if caught_up is not None else
              f"NOT all in the log {CATCH_UP} s after the feeder stopped"))
-    rows = _readings(log, moment, workdir, f"while append runs, {fraction:.0%} in", note=note)
+    rows = _readings(log, moment, workdir, when, note=note)
     if caught_up is None:
         for row in rows:
             _check(row, False, "append had not written what it was sent")
@@ -393,13 +417,39 @@ class _Feeder:
                 # would be counted in neither chunk.
                 if not chunk.endswith(b"\n"):
                     chunk += self.file.readline()
-                _write_all(pipe, chunk)
-                self.sent += len(chunk)
-                self.lines += chunk.count(b"\n")
-                self.completed += chunk.count(_COMPLETED)
-                self.failed += chunk.count(_FAILED)
+                self._send(pipe, chunk)
         except BrokenPipeError:  # append died: its row says how
             self.broken = True
+        return self._caught_up(started)
+
+    def feed_paced(self, pipe, events_per_second, seconds):
+        """Send the next events at ``events_per_second``, a tenth of a
+        second's worth at a time, for ``seconds``; then as ``feed_to``."""
+        started = time.monotonic()
+        sent = 0
+        try:
+            while (elapsed := time.monotonic() - started) < seconds:
+                due = int(elapsed * events_per_second) - sent
+                chunk = b"".join(itertools.islice(self.file, due))
+                if due and not chunk:  # the end of the events
+                    break
+                self._send(pipe, chunk)
+                sent += due
+                time.sleep(0.1)
+        except BrokenPipeError:
+            self.broken = True
+        return self._caught_up(started)
+
+    def _send(self, pipe, chunk):
+        _write_all(pipe, chunk)
+        self.sent += len(chunk)
+        self.lines += chunk.count(b"\n")
+        self.completed += chunk.count(_COMPLETED)
+        self.failed += chunk.count(_FAILED)
+
+    def _caught_up(self, started):
+        """The seconds append took, once the feeder stopped, to have all it
+        was sent in the log; None when it did not within CATCH_UP."""
         stopped = time.monotonic()
         self.feeding += stopped - started
         while self.appended() < self.sent and time.monotonic() - stopped < CATCH_UP:
