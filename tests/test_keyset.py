@@ -220,6 +220,24 @@ def test_a_key_map_gives_the_numbers_added_last():
     assert_same_map(key_map, model, rng, pool, without=set(rng.sample(pool, 3_000)))
 
 
+def test_the_total_of_a_column_is_exact_past_64_bits_and_without_a_set():
+    rng = random.Random(8)
+    pool = random_hashes(rng, 150_000)
+    key_map = KeyMap(1)
+    sizes = [rng.randrange(1 << 40) for _ in pool]
+    # Two groups whose sums pass 63 bits: added as Python integers.
+    sizes[30], sizes[100_000] = (1 << 63) - 1, 1 << 62
+    key_map.add(pool[:100_000], sizes[:100_000])
+    key_map.add(pool[100_000:], sizes[100_000:])
+    key_map.add(pool[:10], [7] * 10)  # the latest number counts
+    latest = dict(zip(pool, sizes)) | dict.fromkeys(pool[:10], 7)
+    assert key_map.column_total() == sum(latest.values())
+    gone = set(rng.sample(pool, 5_000)) | {pool[100_000]}
+    assert key_map.column_total(without=_set_of(gone)) == sum(
+        size for h, size in latest.items() if h not in gone)
+    assert KeyMap(1).column_total() == 0
+
+
 def test_a_key_map_compacted_without_a_set_then_updated():
     rng = random.Random(7)
     pool = random_hashes(rng, 10_000)

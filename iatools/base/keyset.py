@@ -42,6 +42,8 @@ _WINDOW = 4
 _BATCH = 1 << 20
 #: Hashes and columns handed out at a time by ``KeyMap.latest_columns``.
 _GROUP = 1 << 16
+#: Numbers below this in size add up, a group of them, within 63 bits.
+_SAFE_TO_SUM = (1 << 63) // _GROUP
 
 
 def _array(numbers):
@@ -520,6 +522,23 @@ class KeyMap:
                 kept = ~without._contains(group[0], ordered=True)
                 group = [values[kept] for values in group]
             yield [values.tolist() for values in group]
+
+    def column_total(self, without=None):
+        """The sum of the numbers last added in the first column (not those
+        of the hashes in the KeySet ``without``), exact: summed by numpy, a
+        group at a time, where no sum of a group can pass 63 bits, else as
+        Python integers (10 million sizes: 0.03 s, against 0.6)."""
+        hashes = self._settle()
+        total = 0
+        for start in range(0, len(hashes), _GROUP):
+            numbers = self._columns[0][start:start + _GROUP]
+            if without is not None:
+                numbers = numbers[~without._contains(hashes[start:start + _GROUP], ordered=True)]
+            if len(numbers) and max(-int(numbers.min()), int(numbers.max())) >= _SAFE_TO_SUM:
+                total += sum(numbers.tolist())
+            else:
+                total += int(numbers.sum())
+        return total
 
     def dump(self, writer):
         writer.write(self.added.to_bytes(8, "big"))

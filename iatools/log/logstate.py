@@ -392,7 +392,7 @@ class LogState:
         """The sum of the latest "size" of the keys to do: neither completed
         nor failed (a key never queued with a size counts 0)."""
         failed = [h for h, s in self._unfinished_states.items() if s == FAILED]
-        return (sum(sum(sizes) for _, sizes in self.sizes.latest_columns(self.completed))
+        return (self.sizes.column_total(without=self.completed)
                 - sum(size for size, in filter(None, self.sizes.latest(failed))))
 
     def recent_failures(self, limit=5):
