@@ -523,6 +523,12 @@ class KeyMap:
                 group = [values[kept] for values in group]
             yield [values.tolist() for values in group]
 
+    def column(self, n):
+        """The numbers last added in column ``n``, in the order of
+        ``hashes``: a numpy array."""
+        self._settle()
+        return self._columns[n]
+
     def column_total(self, without=None):
         """The sum of the numbers last added in the first column (not those
         of the hashes in the KeySet ``without``), exact: summed by numpy, a

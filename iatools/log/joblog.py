@@ -106,7 +106,7 @@ class JobLog:
         offsets = state.completed_offsets()
         del state
         for start in range(0, len(offsets), _BATCH):
-            yield from jobs_of(lines_at(self.path, offsets[start:start + _BATCH]),
+            yield from jobs_of(lines_at(self.path, offsets[start:start + _BATCH].tolist()),
                                COMPLETION_EVENT)
 
     def failed(self, *, retryable=None):
