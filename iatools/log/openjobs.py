@@ -140,28 +140,28 @@ class OpenJobs:
         self.offsets.frombytes(offsets[first].tobytes())
 
     def _drop(self, completed):
-        """Forget the noted keys in the KeySet ``completed``.  Few
+        """Forget the noted keys in the KeySet ``completed``, in numpy.  Few
         completions (a tail since the checkpoint) are looked up among the
-        noted keys, and the noted keys then checked against the few found,
-        in a set: a lookup in a KeySet costs about 1 µs, in a small set 0.05
-        (measured: 3 s against 0.2 s for 3 million open keys and 20,000
-        completions)."""
+        noted keys, and the noted lines then found among the few found, by
+        a binary search; more are looked up by the noted lines.  (A list of
+        booleans for ``compress`` took 4.9 s for 10 million noted keys and
+        2.3 million completions; this, 0.9.)"""
         if not completed:
             return
-        if completed.added <= len(self.hashes) // 4:
-            candidates = completed.hashes().tolist()
-            found = set(compress(candidates, self.noted.contains_each(candidates)))
-            if not found:
+        hashes = np.frombuffer(self.hashes, np.int64)
+        if completed.added <= len(hashes) // 4:
+            candidates = completed.hashes()
+            found = candidates[self.noted.contains_array(candidates, ordered=True)]
+            if not len(found):
                 return
-            keep = list(map(not_, map(found.__contains__, self.hashes)))
+            keep = found.take(np.searchsorted(found, hashes), mode="clip") != hashes
             # Forgotten, so that a line that reopens one later is noted afresh.
-            self.noted.discard(found)
+            self.noted.discard(found.tolist())
         else:
-            keep = [not_(c) for start in range(0, len(self.hashes), _BATCH)
-                    for c in completed.contains_each(self.hashes[start:start + _BATCH].tolist())]
+            keep = ~completed.contains_array(hashes)
             self.noted.compact(without=completed)
-        self.hashes = array("q", compress(self.hashes, keep))
-        self.offsets = array("q", compress(self.offsets, keep))
+        self.hashes = _kept(self.hashes, keep)
+        self.offsets = _kept(self.offsets, keep)
 
     def _renote(self, reopened):
         """Note, for each key reopened (hash -> offset of the latest line
@@ -197,6 +197,14 @@ class OpenJobs:
         if len(jobs.hashes) != len(jobs.offsets):
             raise ValueError("damaged")
         return jobs
+
+
+def _kept(numbers, keep):
+    """The numbers of an array("q") where the numpy array of booleans
+    ``keep`` is true, as an array("q")."""
+    kept = array("q")
+    kept.frombytes(np.frombuffer(numbers, np.int64)[keep].tobytes())
+    return kept
 
 
 def _line_offsets(data):
