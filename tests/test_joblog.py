@@ -1268,6 +1268,26 @@ def test_pending_gives_back_the_jobs_skip_recorded(tmp_path):
     assert parse_jsonl(result.stdout) == expected
 
 
+def test_pending_cuts_a_stretch_of_open_lines_at_once_and_only_that(tmp_path):
+    """Jobs queued one after the other are cut out of the log as one text;
+    a completion among them, or a CR before each newline (a log edited on
+    Windows), and the lines are taken one by one: the same jobs."""
+    log = tmp_path / "s.jsonl"
+    jobs = [{"id": f"j{n}", "size": n} for n in range(300)]
+    assert joblog("skip", log, input=compact(jobs)).returncode == 0
+    every_line_open = joblog("pending", log)
+    assert every_line_open.returncode == 0, stderr_text(every_line_open)
+    assert parse_jsonl(every_line_open.stdout) == jobs
+    lines = log.read_bytes().splitlines(keepends=True)
+    done = compact([{"event": "completed", "id": "j7", "ts": iso(9), "host": "h", "pid": 1}])
+    log.write_bytes(b"".join(lines[:100]) + done + b"".join(lines[100:]).replace(b"\n", b"\r\n"))
+    result = joblog("pending", log)
+    assert result.returncode == 0, stderr_text(result)
+    assert parse_jsonl(result.stdout) == [job for job in jobs if job["id"] != "j7"]
+    log.write_bytes(b"".join(lines[:100]) + done + b"".join(lines[100:]))
+    assert joblog("pending", log).stdout == result.stdout
+
+
 def test_compact_lines_over_the_limit_are_rejected_on_either_side(tmp_path):
     log = tmp_path / "s.jsonl"
     pad = "x" * (1 << 20)

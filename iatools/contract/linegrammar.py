@@ -359,10 +359,15 @@ def jobs_of(events, shape):
     """The job lines of event lines (no line endings): cut out of those of
     the ``shape`` (``QUEUED_EVENT``, ``COMPLETION_EVENT``; all at once when
     each is one), others parsed."""
-    jobs = list(map(itemgetter(0), shape.findall(b"\n".join(events))))
-    if len(jobs) == len(events):
+    return jobs_in(b"\n".join(events), len(events), shape)
+
+
+def jobs_in(text, count, shape):
+    """``jobs_of`` the ``count`` event lines of a text, joined by newlines."""
+    jobs = list(map(itemgetter(0), shape.findall(text)))
+    if len(jobs) == count:
         return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
-    return [_job_of(e, shape) for e in events]
+    return [_job_of(e, shape) for e in text.split(b"\n")]
 
 
 def _job_of(event, shape):

@@ -156,6 +156,33 @@ def lines_at(path, offsets):
     lines of each block are found and cut in C (``map``), not one by one in
     Python (a million lines a second more, for pending's millions)."""
     lines = []
+    for data, starts in _blocks_at(path, offsets):
+        ends = map(data.find, repeat(b"\n"), starts)
+        lines += map(data.__getitem__, map(slice, starts, ends))
+    return without_cr(lines)
+
+
+def texts_at(path, offsets):
+    """``lines_at``, as (text, count): the lines of a block joined by
+    newlines, and how many.  Where the offsets are every line of a stretch
+    of the log (as skip queued them, say), the text is that stretch, cut
+    once: no line is cut apart, nor joined again.  (Line endings are left
+    as they are: a CR stays before its newline.)"""
+    texts = []
+    for data, starts in _blocks_at(path, offsets):
+        end = data.find(b"\n", starts[-1])
+        if data.count(b"\n", starts[0], end) == len(starts) - 1:
+            texts.append((data[starts[0]:end], len(starts)))
+        else:
+            ends = map(data.find, repeat(b"\n"), starts)
+            texts.append((b"\n".join(map(data.__getitem__, map(slice, starts, ends))),
+                          len(starts)))
+    return texts
+
+
+def _blocks_at(path, offsets):
+    """The blocks of the log that hold the lines starting at each of the
+    increasing ``offsets``: (data, the offsets of the lines in it)."""
     with open(path, "rb", buffering=0) as log:
         first = 0
         while first < len(offsets):
@@ -166,11 +193,8 @@ def lines_at(path, offsets):
             after = bisect_right(offsets, base + data.rfind(b"\n"), first)
             if after == first:
                 raise errors.IatoolsError(f"{path} was cut short while being read")
-            starts = list(map(sub, offsets[first:after], repeat(base)))
-            ends = map(data.find, repeat(b"\n"), starts)
-            lines += map(data.__getitem__, map(slice, starts, ends))
+            yield data, list(map(sub, offsets[first:after], repeat(base)))
             first = after
-    return without_cr(lines)
 
 
 def check_existing(path):

@@ -14,7 +14,7 @@ import orjson
 
 from iatools.contract import jsonl
 from iatools.contract.jobs import FAILURE_FIELDS, job_from_record, validate_job
-from iatools.contract.linegrammar import COMPLETION_EVENT, QUEUED_EVENT, jobs_of
+from iatools.contract.linegrammar import COMPLETION_EVENT, QUEUED_EVENT, jobs_in, jobs_of
 from iatools.log import logreport
 from iatools.log.completions import Completions
 from iatools.log.eventlog import LogWriter, lines_at
@@ -92,8 +92,8 @@ class JobLog:
         state, done_end = Completions.read(self.path, report=False, tagged=False)
         jobs = OpenJobs.read(self.path, state.done, done_end)
         del state  # the completed keys (60 MB for 7 million): printing needs none
-        for events in jobs.first_lines(self.path):
-            yield from jobs_of(events, QUEUED_EVENT)
+        for text, count in jobs.first_lines(self.path):
+            yield from jobs_in(text, count, QUEUED_EVENT)
 
     def completed(self):
         """The jobs completed (or verified) now, each with the version its

@@ -20,7 +20,7 @@ from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, lines_at, read_chunks
+from iatools.log.eventlog import events_in, read_chunks, texts_at
 
 #: Keys judged against the completed ones at a time, when lines are read back.
 _BATCH = 1 << 16
@@ -175,10 +175,10 @@ class OpenJobs:
         self.offsets = array("q", map(offsets.__getitem__, order))
 
     def first_lines(self, path):
-        """Batches of the first lines (bytes, no line ending) of the noted
-        keys, in log order."""
+        """The first lines of the noted keys, in log order, in batches: the
+        (text, count) of ``texts_at``."""
         for start in range(0, len(self.offsets), _BATCH):
-            yield lines_at(path, self.offsets[start:start + _BATCH])
+            yield from texts_at(path, self.offsets[start:start + _BATCH])
 
     def _dump(self, writer):
         self.noted.dump(writer)
