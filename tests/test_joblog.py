@@ -1136,8 +1136,8 @@ def test_the_line_grammar_reads_the_bytes_make_event_writes():
     assert with_size.match(b"\n" + done).groups() == (key, b"3")
     assert linegrammar.QUEUED_EVENT.fullmatch(queued[:-1])[1] == job_line[1:-2]
     assert linegrammar.COMPLETION_EVENT.fullmatch(done[:-1])[1] == job_line[1:-2]
-    assert linegrammar.jobs_of([queued[:-1]], linegrammar.QUEUED_EVENT) == [job_line]
-    assert linegrammar.jobs_of([done[:-1]], linegrammar.COMPLETION_EVENT) == [job_line]
+    assert linegrammar.jobs_in(queued[:-1], 1, linegrammar.QUEUED_EVENT) == [job_line]
+    assert linegrammar.jobs_in(done[:-1], 1, linegrammar.COMPLETION_EVENT) == [job_line]
     sized = linegrammar.plain_job_line(b',"size":(' + linegrammar.SIZE + b")")
     assert sized.fullmatch(job_line[:-1]).groups() == (key, b"3")
     spliced = json.loads(linegrammar.queued_events(job_line))

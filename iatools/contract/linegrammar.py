@@ -355,15 +355,10 @@ def recordable_chunk(data):
     return plain_chunk(data) and _RECORDABLE_EVENTS.fullmatch(data) is not None
 
 
-def jobs_of(events, shape):
-    """The job lines of event lines (no line endings): cut out of those of
-    the ``shape`` (``QUEUED_EVENT``, ``COMPLETION_EVENT``; all at once when
-    each is one), others parsed."""
-    return jobs_in(b"\n".join(events), len(events), shape)
-
-
 def jobs_in(text, count, shape):
-    """``jobs_of`` the ``count`` event lines of a text, joined by newlines."""
+    """The job lines of the ``count`` event lines of a text, joined by
+    newlines: cut out of those of the ``shape`` (``QUEUED_EVENT``,
+    ``COMPLETION_EVENT``; all at once when each is one), others parsed."""
     jobs = list(map(itemgetter(0), shape.findall(text)))
     if len(jobs) == count:
         return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []

@@ -14,10 +14,10 @@ import orjson
 
 from iatools.contract import jsonl
 from iatools.contract.jobs import FAILURE_FIELDS, job_from_record, validate_job
-from iatools.contract.linegrammar import COMPLETION_EVENT, QUEUED_EVENT, jobs_in, jobs_of
+from iatools.contract.linegrammar import COMPLETION_EVENT, QUEUED_EVENT, jobs_in
 from iatools.log import logreport
 from iatools.log.completions import Completions
-from iatools.log.eventlog import LogWriter, lines_at
+from iatools.log.eventlog import LogWriter, lines_at, texts_at
 from iatools.log.logindex import IndexKeeper
 from iatools.log.openjobs import OpenJobs
 from iatools.log.skipjudge import SkipJudge
@@ -106,8 +106,8 @@ class JobLog:
         offsets = state.completed_offsets()
         del state
         for start in range(0, len(offsets), _BATCH):
-            yield from jobs_of(lines_at(self.path, offsets[start:start + _BATCH].tolist()),
-                               COMPLETION_EVENT)
+            for text, count in texts_at(self.path, offsets[start:start + _BATCH].tolist()):
+                yield from jobs_in(text, count, COMPLETION_EVENT)
 
     def failed(self, *, retryable=None):
         """The jobs whose latest outcome is a failure, each with its
