@@ -194,12 +194,13 @@ def assert_same_map(key_map, model, rng, pool, without=frozenset()):
     for count in (1, 300, LARGE):
         asked = picks(rng, pool, count)
         assert key_map.latest(asked) == [model.get(h) for h in asked]
-    groups = list(key_map.latest_columns(None if not without else _set_of(without)))
-    latest = {h: (a, b) for hashes, first, second in groups
-              for h, a, b in zip(hashes, first, second)}
-    assert sum(len(group[0]) for group in groups) == len(latest)
-    assert latest == {h: v for h, v in model.items() if h not in without}
-    assert sorted(key_map.hashes().tolist()) == sorted(model)
+    hashes = key_map.hashes().tolist()
+    latest = dict(zip(hashes, zip(key_map.column(0).tolist(), key_map.column(1).tolist())))
+    assert len(latest) == len(hashes) and hashes == sorted(model)
+    assert latest == model
+    if without:
+        assert key_map.column_total(without=_set_of(without)) == sum(
+            first for h, (first, _) in model.items() if h not in without)
 
 
 def _set_of(hashes):

@@ -40,7 +40,7 @@ _WINDOW = 4
 #: Hashes looked up, written to or read from a checkpoint at a time: a
 #: bounded copy.
 _BATCH = 1 << 20
-#: Hashes and columns handed out at a time by ``KeyMap.latest_columns``.
+#: Numbers summed at a time by ``KeyMap.column_total``.
 _GROUP = 1 << 16
 #: Numbers below this in size add up, a group of them, within 63 bits.
 _SAFE_TO_SUM = (1 << 63) // _GROUP
@@ -509,19 +509,6 @@ class KeyMap:
         tagged.sort()
         tags._keep(_distinct(tagged))
         return keys, tags
-
-    def latest_columns(self, without=None):
-        """Groups of the hashes (each once, not those in the KeySet
-        ``without``) and a list of each of the numbers last added with
-        them, in the same order: lists."""
-        hashes = self._settle()
-        for start in range(0, len(hashes), _GROUP):
-            group = [hashes[start:start + _GROUP],
-                     *(column[start:start + _GROUP] for column in self._columns)]
-            if without is not None:
-                kept = ~without._contains(group[0], ordered=True)
-                group = [values[kept] for values in group]
-            yield [values.tolist() for values in group]
 
     def column(self, n):
         """The numbers last added in column ``n``, in the order of

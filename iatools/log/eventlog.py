@@ -157,8 +157,7 @@ def lines_at(path, offsets):
     Python (a million lines a second more, for pending's millions)."""
     lines = []
     for data, starts in _blocks_at(path, offsets):
-        ends = map(data.find, repeat(b"\n"), starts)
-        lines += map(data.__getitem__, map(slice, starts, ends))
+        lines += _cut(data, starts)
     return without_cr(lines)
 
 
@@ -174,10 +173,15 @@ def texts_at(path, offsets):
         if data.count(b"\n", starts[0], end) == len(starts) - 1:
             texts.append((data[starts[0]:end], len(starts)))
         else:
-            ends = map(data.find, repeat(b"\n"), starts)
-            texts.append((b"\n".join(map(data.__getitem__, map(slice, starts, ends))),
-                          len(starts)))
+            texts.append((b"\n".join(_cut(data, starts)), len(starts)))
     return texts
+
+
+def _cut(data, starts):
+    """The lines of ``data`` that start at ``starts``, without their newline
+    (an iterator)."""
+    ends = map(data.find, repeat(b"\n"), starts)
+    return map(data.__getitem__, map(slice, starts, ends))
 
 
 def _blocks_at(path, offsets):
