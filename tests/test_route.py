@@ -249,6 +249,26 @@ def test_an_item_already_on_a_disk_goes_back_there(tmpfs):
     assert destdirs(result) == [str(b), str(b), str(b), str(a)]
 
 
+def test_two_routes_at_once_send_a_new_item_to_one_disk(tmpfs):
+    """The second ia-route lists the disks before the first sends "shared"
+    anywhere; when "shared" reaches it, the other disk has far more room."""
+    a, b = tmpfs("a", 16 * M), tmpfs("b", 8 * M)
+    first, second = (Interactive("-d", a, "-d", b, "--margin", "1M") for _ in range(2))
+    second.send({"id": "started", "size": M})
+    assert second.read_job()["destdir"] == str(a)
+    first.send({"id": "shared", "size": M})
+    assert first.read_job()["destdir"] == str(a)
+    assert sorted(os.listdir(a)) == ["shared", "started"]  # claimed as routed
+    fill(a, room(a) - 2 * M)  # 1 MiB beyond the margin, against b's 7 MiB
+    time.sleep(0.3)  # free space is read again after 0.2 s
+    second.send({"id": "shared", "file": "f", "size": M // 2})
+    assert second.read_job()["destdir"] == str(a)
+    second.send({"id": "new", "size": M // 2})
+    assert second.read_job()["destdir"] == str(b)
+    assert [r.finish()[0] for r in (first, second)] == [0, 0]
+    assert os.listdir(b) == ["new"]
+
+
 def test_an_item_already_on_a_full_disk_waits_for_it(tmpfs):
     a, b = tmpfs("a", 16 * M), tmpfs("b", 4 * M)
     (b / "item").mkdir()

@@ -20,7 +20,9 @@ class Router:
     """Give each job a ``destdir``: the disk with the most room after
     ``margin`` bytes and after what it has promised to the jobs routed
     before; every job of an item on one disk, an item already on a disk
-    back to it.
+    back to it.  By free space, a new item is claimed on its disk as it is
+    routed (its directory is made there: iatools.routing.claims), so that
+    another Router or ia-route on the same disks sends it there too.
 
     ``destdirs``: the disks, existing writable directories on distinct
     filesystems.  ``assume_size``: the room a job without ``"size"`` takes.

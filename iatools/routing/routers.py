@@ -16,6 +16,7 @@ from iatools.base.keyset import KeySet
 from iatools.base.sizes import format_size
 from iatools.base.status import ExitStatus
 from iatools.contract.linegrammar import SIZE, describe_key, key_identifier, plain_job_line
+from iatools.routing.claims import Claims
 from iatools.routing.disks import bytes_present, disk_problem
 
 #: Free space is read again when older than this (a read costs a few
@@ -101,6 +102,7 @@ class SpaceRouter:
         #: hash -> disk of the items routed since the current batch began;
         #: moved into the disks' KeySets at the next one (``_homes``).
         self.fresh = {}
+        self.claims = Claims(disks)
         self.refresh()
         self._check_sizes()
 
@@ -182,6 +184,28 @@ class SpaceRouter:
             self.refresh()
         if home is None and (disk := self.fresh.get(hash(identifier))) is not None:
             home = (disk, False)
+        new_item = home is None
+        while True:
+            chosen = self._room_for(key, size, home)
+            if chosen is None:
+                return None
+            disk, need = chosen
+            if home is not None:
+                break
+            holder = self.claims.claim(identifier, disk)
+            if holder is disk:
+                break
+            home = (holder, True)  # another ia-route sent it there since we started
+        disk.reserved += need
+        disk.room -= need
+        disk.jobs += 1
+        if new_item:
+            self.fresh[hash(identifier)] = disk
+        return disk
+
+    def _room_for(self, key, size, home):
+        """``(disk, bytes needed)`` for a job, waiting for room if need be;
+        None when the job is skipped."""
         guessed = size is None
         if home is not None and home[1]:
             # Its files are (partly) there: it needs only what is missing.
@@ -216,12 +240,7 @@ class SpaceRouter:
             self.refresh(lapse=True)
         if waiting:
             errors.info(f"room for {describe_key(key)} on {disk.path}: going on")
-        disk.reserved += need
-        disk.room -= need
-        disk.jobs += 1
-        if home is None:
-            self.fresh[hash(identifier)] = disk
-        return disk
+        return disk, need
 
     def _skip(self, key, why):
         errors.error(f"{describe_key(key)}: {why}; skipped")
