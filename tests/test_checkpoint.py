@@ -17,7 +17,7 @@ from iatools.log import checkpoint
 from iatools.log.checkpoint import SAVE_AFTER
 from iatools.log.completions import Completions
 from iatools.log.openjobs import OpenJobs
-from tests.helpers import parse_jsonl, run
+from tests.helpers import PYTHON, parse_jsonl, run
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
                             stderr_text)
 from tests.torture import tmpfs
@@ -483,4 +483,36 @@ def test_pending_reads_no_further_than_the_completed_keys_it_was_given(big):
         f.write(compact(more))
     OpenJobs.read(str(log), state.done, end)
     assert checkpoint.covered(str(log), "pending") == end
+    assert_readings_agree_with_model(log, events + more)
+
+
+def test_status_counts_every_event_of_a_log_growing_as_it_reads(big):
+    """ia-joblog append writes 18 MB of new jobs, each queued then
+    completed, in small steps for a few seconds, while status reads again
+    and again from its checkpoint (and append's refreshes do too): each
+    saves counts for exactly the events it folded, so the counts stay true
+    once the writing stops."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    template = {"ts": events[-1]["ts"], "host": "h", "pid": 7}
+    more = []
+    for n in range(16_000):
+        job = {"id": f"grown-{n:06d}", "pad": "x" * 500}
+        more += [{"event": "queued", **job, "size": 1, **template},
+                 {"event": "completed", **job, **template, "files": 1, "bytes": 10}]
+    feed = log.parent / "more.jsonl"
+    feed.write_bytes(compact(more))
+    slowly = ("import sys, time\n"
+              "lines = open(sys.argv[1], 'rb').readlines()\n"
+              "for n in range(0, len(lines), 250):\n"
+              "    sys.stdout.buffer.write(b''.join(lines[n:n + 250])); sys.stdout.flush()\n"
+              "    time.sleep(0.02)\n")
+    feeder = subprocess.Popen([PYTHON, "-c", slowly, str(feed)], stdout=subprocess.PIPE)
+    append = subprocess.Popen([JOBLOG, "append", str(log)], stdin=feeder.stdout)
+    feeder.stdout.close()
+    readings = 0
+    while append.poll() is None:
+        assert joblog("status", "--json", log).returncode == 0
+        readings += 1
+    assert append.returncode == 0 and feeder.wait() == 0 and readings >= 3
     assert_readings_agree_with_model(log, events + more)

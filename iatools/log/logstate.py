@@ -131,39 +131,36 @@ class LogState:
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
-        named = self._keys_named_after(path, loaded)
-        before = Standing.of_keys(self, named) if named else None
+        moving = self.standing is not None and (os.stat(path).st_size - loaded.offset
+                                                <= TAIL_LIMIT)
+        named, before = set(), Standing()
         position = loaded
         for first, lines, data in read_chunks(path, start=loaded):
+            if moving:  # the keys' standing before this chunk, first named here
+                fresh = self._keys_named(path, first, lines, data).difference(named)
+                before = before.plus(Standing.of_keys(self, list(fresh)))
+                named |= fresh
             last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
             if (self.by_field is not None or not last_ts or may_reopen(data)
                     or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
                 self._read_slow(path, first, data, position.offset)
             self._compact_if_large()
             position = position.after(data, lines)
-        if named is None:
+        if not moving:
             self.standing = self._count_all()
         elif named:
-            self.standing = self.standing.moved(before, Standing.of_keys(self, named))
+            self.standing = self.standing.moved(before, Standing.of_keys(self, list(named)))
         if self.by_field is None:
             self._save(path, loaded, position, epoch)
         return self
 
-    def _keys_named_after(self, path, loaded):
-        """The hashes of the keys that the events after the checkpoint name,
-        each once; None when there is no standing to move (no checkpoint)
-        or too much to read."""
-        if self.standing is None or os.stat(path).st_size - loaded.offset > TAIL_LIMIT:
-            return None
-        keys = []
-        for first, lines, data in read_chunks(path, report=False, start=loaded):
-            text = marked(data)
-            named = DONE_LINE.findall(text) + [key for _, key in OPEN_LINE.findall(text)]
-            if len(named) != lines:
-                named = [key_bytes(event) for _, event in events_in(path, first, data,
-                                                                     report=False)]
-            keys += named
-        return list(set(self.completed.hash_keys(keys)))
+    def _keys_named(self, path, first, lines, data):
+        """The hashes of the keys that the events of a chunk name."""
+        text = marked(data)
+        named = DONE_LINE.findall(text) + [key for _, key in OPEN_LINE.findall(text)]
+        if len(named) != lines:
+            named = [key_bytes(event) for _, event in events_in(path, first, data, report=False)]
+        return set(self.completed.hash_keys(named))
 
     def _compact_if_large(self):
         held = self.completed.added + self.seen.added + self.sizes.added
