@@ -131,36 +131,44 @@ class LogState:
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
-        moving = self.standing is not None and (os.stat(path).st_size - loaded.offset
-                                                <= TAIL_LIMIT)
-        named, before = set(), Standing()
+        named, end = self._keys_named_after(path, loaded)
+        before = Standing.of_keys(self, named) if named else None
         position = loaded
-        for first, lines, data in read_chunks(path, start=loaded):
-            if moving:  # the keys' standing before this chunk, first named here
-                fresh = self._keys_named(path, first, lines, data).difference(named)
-                before = before.plus(Standing.of_keys(self, list(fresh)))
-                named |= fresh
+        # No further than the keys were looked for: on a log that grows
+        # meanwhile, the keys of the events past that would be folded in
+        # and never counted.
+        for first, lines, data in read_chunks(path, start=loaded, end=end):
             last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
             if (self.by_field is not None or not last_ts or may_reopen(data)
                     or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
                 self._read_slow(path, first, data, position.offset)
             self._compact_if_large()
             position = position.after(data, lines)
-        if not moving:
+        if named is None:
             self.standing = self._count_all()
         elif named:
-            self.standing = self.standing.moved(before, Standing.of_keys(self, list(named)))
+            self.standing = self.standing.moved(before, Standing.of_keys(self, named))
         if self.by_field is None:
             self._save(path, loaded, position, epoch)
         return self
 
-    def _keys_named(self, path, first, lines, data):
-        """The hashes of the keys that the events of a chunk name."""
-        text = marked(data)
-        named = DONE_LINE.findall(text) + [key for _, key in OPEN_LINE.findall(text)]
-        if len(named) != lines:
-            named = [key_bytes(event) for _, event in events_in(path, first, data, report=False)]
-        return set(self.completed.hash_keys(named))
+    def _keys_named_after(self, path, loaded):
+        """The hashes of the keys that the events after the checkpoint name,
+        each once, and the offset they were looked for up to; (None, None)
+        when there is no standing to move (no checkpoint) or too much to
+        read."""
+        if self.standing is None or os.stat(path).st_size - loaded.offset > TAIL_LIMIT:
+            return None, None
+        keys, end = [], loaded.offset
+        for first, lines, data in read_chunks(path, report=False, start=loaded):
+            text = marked(data)
+            named = DONE_LINE.findall(text) + [key for _, key in OPEN_LINE.findall(text)]
+            if len(named) != lines:
+                named = [key_bytes(event) for _, event in events_in(path, first, data,
+                                                                     report=False)]
+            keys += named
+            end += len(data)
+        return list(set(self.completed.hash_keys(keys))), end
 
     def _compact_if_large(self):
         held = self.completed.added + self.seen.added + self.sizes.added

@@ -6,12 +6,11 @@ million keys (profiled: a set per bucket to count the distinct keys, a
 dict per bucket to find the latest sizes).  So the counts are saved with
 the status checkpoint, and a reading from it moves only the keys that the
 events after it name: each such key's standing (its state, whether its
-failure is for good, the bytes it leaves to do) is taken before the first
-event that names it is folded in and after the last, and the difference
-is added.  This is done in the pass that folds the events: a pass before
-it to find the keys would end sooner than it on a log that grows, and the
-keys of the events between would be folded in but never counted.  The keys
-not named stand where they stood.
+failure is for good, the bytes it leaves to do) is taken before those
+events are folded in and after, and the difference is added.  The events
+folded in are those the keys were looked for in, no more: on a log that
+grows meanwhile, the keys of the events past them would be folded in but
+never counted.  The keys not named stand where they stood.
 """
 
 from collections import Counter
@@ -49,11 +48,6 @@ class Standing:
         return Standing([n - b + a for n, b, a in zip(self.states, before.states, after.states)],
                         self.permanent - before.permanent + after.permanent,
                         self.remaining - before.remaining + after.remaining)
-
-    def plus(self, other):
-        """The standing of the keys of this one and of ``other`` (others)."""
-        return Standing([n + o for n, o in zip(self.states, other.states)],
-                        self.permanent + other.permanent, self.remaining + other.remaining)
 
     def counts(self):
         """The counts of ``ia-joblog status --json``."""
