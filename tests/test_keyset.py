@@ -334,6 +334,37 @@ def test_sets_and_maps_come_back_from_a_checkpoint(tmp_path):
     assert_same_map(map_back, map_model_, rng, pool)
 
 
+def test_a_set_of_several_runs_is_saved_merged_once_each(tmp_path):
+    """Written a batch of its largest run at a time, with the hashes of the
+    other runs (some held by both) that fall before the next batch."""
+    rng = random.Random(12)
+    pool = random_hashes(rng, MANY + 400_000)
+    keys, model = KeySet(), set()
+    for batch in (pool[:MANY], pool[MANY - 50_000:], rng.choices(pool, k=20_000)):
+        keys.add(batch)  # runs of 1.2 million, 450,000 and 20,000 hashes
+        model.update(batch)
+    loaded, _ = saved_and_loaded(tmp_path, keys.dump, KeySet.load)
+    assert loaded.hashes().tolist() == sorted(model)
+    assert_same_set(loaded, model, rng, pool)
+
+
+def test_lookups_agree_before_and_after_a_run_builds_its_index():
+    """Lookups of a few hashes search the sorted run; once they add up to an
+    eighth of its keys, it builds its index and looks there."""
+    rng = random.Random(13)
+    pool = random_hashes(rng, 80_000)
+    keys = KeySet()
+    keys.add(pool)
+    keys.compact()  # one sorted run
+    model = set(pool)
+    (run,) = keys._runs
+    while run._starts is None:
+        asked = picks(rng, pool, 500)
+        assert keys.contains_each(asked) == [h in model for h in asked]
+    asked = picks(rng, pool, 500)
+    assert keys.contains_each(asked) == [h in model for h in asked]
+
+
 def test_a_loaded_set_reads_its_section_only_at_its_first_lookup(tmp_path):
     rng = random.Random(10)
     hashes = random_hashes(rng, 1_000)
