@@ -365,6 +365,41 @@ def test_lookups_agree_before_and_after_a_run_builds_its_index():
     assert keys.contains_each(asked) == [h in model for h in asked]
 
 
+@pytest.mark.parametrize("differ_at", [None, 0, 1_100_000])
+def test_a_map_of_the_keys_of_a_loaded_set_shares_their_array(tmp_path, differ_at):
+    """A map whose keys are those of a set loaded before it holds no copy
+    of them; one whose keys differ (at the first hash, or past the first
+    batch compared) reads its own, and is right either way."""
+    rng = random.Random(14)
+    pool = sorted(set(random_hashes(rng, MANY)))
+    keys = KeySet()
+    keys.add(pool)
+    key_map, model = KeyMap(2), {}
+    mapped = list(pool)
+    if differ_at is not None:
+        mapped[differ_at] += 1
+    key_map.add(mapped, [h % 1000 for h in mapped], mapped)
+    model.update((h, (h % 1000, h)) for h in mapped)
+
+    def dump(writer):
+        keys.dump(writer)
+        key_map.dump(writer)
+
+    def restore(reader):
+        loaded = KeySet.load(reader)
+        return loaded, KeyMap.load(reader, 2, keys_like=loaded)
+
+    (keys_back, map_back), _ = saved_and_loaded(tmp_path, dump, restore)
+    assert keys_back.contains_each(pool[:3]) == [True] * 3  # the set first
+    assert (map_back.hashes() is keys_back.hashes()) == (differ_at is None)
+    assert_same_map(map_back, model, rng, mapped)
+    # Each goes its own way after: the set loses hashes, the map gains some.
+    keys_back.discard(pool[:10])
+    assert_same_set(keys_back, set(pool[10:]), rng, pool)
+    map_model(rng, mapped, map_back, model, 2_000)
+    assert_same_map(map_back, model, rng, mapped)
+
+
 def test_a_loaded_set_reads_its_section_only_at_its_first_lookup(tmp_path):
     rng = random.Random(10)
     hashes = random_hashes(rng, 1_000)

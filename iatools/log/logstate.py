@@ -58,7 +58,7 @@ TAIL_LIMIT = 64 << 20
 def _restore(reader):
     """The attributes of a LogState that ``LogState._dump`` saved."""
     completed, seen = KeySet.load(reader), KeySet.load(reader)
-    sizes = KeyMap.load(reader, 1)
+    sizes = KeyMap.load(reader, 1, keys_like=seen)
     rest = orjson.loads(reader.blob())
     hashes, states = rest["unfinished"]
     failed, *failures = rest["failure"]
