@@ -32,12 +32,14 @@ _SORT_AFTER = 1 << 20
 #: (Measured among 7 million keys: below about 200,000 at once, the sort
 #: costs more than it saves; at 4,096, three times the lookups by index.)
 _SORT_QUERIES_OVER = 1 << 18
-#: A run builds its index once the hashes looked up in it add up to this
-#: fraction of its keys; before, each is found by a binary search, the
-#: hashes sorted first.  (10 million keys: the index takes 0.26 s and 34 MB
-#: to build; a hash is then found in 100 ns, against 300 by sorted search.
-#: A reading that folds a short tail never needs it.)
-_INDEX_AFTER = 8
+#: A run builds its index once the hashes looked up in it add up to an
+#: eighth of its keys, or at its 64th lookup; before, each hash is found by
+#: a binary search, the hashes sorted first.  (10 million keys: the index
+#: takes 0.26 s and 34 MB to build, then finds a hash in 100 ns, against
+#: 300 by binary search in a batch of 50,000, up to 1,000 in small ones.  A
+#: reading that folds a short tail asks a few large batches and never needs
+#: it; skip asks for every job, a chunk at a time, and builds it early.)
+_INDEX_AFTER, _INDEX_AT_LOOKUP = 8, 64
 #: The places of its bucket where a lookup looks for a hash first: buckets
 #: hold one to two hashes on average; among 7 million random hashes, one
 #: bucket in 36 holds more than four, the widest 12.  (Before, every lookup
@@ -116,19 +118,20 @@ class _Run:
     """A sorted array of distinct hashes, with an index of where each
     bucket of it begins (the buckets chosen by the top bits of a hash, about
     two hashes to a bucket), built once enough lookups use it
-    (``_INDEX_AFTER``): a small batch of hashes is looked up in the first
-    ``_WINDOW`` places of its bucket, in C, with about two cache misses per
-    hash; the few hashes of longer buckets not found there, by a binary
-    search."""
+    (``_INDEX_AFTER``, ``_INDEX_AT_LOOKUP``): a small batch of hashes is
+    looked up in the first ``_WINDOW`` places of its bucket, in C, with
+    about two cache misses per hash; the few hashes of longer buckets not
+    found there, by a binary search."""
 
-    __slots__ = ("keys", "repeats", "_starts", "_shift", "_long_buckets", "_asked")
+    __slots__ = ("keys", "repeats", "_starts", "_shift", "_long_buckets", "_asked",
+                 "_lookups")
 
     def __init__(self, keys):
         self.keys = keys
         #: Does ``keys`` hold a value twice (after ``discard``)?
         self.repeats = False
         self._starts = None
-        self._asked = 0  # hashes looked up before the index was built
+        self._asked = self._lookups = 0  # before the index was built
 
     def distinct(self):
         """The keys, each once."""
@@ -158,7 +161,8 @@ class _Run:
         """Is each hash of an unsorted array here?"""
         if self._starts is None:
             self._asked += len(hashes)
-            if self._asked * _INDEX_AFTER < len(self.keys):
+            self._lookups += 1
+            if self._asked * _INDEX_AFTER < len(self.keys) and self._lookups < _INDEX_AT_LOOKUP:
                 return _found_unsorted(self.keys, hashes)
             self._index()
         buckets = self._buckets(hashes)
