@@ -363,9 +363,13 @@ class LogState:
         completed (once the log is read)."""
         if self._pruned:
             return {**self.reopened, **self.unfinished}
-        completed = self.completed
-        states = {h: s for h, s in self.reopened.items() if h not in completed}
-        states.update((h, s) for h, s in self.unfinished.items() if h not in completed)
+        states = {}
+        for held in (self.reopened, self.unfinished):
+            # Looked up all at once: one by one, each lookup would make
+            # the completed keys build their index.
+            hashes = list(held)
+            states.update((h, held[h]) for h, done
+                          in zip(hashes, self.completed.contains_each(hashes)) if not done)
         return states
 
     def _count_all(self):
