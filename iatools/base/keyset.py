@@ -641,9 +641,7 @@ def _tags(hashes, *numbers):
     return tags.view(np.int64)
 
 
-def _dump_array(writer, values, counted=False):
-    if counted:
-        writer.write(len(values).to_bytes(8, "little"))
+def _dump_array(writer, values):
     for start in range(0, len(values), _BATCH):
         writer.write(memoryview(values[start:start + _BATCH]).cast("B"))
 

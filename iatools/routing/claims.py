@@ -26,7 +26,7 @@ class Claims:
     def __init__(self, disks):
         self.disks = disks
         self.paths = {disk: os.fsencode(disk.path) for disk in disks}
-        self.locks = [self.paths[disk] for disk in sorted(disks, key=lambda d: d.device)]
+        self.lock_order = [self.paths[disk] for disk in sorted(disks, key=lambda d: d.device)]
 
     def claim(self, identifier, chosen):
         """The disk that holds item ``identifier`` (bytes): the one with its
@@ -53,7 +53,7 @@ class Claims:
         open could not be unmounted.  A disk that cannot be opened is going
         (ia-route drops it)."""
         locked = []
-        for path in self.locks:
+        for path in self.lock_order:
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
             except OSError:
@@ -65,4 +65,3 @@ class Claims:
                 if exc.errno not in _NO_FLOCK:
                     raise
         return locked
-
