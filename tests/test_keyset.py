@@ -400,6 +400,29 @@ def test_a_map_of_the_keys_of_a_loaded_set_shares_their_array(tmp_path, differ_a
     assert_same_map(map_back, model, rng, mapped)
 
 
+def test_a_loaded_map_answers_from_its_checkpoint_and_is_saved_again_unread(tmp_path):
+    """A map loaded and asked for a few keys reads its records a batch at a
+    time, holding none; saved again before anything is added, it copies
+    its section as it was.  Once a record is added, it is read whole."""
+    rng = random.Random(15)
+    pool = random_hashes(rng, MANY + 100_000)
+    key_map, model = KeyMap(2), {}
+    key_map.add(pool[:MANY], [h % 977 for h in pool[:MANY]], pool[:MANY])
+    model.update((h, (h % 977, h)) for h in pool[:MANY])
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    loaded, first = saved_and_loaded(tmp_path / "a", key_map.dump, lambda r: KeyMap.load(r, 2))
+    for _ in range(3):
+        asked = picks(rng, pool, 5_000)  # past the first batch, and not held
+        assert loaded.latest(asked) == list(map(model.get, asked))
+    assert "_keys" not in loaded.__dict__
+    again, second = saved_and_loaded(tmp_path / "b", loaded.dump, lambda r: KeyMap.load(r, 2))
+    assert second.read_bytes() == first.read_bytes()
+    assert_same_map(again, model, rng, pool)
+    map_model(rng, pool, loaded, model, 2_000)
+    assert_same_map(loaded, model, rng, pool)
+
+
 def test_a_loaded_set_reads_its_section_only_at_its_first_lookup(tmp_path):
     rng = random.Random(10)
     hashes = random_hashes(rng, 1_000)

@@ -19,6 +19,7 @@ of the benchmarks.
 
 import os
 from array import array
+from functools import partial
 
 from iatools.base.keyhash import hash_all, hash_one, mix
 from iatools.base.lazynumpy import np
@@ -497,15 +498,32 @@ class KeyMap:
         return self._keys
 
     def latest(self, hashes):
-        """The numbers last added with each hash (a tuple), or None."""
-        keys, hashes = self._settle(), _array(hashes)
+        """The numbers last added with each hash (a tuple), or None.  Looked
+        up in the checkpoint, a batch at a time, while the records are
+        still there and none was added since: a reading that folds a short
+        tail asks for the sizes of a few keys among millions (40 MB for
+        five million), and saves them as they were."""
+        hashes = _array(hashes)
+        if self._in_checkpoint():
+            found, columns = self._saved.peek(partial(_find_saved, hashes, self.width))
+        else:
+            found, columns = self._find(hashes)
+        records = zip(*(column.tolist() for column in columns))
+        return [record if present else None for record, present in zip(records, found.tolist())]
+
+    def _find(self, hashes):
+        """For an int64 array of hashes: which are here (booleans), and the
+        numbers of each column for each (0 for those not here)."""
+        keys = self._settle()
         if not len(keys):
-            return [None] * len(hashes)
+            return np.zeros(len(hashes), bool), [np.zeros(len(hashes), np.int64)] * self.width
         at = np.searchsorted(keys, hashes)
         np.minimum(at, len(keys) - 1, out=at)
-        records = zip(*(column[at].tolist() for column in self._columns))
-        return [record if present else None
-                for record, present in zip(records, (keys[at] == hashes).tolist())]
+        return keys[at] == hashes, [column[at] for column in self._columns]
+
+    def _in_checkpoint(self):
+        """Are the records still in the checkpoint, none added since?"""
+        return "_saved" in self.__dict__ and not self._fresh
 
     def compact(self, without=None):
         """Keep only the latest record of each hash, and none of the hashes
@@ -582,6 +600,10 @@ class KeyMap:
 
     def dump(self, writer):
         writer.write(self.added.to_bytes(8, "big"))
+        if self._in_checkpoint():
+            saved = self._saved
+            writer.section(saved.size, saved.copy_to)
+            return
         arrays = [self._settle(), *self._columns]
         writer.section(8 + 8 * len(arrays) * len(arrays[0]),
                        lambda writer: _dump_arrays(writer, arrays))
@@ -679,6 +701,33 @@ def _load_arrays(reader, count, like=None):
     if first is None:
         first = np.frombuffer(reader.read(8 * size), np.int64)
     return [first] + [np.frombuffer(reader.read(8 * size), np.int64) for _ in range(count - 1)]
+
+
+def _find_saved(hashes, width, reader):
+    """``KeyMap._find`` of the records as ``_dump_arrays`` wrote them,
+    read a batch at a time: the hashes, then each column."""
+    size = int.from_bytes(reader.read(8), "little")
+    order = np.argsort(hashes)
+    asked = hashes[order]
+    # Where each hash asked (in sorted order) is among the records, or -1.
+    at = np.full(len(asked), -1, np.int64)
+    for start in range(0, size, _BATCH):
+        keys = np.frombuffer(reader.read(8 * min(_BATCH, size - start)), np.int64)
+        place = np.searchsorted(keys, asked)
+        hit = keys.take(place, mode="clip") == asked
+        at[hit] = start + place[hit]
+    found = at >= 0
+    columns = []
+    for _ in range(width):
+        column = np.zeros(len(asked), np.int64)
+        for start in range(0, size, _BATCH):
+            values = np.frombuffer(reader.read(8 * min(_BATCH, size - start)), np.int64)
+            here = (at >= start) & (at < start + len(values))
+            column[here] = values[at[here] - start]
+        columns.append(column)
+    unsorted = np.empty(len(asked), np.int64)
+    unsorted[order] = np.arange(len(asked))
+    return found[unsorted], [column[unsorted] for column in columns]
 
 
 def _read_like(reader, size, like):

@@ -38,7 +38,7 @@ import orjson
 from iatools.base import errors
 from iatools.base.sizes import free_bytes
 
-MAGIC = b"iatools checkpoint 6\n"
+MAGIC = b"iatools checkpoint 7\n"
 #: A reader saves a checkpoint only when it parsed at least this much past
 #: the last one: for less, parsing again costs less than writing.
 SAVE_AFTER = 8 << 20
@@ -356,14 +356,26 @@ class Section:
 
     def __init__(self, file, offset, size):
         self._file = open(os.dup(file.fileno()), "rb")
-        self._offset, self._size = offset, size
+        self._offset, self.size = offset, size
 
     def load(self, restore):
-        """What ``restore(reader)`` reads back from the section."""
-        with self._file as file:
-            file.seek(self._offset)
-            reader = _Reader(file, self._size)
-            state = restore(reader)
-            if reader.left:
-                raise ValueError("a checkpoint section read in part")
-            return state
+        """What ``restore(reader)`` reads back from the section, which is
+        then let go."""
+        with self._file:
+            return self.peek(restore)
+
+    def peek(self, restore):
+        """What ``restore(reader)`` reads back from the section, which can
+        then be read again."""
+        self._file.seek(self._offset)
+        reader = _Reader(self._file, self.size)
+        state = restore(reader)
+        if reader.left:
+            raise ValueError("a checkpoint section read in part")
+        return state
+
+    def copy_to(self, writer):
+        """Write the section's bytes with ``writer``, a part at a time."""
+        self._file.seek(self._offset)
+        for start in range(0, self.size, _PASS_OVER):
+            writer.write(self._file.read(min(_PASS_OVER, self.size - start)))

@@ -21,6 +21,7 @@ saves a new one when it has read enough past it (iatools.log.checkpoint).
 
 import os
 import re
+import stat
 from collections import Counter, deque
 from functools import cached_property
 from itertools import compress, repeat
@@ -36,7 +37,7 @@ from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_
                                           marked, may_reopen, outcome_with_fields, queued_only,
                                           reopens, whole_numbers)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, read_chunks
+from iatools.log.eventlog import events_in, lines_at, read_chunks
 from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
 
 #: Events that change the state of a key not completed; the others only
@@ -61,10 +62,13 @@ def _restore(reader):
     sizes = KeyMap.load(reader, 1, keys_like=seen)
     rest = orjson.loads(reader.blob())
     hashes, states = rest["unfinished"]
-    failed, *failures = rest["failure"]
+    failed, errors, *failures = rest["failure"]
     reopened, why = rest["reopened"]
+    errors_told = {}
+    errors = map(errors_told.setdefault, errors, errors)
     return {"completed": completed, "seen": seen, "unfinished": dict(zip(hashes, states)),
-            "failure": dict(zip(failed, map(Failure._make, zip(*failures)))),
+            "failure": dict(zip(failed, map(Failure._make, zip(errors, *failures)))),
+            "_errors_told": errors_told,
             "reopened": dict(zip(reopened, why)), "sizes": sizes, "minutes": rest["minutes"],
             "bytes_done": rest["bytes_done"], "last_ts": rest["last_ts"],
             "_after_compact": rest["after_compact"],
@@ -72,20 +76,41 @@ def _restore(reader):
 
 
 class Failure(NamedTuple):
-    """The latest failure of a key: what went wrong, and where it is told."""
+    """The latest failure of a key: what went wrong, and where it is told
+    (the offset of its line, which holds the rest: ``RecentFailure``).
+    Tens of thousands are held at once, each error told once
+    (``LogState._failure``): 70,000 failures took 43 MB with their ids and
+    times, 11 without."""
+    error: str
+    retryable: bool
+    offset: int
+
+
+class RecentFailure(NamedTuple):
+    """A Failure as status shows it: with its job and its time."""
     error: str
     retryable: bool
     id: str
     file: str  # "" for an item job
     ts: str
-    offset: int
 
     @classmethod
-    def of(cls, event, offset):
-        ts = event.get("ts")
-        # Only "retryable": false says that trying again is useless.
-        return cls(str(event.get("error") or "unknown error"), event.get("retryable") is not False,
-                   event["id"], event.get("file", ""), ts if isinstance(ts, str) else "", offset)
+    def of(cls, failure, job_and_time):
+        return cls(failure.error, failure.retryable, *job_and_time)
+
+
+def _rereadable(path):
+    """Can the failed lines of the log at ``path`` be read again?"""
+    try:
+        return stat.S_ISREG(os.stat(path).st_mode)
+    except OSError:
+        return True  # (missing: no failures; else told when it is read)
+
+
+def _job_and_time(event):
+    """The id, file ("" for none) and "ts" ("" for none) of a failed event."""
+    ts = event.get("ts")
+    return event["id"], event.get("file", ""), ts if isinstance(ts, str) else ""
 
 
 class LogState:
@@ -107,6 +132,10 @@ class LogState:
         # those completed once, what undid it (hash -> DAMAGED or CHANGED).
         self.unfinished = {}
         self.failure = {}
+        self._errors_told = {}
+        # The job and time of each failure, for a log that cannot be read
+        # again for them (a pipe): hash -> (id, file, ts).
+        self._failed_jobs = None
         self.reopened = {}
         self.group = {}
         # The "bytes" of every completed event.
@@ -128,6 +157,9 @@ class LogState:
         save the checkpoint again, at the end.  (Not with by_field: a
         checkpoint does not keep the groups.)"""
         loaded, epoch = checkpoint.START, checkpoint.current_epoch(path)
+        self._path = path
+        if not _rereadable(path):
+            self._failed_jobs = {}
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
             self.__dict__.update(saved or {})
@@ -203,7 +235,7 @@ class LogState:
         after it to fold then answers without looking up (and loading) the
         completed keys."""
         completed = self.completed
-        for held in (self.unfinished, self.failure, self.reopened):
+        for held in self._held_per_key():
             gone = list(compress(held, completed.contains_each(list(held))))
             deque(map(held.pop, gone), maxlen=0)
         self._pruned = True
@@ -336,13 +368,27 @@ class LogState:
         states = list(map(_UNFINISHED.get, kinds))
         self.unfinished.update(compress(zip(hashes, states), states))
         failed_hashes = self.completed.hash_keys([key_bytes(event) for event, _ in failures])
-        self.failure.update((h, Failure.of(event, offset))
+        self.failure.update((h, self._failure(event, offset))
                             for h, (event, offset) in zip(failed_hashes, failures))
+        if self._failed_jobs is not None:
+            self._failed_jobs.update((h, _job_and_time(event))
+                                     for h, (event, _) in zip(failed_hashes, failures))
         # A completed key needs no unfinished state; dropping it keeps the
         # dicts small.  (A later event of a completed key is ignored in the
         # end, by _unfinished_states.)
-        for held in (self.unfinished, self.failure, self.reopened):
+        for held in self._held_per_key():
             deque(map(held.pop, done_hashes, repeat(None)), maxlen=0)
+
+    def _held_per_key(self):
+        """What is held of the keys not completed, key by key."""
+        held = (self.unfinished, self.failure, self.reopened)
+        return held if self._failed_jobs is None else held + (self._failed_jobs,)
+
+    def _failure(self, event, offset):
+        error = str(event.get("error") or "unknown error")
+        # Only "retryable": false says that trying again is useless.
+        return Failure(self._errors_told.setdefault(error, error),
+                       event.get("retryable") is not False, offset)
 
     def _reopen(self, h, why):
         """A completed key is to do again: its files are damaged, or the
@@ -351,6 +397,8 @@ class LogState:
         self.seen.add([h])
         self.unfinished.pop(h, None)
         self.failure.pop(h, None)
+        if self._failed_jobs is not None:
+            self._failed_jobs.pop(h, None)
         self.reopened[h] = why
         # The size it was queued with before it completed is not what is
         # left to do now (and a checkpoint no longer has it): 0 until it is
@@ -386,7 +434,10 @@ class LogState:
 
     def _failures(self):
         """The Failure of each key whose latest outcome is a failure."""
-        return [self.failure[h] for h, s in self._unfinished_states.items() if s == FAILED]
+        return [self.failure[h] for h in self._failed_keys()]
+
+    def _failed_keys(self):
+        return [h for h, s in self._unfinished_states.items() if s == FAILED]
 
     def failures(self, retryable=None):
         """The Failures of the keys failed now (only the retryable or the
@@ -400,13 +451,21 @@ class LogState:
     def _remaining_bytes(self):
         """The sum of the latest "size" of the keys to do: neither completed
         nor failed (a key never queued with a size counts 0)."""
-        failed = [h for h, s in self._unfinished_states.items() if s == FAILED]
         return (self.sizes.column_total(without=self.completed)
-                - sum(size for size, in filter(None, self.sizes.latest(failed))))
+                - sum(size for size, in filter(None, self.sizes.latest(self._failed_keys()))))
 
     def recent_failures(self, limit=5):
-        """The latest Failures of the keys failed now, the latest first."""
-        return sorted(self._failures(), key=attrgetter("offset"), reverse=True)[:limit]
+        """The latest failures of the keys failed now, the latest first, as
+        RecentFailures: with the job and time their lines tell."""
+        latest = sorted(self._failed_keys(), key=lambda h: self.failure[h].offset,
+                        reverse=True)[:limit]
+        failures = [self.failure[h] for h in latest]
+        if self._failed_jobs is not None:
+            told = [self._failed_jobs[h] for h in latest]
+        else:
+            lines = lines_at(self._path, [f.offset for f in reversed(failures)])
+            told = [_job_and_time(orjson.loads(line)) for line in reversed(lines)]
+        return list(map(RecentFailure.of, failures, told))
 
     def common_errors(self, limit=5):
         return Counter(f.error for f in self._failures()).most_common(limit)
