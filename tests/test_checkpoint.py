@@ -16,6 +16,7 @@ import pytest
 from iatools.log import checkpoint
 from iatools.log.checkpoint import SAVE_AFTER
 from iatools.log.completions import Completions
+from iatools.log.logindex import refresh
 from iatools.log.openjobs import OpenJobs
 from tests.helpers import PYTHON, parse_jsonl, run
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
@@ -86,6 +87,30 @@ def test_events_appended_after_the_checkpoint_are_read(big):
     # The second reading saved a checkpoint further on; a third agrees too.
     assert checkpoints_used(log) == KINDS
     assert_readings_agree_with_model(log, events + more, recent_from=len(events) + 45_000)
+
+
+def test_readers_of_the_completed_keys_leave_a_short_tail_to_the_refresh(big):
+    """pending and completed fold a tail of less than 64 MB into what their
+    checkpoints hold, and save none: saving would index every completion
+    and sort every noted key again.  The writers' refresh saves them."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    before = {kind: checkpoint.covered(str(log), kind) for kind in ("completed", "pending")}
+    more = big_log(random.Random(13), 50_000)
+    with open(log, "ab") as f:
+        f.write(compact(more))
+    assert len(compact(more)) > SAVE_AFTER
+    for command in ("pending", "completed"):
+        result = joblog("-v", command, log)
+        assert result.returncode == 0, stderr_text(result)
+        assert "pending-checkpoint: saved" not in stderr_text(result)
+        assert "completed-checkpoint: saved" not in stderr_text(result)
+    assert {kind: checkpoint.covered(str(log), kind) for kind in before} == before
+    assert_readings_agree_with_model(log, events + more)
+    refresh(str(log))
+    end = log.stat().st_size
+    assert [checkpoint.covered(str(log), kind).offset for kind in KINDS] == [end] * 3
+    assert_readings_agree_with_model(log, events + more)
 
 
 def test_a_few_completions_after_the_checkpoint_close_their_jobs(big):

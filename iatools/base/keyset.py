@@ -284,6 +284,16 @@ class _Hashes:
         self._sort_fresh()
         return any(h in run for run in self._runs)
 
+    def contains_unloaded(self, ordered):
+        """``contains_array`` of a sorted array of hashes, for one large
+        lookup among millions (a reading's tail): a set still in its
+        checkpoint, nothing added since, is read a batch at a time and
+        never held."""
+        saved = self.__dict__.get("_saved")
+        if saved is None or self._fresh:
+            return self._contains(ordered, ordered=True)
+        return saved.peek(partial(_found_in_saved, ordered))
+
     def _keep(self, kept):
         """Hold only the hashes of the sorted array ``kept``."""
         self._runs = [_Run(kept)]
@@ -703,31 +713,39 @@ def _load_arrays(reader, count, like=None):
     return [first] + [np.frombuffer(reader.read(8 * size), np.int64) for _ in range(count - 1)]
 
 
-def _find_saved(hashes, width, reader):
-    """``KeyMap._find`` of the records as ``_dump_arrays`` wrote them,
-    read a batch at a time: the hashes, then each column."""
+def _places_in_saved(reader, asked):
+    """The number of sorted hashes that ``_dump_arrays`` wrote first, and
+    where each of the sorted array ``asked`` is among them (-1 where it is
+    not), read a batch at a time."""
     size = int.from_bytes(reader.read(8), "little")
-    order = np.argsort(hashes)
-    asked = hashes[order]
-    # Where each hash asked (in sorted order) is among the records, or -1.
     at = np.full(len(asked), -1, np.int64)
     for start in range(0, size, _BATCH):
         keys = np.frombuffer(reader.read(8 * min(_BATCH, size - start)), np.int64)
         place = np.searchsorted(keys, asked)
         hit = keys.take(place, mode="clip") == asked
         at[hit] = start + place[hit]
-    found = at >= 0
-    columns = []
-    for _ in range(width):
-        column = np.zeros(len(asked), np.int64)
+    return size, at
+
+
+def _found_in_saved(ordered, reader):
+    """``_found_sorted`` among the hashes of a set's section (``_load_runs``)."""
+    return _places_in_saved(reader, ordered)[1] >= 0
+
+
+def _find_saved(hashes, width, reader):
+    """``KeyMap._find`` of the records as ``_dump_arrays`` wrote them,
+    read a batch at a time: the hashes, then each column."""
+    order = np.argsort(hashes)
+    size, at = _places_in_saved(reader, hashes[order])
+    # Back in the order asked.
+    at[order] = at.copy()
+    columns = [np.zeros(len(at), np.int64) for _ in range(width)]
+    for column in columns:
         for start in range(0, size, _BATCH):
             values = np.frombuffer(reader.read(8 * min(_BATCH, size - start)), np.int64)
             here = (at >= start) & (at < start + len(values))
             column[here] = values[at[here] - start]
-        columns.append(column)
-    unsorted = np.empty(len(asked), np.int64)
-    unsorted[order] = np.arange(len(asked))
-    return found[unsorted], [column[unsorted] for column in columns]
+    return at >= 0, columns
 
 
 def _read_like(reader, size, like):

@@ -339,6 +339,13 @@ class _Reader:
         (size,) = _BLOB_LENGTH.unpack(self.read(_BLOB_LENGTH.size))
         return self.read(size)
 
+    def blob_into(self, numbers):
+        """Read what ``_Writer.blob`` wrote onto the end of an array, a part
+        at a time: never twice in memory."""
+        (size,) = _BLOB_LENGTH.unpack(self.read(_BLOB_LENGTH.size))
+        for start in range(0, size, _PASS_OVER):
+            numbers.frombytes(self.read(min(_PASS_OVER, size - start)))
+
     def section(self):
         """The Section ``_Writer.section`` wrote, passed over: its bytes are
         checked with the rest of the payload, not kept."""

@@ -41,6 +41,11 @@ from iatools.log.eventlog import events_in, read_chunks
 #: key, its "size" and "updated" (b"" when absent).
 _DONE_WITH_VERSION = outcome_with_fields(b"completed|verified", (b"size", b"(" + SIZE + b")"),
                                          (b"updated", rb'"([^"\\\n]*)"'))
+#: A reader that needs only the completed keys (pending, completed) folds
+#: the completions of a tail shorter than this into them, and saves no
+#: checkpoint: saving would load every completion's record to index them
+#: again (32 bytes each: 150 MB and seconds for 5 million).
+_REINDEX_AFTER = 64 << 20
 #: "size" of a completion (or a job) that gives none.
 NO_SIZE = -1
 #: The columns of a completion's record: the offset of its line, its size
@@ -94,11 +99,16 @@ class Completions:
         position = state._read_to = state._read_from(loaded, report)
         fresh_with_records = state._records is not None and (state._records.added
                                                              or state._later.added)
-        if fresh_with_records or checkpoint.worth_saving(loaded, position):
+        # Saving means indexing every record again: a reader of ``done``
+        # alone leaves a tail of less than _REINDEX_AFTER to the writers'
+        # refresh, which keeps the checkpoints (iatools.log.logindex).
+        save = checkpoint.worth_saving(loaded, position) and (
+            tagged or fresh_with_records or position.offset - loaded.offset >= _REINDEX_AFTER)
+        if fresh_with_records or save:
             state._index()
         else:
             state._settle_later()
-        if checkpoint.worth_saving(loaded, position):
+        if save:
             records = state._records
             checkpoint.save(path, "completions", position, 8 + records.dumped_size(),
                             state._dump_records, epoch)

@@ -46,7 +46,7 @@ def refresh(path):
     try:
         errors.configure(errors.prog(), errors.QUIET)
         state, end = Completions.read(path, report=False)
-        OpenJobs.read(path, state.done, end)
+        OpenJobs.read(path, state.done, end, refresh=True)
         logreport.read(path)
     except (OSError, errors.IatoolsError) as exc:
         errors.configure(errors.prog(), loud)

@@ -8,6 +8,12 @@ the lines back at the end.  The notes are kept in a checkpoint
 (iatools.log.checkpoint), so that the next reading scans only what was
 appended since.  The notes hold only keys open where they end: a reading
 drops those completed in what it scanned.
+
+Beside the notes, the checkpoint keeps the set of the keys noted, sorted,
+for the next reading to look up the keys it finds: read a batch at a time,
+never held (40 MB for five million).  A reading from a checkpoint saves a
+new one only past a long tail, or as the writers' refresh
+(iatools.log.logindex): the set would have to be sorted again.
 """
 
 from array import array
@@ -26,6 +32,11 @@ from iatools.log.eventlog import events_in, read_chunks, texts_at
 _BATCH = 1 << 16
 #: Open lines noted at a time (``OpenJobs._note``).
 _NOTE_AFTER = 1 << 20
+#: A reading (not a refresh) saves the checkpoint again only once it has
+#: read this much past it.
+_SAVE_TAIL_OVER = 64 << 20
+#: Noted keys judged at a time when the completed ones are dropped.
+_DROP_BATCH = 1 << 20
 #: The kinds of event that complete a key, as a line spells them.
 _DONE_KINDS = frozenset(kind.encode() for kind in DONE_EVENTS)
 
@@ -34,22 +45,27 @@ class OpenJobs:
     """Keys not completed when seen (hashed with the salt of the completed
     keys), and the offset of the first line of each, in log order."""
 
-    def __init__(self, salt):
-        self.noted = KeySet(salt)
+    def __init__(self, salt, noted_before=None):
+        self.salt = salt
         self.hashes = array("q")
         self.offsets = array("q")
+        # The set of the keys noted by the readings before (left in their
+        # checkpoint), and of those this one noted.
+        self._noted_before = noted_before or KeySet(salt)
+        self._noted_now = KeySet(salt)
         # Open lines found, not yet noted (``_note``): arrays of hashes and
         # offsets, how many.
         self._waiting, self._waiting_count = [], 0
 
     @classmethod
-    def read(cls, path, done, done_end):
+    def read(cls, path, done, done_end, refresh=False):
         """The open jobs of the log at ``path``, whose completed keys
         ``done`` were read up to the Position ``done_end``: from its
         checkpoint, if there is one to trust, on, and no further than
         ``done_end``.  (The log may have grown since: a key completed past
         ``done_end`` would stay noted as open, in the checkpoint too, and
-        be printed by every reading after.)"""
+        be printed by every reading after.)  ``refresh``: saved again
+        whenever worth it."""
         epoch = checkpoint.current_epoch(path)
         loaded, jobs = checkpoint.load(path, "pending", partial(cls._load, salt=done.salt))
         jobs = jobs or cls(done.salt)
@@ -69,9 +85,9 @@ class OpenJobs:
         jobs._settle()
         jobs._drop(completed_since)
         jobs._renote({h: offset for h, offset in reopened.items() if h not in done})
-        if checkpoint.worth_saving(loaded, position):
-            size = jobs.noted.dumped_size() + 16 * len(jobs.hashes)
-            checkpoint.save(path, "pending", position, size, jobs._dump, epoch)
+        if checkpoint.worth_saving(loaded, position) and (
+                refresh or not loaded.offset or position.offset - loaded.offset >= _SAVE_TAIL_OVER):
+            jobs._save(path, position, epoch)
         return jobs
 
     def _lines(self, path, first, count, data, done, with_completed):
@@ -134,34 +150,41 @@ class OpenJobs:
         offsets = np.concatenate([o for _, o in self._waiting])
         self._waiting, self._waiting_count = [], 0
         distinct, first = np.unique(hashes, return_index=True)
-        first = np.sort(first[~self.noted.contains_array(distinct, ordered=True)])
-        self.noted.add(hashes[first])
+        first = np.sort(first[~self._noted(distinct)])
+        self._noted_now.add(hashes[first])
         self.hashes.frombytes(hashes[first].tobytes())
         self.offsets.frombytes(offsets[first].tobytes())
 
+    def _noted(self, ordered):
+        """Is each of a sorted array of hashes noted?"""
+        return (self._noted_before.contains_unloaded(ordered)
+                | self._noted_now.contains_array(ordered, ordered=True))
+
     def _drop(self, completed):
-        """Forget the noted keys in the KeySet ``completed``, in numpy.  Few
-        completions (a tail since the checkpoint) are looked up among the
-        noted keys, and the noted lines then found among the few found, by
-        a binary search; more are looked up by the noted lines.  (A list of
-        booleans for ``compress`` took 4.9 s for 10 million noted keys and
-        2.3 million completions; this, 0.9.)"""
+        """Forget the noted keys in the KeySet ``completed`` (once the
+        reading is done: the sets of the keys noted keep them), in numpy, a
+        batch at a time, in place.  Few completions (a tail since the
+        checkpoint) are looked up among the noted keys, and the noted lines
+        then found among the few found, by a binary search; more are looked
+        up by the noted lines.  (A list of booleans for ``compress`` took
+        4.9 s for 10 million noted keys and 2.3 million completions; this,
+        0.9.)"""
         if not completed:
             return
-        hashes = np.frombuffer(self.hashes, np.int64)
-        if completed.added <= len(hashes) // 4:
+        if completed.added <= len(self.hashes) // 4:
             candidates = completed.hashes()
-            found = candidates[self.noted.contains_array(candidates, ordered=True)]
+            found = candidates[self._noted(candidates)]
             if not len(found):
                 return
-            keep = found.take(np.searchsorted(found, hashes), mode="clip") != hashes
-            # Forgotten, so that a line that reopens one later is noted afresh.
-            self.noted.discard(found.tolist())
+
+            def open_(hashes):
+                return found.take(np.searchsorted(found, hashes), mode="clip") != hashes
         else:
-            keep = ~completed.contains_array(hashes)
-            self.noted.compact(without=completed)
-        self.hashes = _kept(self.hashes, keep)
-        self.offsets = _kept(self.offsets, keep)
+            def open_(hashes):
+                return ~completed.contains_array(hashes)
+        kept = _keep_in_place(self.hashes, self.offsets, open_)
+        del self.hashes[kept:]
+        del self.offsets[kept:]
 
     def _renote(self, reopened):
         """Note, for each key reopened (hash -> offset of the latest line
@@ -180,30 +203,43 @@ class OpenJobs:
         for start in range(0, len(self.offsets), _BATCH):
             yield from texts_at(path, self.offsets[start:start + _BATCH])
 
-    def _dump(self, writer):
-        self.noted.dump(writer)
-        writer.blob(self.hashes.tobytes())
-        writer.blob(self.offsets.tobytes())
+    def _save(self, path, position, epoch):
+        noted = KeySet(self.salt)
+        noted.adopt(np.sort(np.frombuffer(self.hashes, np.int64)))
+        checkpoint.save(path, "pending", position, noted.dumped_size() + 16 * len(self.hashes),
+                        partial(self._dump, noted), epoch)
+
+    def _dump(self, noted, writer):
+        noted.dump(writer)
+        writer.blob(memoryview(self.hashes).cast("B"))
+        writer.blob(memoryview(self.offsets).cast("B"))
 
     @classmethod
     def _load(cls, reader, salt):
         noted = KeySet.load(reader)
         if noted.salt != salt:
             raise ValueError("the completed keys were read afresh since")
-        jobs = cls(salt)
-        jobs.noted = noted
-        jobs.hashes = array("q", reader.blob())
-        jobs.offsets = array("q", reader.blob())
+        jobs = cls(salt, noted)
+        reader.blob_into(jobs.hashes)
+        reader.blob_into(jobs.offsets)
         if len(jobs.hashes) != len(jobs.offsets):
             raise ValueError("damaged")
         return jobs
 
 
-def _kept(numbers, keep):
-    """The numbers of an array("q") where the numpy array of booleans
-    ``keep`` is true, as an array("q")."""
-    kept = array("q")
-    kept.frombytes(np.frombuffer(numbers, np.int64)[keep].tobytes())
+def _keep_in_place(hashes, offsets, open_):
+    """Move the hashes (array("q")) for which ``open_`` (of an int64 array)
+    is true, and their offsets, to the front, in order, a batch at a time;
+    how many.  (Its numpy views of the arrays go with it: an array can be
+    cut short only when none is left.)"""
+    hashes, offsets = np.frombuffer(hashes, np.int64), np.frombuffer(offsets, np.int64)
+    kept = 0
+    for start in range(0, len(hashes), _DROP_BATCH):
+        keep = open_(hashes[start:start + _DROP_BATCH])
+        count = int(np.count_nonzero(keep))
+        hashes[kept:kept + count] = hashes[start:start + _DROP_BATCH][keep]
+        offsets[kept:kept + count] = offsets[start:start + _DROP_BATCH][keep]
+        kept += count
     return kept
 
 
