@@ -170,7 +170,10 @@ def texts_at(path, offsets):
     texts = []
     for data, starts in _blocks_at(path, offsets):
         end = data.find(b"\n", starts[-1])
-        if data.count(b"\n", starts[0], end) == len(starts) - 1:
+        # (The count is skipped where the first two lines are apart, as
+        # completions are: a pass over every byte of the block.)
+        if ((len(starts) == 1 or data.find(b"\n", starts[0]) + 1 == starts[1])
+                and data.count(b"\n", starts[0], end) == len(starts) - 1):
             texts.append((data[starts[0]:end], len(starts)))
         else:
             texts.append((b"\n".join(_cut(data, starts)), len(starts)))
