@@ -18,7 +18,6 @@ quote, so the form is unambiguous.
 
 import re
 from functools import partial
-from operator import itemgetter
 
 import orjson
 
@@ -42,10 +41,12 @@ _FILE = _COMPONENT + rb'(?:/' + _COMPONENT + rb')*'
 _FILE_IN_KEY = b'","file":"'
 
 
-def _key(identifier):
-    """``"id":"KEY"`` with the key as group 1; a "file" that is not a plain
-    string (``"file":null``) must go to the full parser, which rejects it."""
-    return rb'"id":"(' + identifier + rb'(?:' + _FILE_IN_KEY + _FILE + rb')?)"(?!,"file":)'
+def _key(identifier, group=True):
+    """``"id":"KEY"`` with the key as group 1 (or as no group); a "file"
+    that is not a plain string (``"file":null``) must go to the full
+    parser, which rejects it."""
+    return (rb'"id":"(' + (b"" if group else b"?:") + identifier + rb'(?:' + _FILE_IN_KEY
+            + _FILE + rb')?)"(?!,"file":)')
 
 
 KEY = _key(_ID)
@@ -233,9 +234,10 @@ class _DotAware:
     text without the look for ".." in each identifier when the text holds
     none at all: a tenth to a third faster."""
 
-    def __init__(self, pattern_of):
-        self._strict = pattern_of(KEY)
-        self._without_dots = pattern_of(_CHUNK_KEY)
+    def __init__(self, pattern_of, keys=(KEY, _CHUNK_KEY)):
+        strict, without_dots = keys
+        self._strict = pattern_of(strict)
+        self._without_dots = pattern_of(without_dots)
 
     def findall(self, text):
         return (self._strict if has_dots(text) else self._without_dots).findall(text)
@@ -298,7 +300,8 @@ def _event_line(kinds, details, key):
     """The regular expression of an event line of one of ``kinds`` as the
     iatools commands write it: "event", the job, "ts", "host", "pid", then
     fields matching ``details`` -- with no event field among the job's, so
-    that the job is group 1, its key (matched by ``key``) group 2."""
+    that the job is group 1, and the only one (``key`` has none): findall
+    then gives each job's bytes, a third faster than a tuple of groups."""
     return re.compile(
         rb'^\{"event":"(?:' + kinds + rb')",(' + key + rb'(?:,"(?!(?:id|file|'
         + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE + rb")*+)"
@@ -309,7 +312,8 @@ def event_shape(kinds, details=b""):
     """The event lines of some kinds as the iatools commands write them
     (``_event_line``): matched whole (``fullmatch``), or found in a text of
     such lines (``findall``)."""
-    return _DotAware(partial(_event_line, kinds, details))
+    return _DotAware(partial(_event_line, kinds, details),
+                     (_key(_ID, group=False), _key(_ID_CHARS, group=False)))
 
 
 #: The value of an event field, judged only as far as ``completed`` and
@@ -359,9 +363,9 @@ def jobs_in(text, count, shape):
     """The job lines of the ``count`` event lines of a text, joined by
     newlines: cut out of those of the ``shape`` (``QUEUED_EVENT``,
     ``COMPLETION_EVENT``; all at once when each is one), others parsed."""
-    jobs = list(map(itemgetter(0), shape.findall(text)))
+    jobs = shape.findall(text)
     if len(jobs) == count:
-        return [b"{" + b"}\n{".join(jobs) + b"}\n"] if jobs else []
+        return [b"".join((b"{", b"}\n{".join(jobs), b"}\n"))] if jobs else []
     return [_job_of(e, shape) for e in text.split(b"\n")]
 
 
