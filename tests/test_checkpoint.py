@@ -13,7 +13,9 @@ import time
 
 import pytest
 
-from iatools.log import checkpoint
+from iatools.base.lazynumpy import np
+
+from iatools.log import checkpoint, openjobs
 from iatools.log.checkpoint import SAVE_AFTER
 from iatools.log.completions import Completions
 from iatools.log.logindex import refresh
@@ -128,6 +130,23 @@ def test_a_few_completions_after_the_checkpoint_close_their_jobs(big):
     with open(log, "ab") as f:
         f.write(compact(more))
     assert_readings_agree_with_model(log, events + more)
+
+
+def test_the_noted_keys_completed_are_told_from_the_others_by_their_top_bits():
+    """OpenJobs._drop rules most noted keys out by a table of the top bits
+    of the few completed ones, then searches the rest: the same answer as
+    a set, at both ends of the hashes' range and where top bits collide."""
+    rng = random.Random(14)
+    few = sorted({rng.randrange(-1 << 63, 1 << 63) for _ in range(3_000)}
+                 | {-1 << 63, (1 << 63) - 1})
+    noted = [rng.randrange(-1 << 63, 1 << 63) for _ in range(200_000)]
+    noted += few[::3] + [h ^ 1 for h in few[::5]]  # held, and neighbours of the same top bits
+    rng.shuffle(noted)
+    few_array = np.array(few, np.int64)
+    not_among = openjobs._not_among(few_array, openjobs._top_bits_of(few_array),
+                                    np.array(noted, np.int64))
+    held = set(few)
+    assert not_among.tolist() == [h not in held for h in noted]
 
 
 def tail_event(kind, key, template, **version):

@@ -165,7 +165,7 @@ class OpenJobs:
         reading is done: the sets of the keys noted keep them), in numpy, a
         batch at a time, in place.  Few completions (a tail since the
         checkpoint) are looked up among the noted keys, and the noted lines
-        then found among the few found, by a binary search; more are looked
+        then found among the few found (``_not_among``); more are looked
         up by the noted lines.  (A list of booleans for ``compress`` took
         4.9 s for 10 million noted keys and 2.3 million completions; this,
         0.9.)"""
@@ -176,9 +176,7 @@ class OpenJobs:
             found = candidates[self._noted(candidates)]
             if not len(found):
                 return
-
-            def open_(hashes):
-                return found.take(np.searchsorted(found, hashes), mode="clip") != hashes
+            open_ = partial(_not_among, found, _top_bits_of(found))
         else:
             def open_(hashes):
                 return ~completed.contains_array(hashes)
@@ -225,6 +223,35 @@ class OpenJobs:
         if len(jobs.hashes) != len(jobs.offsets):
             raise ValueError("damaged")
         return jobs
+
+
+#: The top bits of a hash that ``_not_among`` tables.
+_TOP_BITS = 20
+
+
+def _top_bits_of(hashes):
+    """A table of the top bits of some hashes (an int64 array): true at
+    each that one of them has."""
+    table = np.zeros(1 << _TOP_BITS, bool)
+    table[_top_bits(hashes)] = True
+    return table
+
+
+def _top_bits(hashes):
+    return (hashes >> (64 - _TOP_BITS)) + (1 << (_TOP_BITS - 1))  # (signed: from 0)
+
+
+def _not_among(few, table, hashes):
+    """Is each of an int64 array of hashes not among the sorted array
+    ``few`` (a few thousand), whose top bits ``table`` holds?  One lookup
+    in the table (a megabyte) rules most out; the others are searched.
+    (5 million noted keys against 25,000 completions: 0.46 s by binary
+    search alone.)"""
+    maybe = np.flatnonzero(table[_top_bits(hashes)])
+    asked = hashes[maybe]
+    not_among = np.ones(len(hashes), bool)
+    not_among[maybe] = few.take(np.searchsorted(few, asked), mode="clip") != asked
+    return not_among
 
 
 def _keep_in_place(hashes, offsets, open_):
