@@ -1,8 +1,8 @@
-"""KeySet, KeyMap and TaggedKeys (iatools.base.keyset) judged against a
-plain Python set or dict fed the same random hashes, repeats and all:
-lookups in small batches and in batches large enough to be sorted first,
-additions past the size where they are sorted into runs, removals,
-compactions, and a round trip through a real checkpoint file.
+"""KeySet, TaggedKeys (iatools.base.keyset) and KeyMap (iatools.base.keymap)
+judged against a plain Python set or dict fed the same random hashes,
+repeats and all: lookups in small batches and in batches large enough to
+be sorted first, additions past the size where they are sorted into runs,
+removals, compactions, and a round trip through a real checkpoint file.
 """
 
 import random
@@ -12,7 +12,8 @@ import zlib
 
 import pytest
 
-from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
+from iatools.base.keymap import KeyMap
+from iatools.base.keyset import KeySet, TaggedKeys
 from iatools.log import checkpoint
 from tests.helpers import REPO
 

@@ -28,7 +28,8 @@ from itertools import repeat
 import orjson
 
 from iatools.base import errors
-from iatools.base.keyset import KeyMap, KeySet, TaggedKeys
+from iatools.base.keymap import KeyMap
+from iatools.base.keyset import KeySet, TaggedKeys
 from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, mentions,

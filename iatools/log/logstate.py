@@ -30,7 +30,8 @@ from typing import NamedTuple
 
 import orjson
 
-from iatools.base.keyset import KeyMap, KeySet
+from iatools.base.keymap import KeyMap
+from iatools.base.keyset import KeySet
 from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_EVENTS, DONE_LINE,
                                           FAILED_LINE, LAST_TS, MINUTE, OPEN_LINE, QUEUED_START,
                                           SIZE, TS, all_lines_closed, key_bytes, line_starts,

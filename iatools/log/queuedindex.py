@@ -25,7 +25,7 @@ import zlib
 from concurrent.futures import ThreadPoolExecutor
 
 from iatools.base import errors
-from iatools.base.keyset import np
+from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import LAST_TS
 from iatools.log import checkpoint
 from iatools.log.completions import NO_SIZE
