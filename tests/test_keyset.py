@@ -416,12 +416,17 @@ def test_a_loaded_map_answers_from_its_checkpoint_and_is_saved_again_unread(tmp_
     for _ in range(3):
         asked = picks(rng, pool, 5_000)  # past the first batch, and not held
         assert loaded.latest(asked) == list(map(model.get, asked))
+    hashes, column = loaded.hashes_and_column(1)  # (its other column passed over)
+    assert hashes.tolist() == sorted(model)
+    assert column.tolist() == [model[h][1] for h in sorted(model)]
     assert "_keys" not in loaded.__dict__
     again, second = saved_and_loaded(tmp_path / "b", loaded.dump, lambda r: KeyMap.load(r, 2))
     assert second.read_bytes() == first.read_bytes()
     assert_same_map(again, model, rng, pool)
     map_model(rng, pool, loaded, model, 2_000)
     assert_same_map(loaded, model, rng, pool)
+    hashes, column = loaded.hashes_and_column(0)
+    assert column.tolist() == [model[h][0] for h in hashes.tolist()]
 
 
 def test_a_loaded_set_reads_its_section_only_at_its_first_lookup(tmp_path):

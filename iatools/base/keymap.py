@@ -175,6 +175,14 @@ class KeyMap:
         keys.adopt(hashes)
         return keys, TaggedKeys.of(hashes, *numbers)
 
+    def hashes_and_column(self, n):
+        """``hashes()`` and ``column(n)``, without the other numbers: read
+        from the checkpoint while the records are still there and none was
+        added since, the other columns passed over a batch at a time."""
+        if self._in_checkpoint():
+            return self._saved.peek(partial(_hashes_and_column, n, self.width))
+        return self._settle(), self._columns[n]
+
     def column(self, n):
         """The numbers last added in column ``n``, in the order of
         ``hashes``: a numpy array."""
@@ -231,6 +239,19 @@ def _taken(parts, n):
     for part in parts:
         part[n] = None
     return joined
+
+
+def _hashes_and_column(n, width, reader):
+    """The hashes and column ``n`` of the records ``dump_arrays`` wrote."""
+    size = int.from_bytes(reader.read(8), "little")
+    arrays = []
+    for array_number in range(width + 1):
+        if array_number in (0, n + 1):
+            arrays.append(np.frombuffer(reader.read(8 * size), np.int64))
+        else:
+            for start in range(0, size, BATCH):
+                reader.read(8 * min(BATCH, size - start))
+    return arrays
 
 
 def _find_saved(hashes, width, reader):

@@ -279,17 +279,30 @@ class Completions:
 
     def completed_offsets(self):
         """The offsets of the latest completion of each completed key, in
-        log order: an int64 numpy array (or an empty list).  The records are
-        let go on the way (the state then loads them again if asked)."""
-        records, self._records = self.records(), None
-        if not records.added:
+        log order: an int64 numpy array (or an empty list).  Only the keys
+        and offsets of the records are loaded (16 of their 32 bytes), and
+        let go on the way (the state then loads the records again if
+        asked)."""
+        records = self._records if self._records is not None else self._load_records()
+        self._records, later = None, self._later
+        if not (records.added or later.added):
             return []
-        hashes, offsets = records.hashes(), records.column(0)
-        del records  # (their sizes and versions)
-        if self.reopened:
-            reopened = np.fromiter(self.reopened, np.int64, len(self.reopened))
-            offsets = offsets[~np.isin(hashes, reopened)]
-        return np.sort(offsets)
+        reopened = np.sort(np.fromiter(self.reopened, np.int64, len(self.reopened)))
+        hashes, offsets = records.hashes_and_column(0)
+        del records
+        # Not those completed again since the checkpoint (the later records
+        # hold their latest completion), nor those reopened.
+        stale = _marked(hashes, reopened)
+        if later.added:
+            stale |= _marked(hashes, later.hashes())
+        del hashes
+        offsets = [offsets[~stale]]
+        if later.added:
+            later_hashes = later.hashes()
+            offsets.append(later.column(0)[~_marked(later_hashes, reopened)])
+        offsets = np.concatenate(offsets)
+        offsets.sort()
+        return offsets
 
     def _dump(self, writer):
         self.done.dump(writer)
@@ -311,3 +324,15 @@ def update_text(updated):
     """The text of a parsed "updated" value as a completion records it:
     b"" for none, or for one that is not a string."""
     return updated.encode("utf-8", "surrogatepass") if isinstance(updated, str) else b""
+
+
+def _marked(hashes, few):
+    """A numpy array of booleans: is each of the sorted array of distinct
+    ``hashes`` among the sorted array ``few``?  (Each of the few is looked
+    for among the many.)"""
+    marked = np.zeros(len(hashes), bool)
+    if len(few) and len(hashes):
+        at = np.searchsorted(hashes, few)
+        present = hashes.take(at, mode="clip") == few
+        marked[at[present]] = True
+    return marked
