@@ -92,6 +92,19 @@ def dump_merged(writer, largest, others):
     _dump_array(writer, others[taken:])
 
 
+def among(ordered, few):
+    """For a sorted array of distinct values, is each among the sorted
+    array ``few``?  Each of the few is looked for among the many (where
+    ``found_sorted`` looks for each of many among a set): a search as
+    long as the few."""
+    marked = np.zeros(len(ordered), bool)
+    if len(few) and len(ordered):
+        at = np.searchsorted(ordered, few)
+        present = ordered.take(at, mode="clip") == few
+        marked[at[present]] = True
+    return marked
+
+
 def dump_arrays(writer, arrays):
     """The number of values, then each array: for load_arrays."""
     writer.write(len(arrays[0]).to_bytes(8, "little"))

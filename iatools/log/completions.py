@@ -31,6 +31,7 @@ from iatools.base import errors
 from iatools.base.keymap import KeyMap
 from iatools.base.keyset import KeySet, TaggedKeys
 from iatools.base.lazynumpy import np
+from iatools.base.sortedarrays import among
 from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, mentions,
                                           outcome_with_fields, queued_only, reopens,
@@ -292,14 +293,13 @@ class Completions:
         del records
         # Not those completed again since the checkpoint (the later records
         # hold their latest completion), nor those reopened.
-        stale = _marked(hashes, reopened)
+        stale = among(hashes, reopened)
         if later.added:
-            stale |= _marked(hashes, later.hashes())
+            stale |= among(hashes, later.hashes())
         del hashes
         offsets = [offsets[~stale]]
         if later.added:
-            later_hashes = later.hashes()
-            offsets.append(later.column(0)[~_marked(later_hashes, reopened)])
+            offsets.append(later.column(0)[~among(later.hashes(), reopened)])
         offsets = np.concatenate(offsets)
         offsets.sort()
         return offsets
@@ -324,15 +324,3 @@ def update_text(updated):
     """The text of a parsed "updated" value as a completion records it:
     b"" for none, or for one that is not a string."""
     return updated.encode("utf-8", "surrogatepass") if isinstance(updated, str) else b""
-
-
-def _marked(hashes, few):
-    """A numpy array of booleans: is each of the sorted array of distinct
-    ``hashes`` among the sorted array ``few``?  (Each of the few is looked
-    for among the many.)"""
-    marked = np.zeros(len(hashes), bool)
-    if len(few) and len(hashes):
-        at = np.searchsorted(hashes, few)
-        present = hashes.take(at, mode="clip") == few
-        marked[at[present]] = True
-    return marked

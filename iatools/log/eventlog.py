@@ -216,14 +216,20 @@ def check_existing(path):
         pass  # reported when it is read
 
 
-def check_rereadable(path):
-    """A log that a command reads twice must be a file (or missing), not
-    a pipe, whose second reading would find nothing."""
+def rereadable(path):
+    """Can the log at ``path`` be read twice: a file (or missing), not a
+    pipe, whose second reading would find nothing?  (A directory, or a log
+    that cannot be looked at, is reported when it is read.)"""
     try:
         mode = os.stat(path).st_mode
     except OSError:
-        return  # missing: nothing has happened yet; other errors: on reading
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        return True
+    return stat.S_ISREG(mode) or stat.S_ISDIR(mode)
+
+
+def check_rereadable(path):
+    """A log that a command reads twice must be ``rereadable``."""
+    if not rereadable(path):
         raise errors.UsageError(f"cannot read log {path} twice, as this command does: "
                                 "not a regular file (save it to a file first)")
 

@@ -21,7 +21,6 @@ saves a new one when it has read enough past it (iatools.log.checkpoint).
 
 import os
 import re
-import stat
 from collections import Counter, deque
 from functools import cached_property
 from itertools import compress, repeat
@@ -38,7 +37,7 @@ from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_
                                           marked, may_reopen, outcome_with_fields, queued_only,
                                           reopens, whole_numbers)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, lines_at, read_chunks
+from iatools.log.eventlog import events_in, lines_at, read_chunks, rereadable
 from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
 
 #: Events that change the state of a key not completed; the others only
@@ -100,14 +99,6 @@ class RecentFailure(NamedTuple):
         return cls(failure.error, failure.retryable, *job_and_time)
 
 
-def _rereadable(path):
-    """Can the failed lines of the log at ``path`` be read again?"""
-    try:
-        return stat.S_ISREG(os.stat(path).st_mode)
-    except OSError:
-        return True  # (missing: no failures; else told when it is read)
-
-
 def _job_and_time(event):
     """The id, file ("" for none) and "ts" ("" for none) of a failed event."""
     ts = event.get("ts")
@@ -159,7 +150,7 @@ class LogState:
         checkpoint does not keep the groups.)"""
         loaded, epoch = checkpoint.START, checkpoint.current_epoch(path)
         self._path = path
-        if not _rereadable(path):
+        if not rereadable(path):
             self._failed_jobs = {}
         if self.by_field is None:
             loaded, saved = checkpoint.load(path, "status", _restore)
