@@ -26,10 +26,8 @@ from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, read_chunks, texts_at
+from iatools.log.eventlog import events_in, read_chunks
 
-#: Keys judged against the completed ones at a time, when lines are read back.
-_BATCH = 1 << 16
 #: Open lines noted at a time (``OpenJobs._note``).
 _NOTE_AFTER = 1 << 20
 #: A reading (not a refresh) saves the checkpoint again only once it has
@@ -194,12 +192,6 @@ class OpenJobs:
         order = sorted(range(len(offsets)), key=offsets.__getitem__)
         self.hashes = array("q", map(self.hashes.__getitem__, order))
         self.offsets = array("q", map(offsets.__getitem__, order))
-
-    def first_lines(self, path):
-        """The first lines of the noted keys, in log order, in batches: the
-        (text, count) of ``texts_at``."""
-        for start in range(0, len(self.offsets), _BATCH):
-            yield from texts_at(path, self.offsets[start:start + _BATCH])
 
     def _save(self, path, position, epoch):
         noted = KeySet(self.salt)
