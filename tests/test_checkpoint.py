@@ -455,15 +455,17 @@ def test_an_edit_in_place_is_seen_even_after_an_append(written, then_append):
 
 
 def test_skip_leaves_a_child_to_index_what_it_queued(tmp_path):
-    """skip exits without waiting for the index of its queued events, and
-    the child it leaves behind brings the checkpoints up to date."""
+    """skip into a log that holds events already exits without waiting for
+    the index of its queued events, and the child it leaves behind brings
+    the checkpoints up to date."""
     jobs = b"".join(b'{"id":"item-%07d_x","size":%d}\n' % (n, n) for n in range(80_000))
     log = tmp_path / "s.jsonl"
+    log.write_bytes(b'{"event":"queued","id":"before","size":0}\n')
     result = joblog("skip", log, input=jobs)
     assert result.returncode == 0, stderr_text(result)
     assert result.stdout == jobs
     assert log.stat().st_size > SAVE_AFTER
-    lines = jobs.count(b"\n")
+    lines = 1 + jobs.count(b"\n")
     indexed_soon(log, lines)
     status = joblog("-v", "status", "--json", log)
     assert f"reading the log from line {lines + 1}" in stderr_text(status)
@@ -490,6 +492,8 @@ def test_skip_into_a_new_log_saves_the_status_checkpoint_as_it_exits(tmp_path):
     assert "line 40001" in stderr_text(result)
     lines = len(jobs) - 1
     assert f"status-checkpoint: saved, up to line {lines + 1}" in stderr_text(result)
+    assert "leaves its pending checkpoint to the refresh (a job queued twice)" \
+        in stderr_text(result)
 
     def status():
         result = joblog("-v", "status", "--json", log)
@@ -509,6 +513,35 @@ def test_skip_into_a_new_log_saves_the_status_checkpoint_as_it_exits(tmp_path):
     said, from_the_start = status()
     assert "status-checkpoint: used" not in said
     assert from_the_start == right_after
+
+
+def test_skip_into_a_new_log_saves_every_checkpoint_and_leaves_no_refresh(tmp_path):
+    """Each job queued once: skip saves the completed and pending
+    checkpoints too, so that pending right after it parses nothing and
+    prints what a reading from the start prints, and no refresh is left to
+    compete with the readings."""
+    jobs = b"".join(b'{"id":"item-%07d_x","size":%d}\n' % (n, n) for n in range(80_000))
+    jobs += b"".join(b'{"id":"item","file":"f/%05d.txt"}\n' % n for n in range(300))
+    log = tmp_path / "s.jsonl"
+    result = joblog("-v", "skip", log, input=jobs)
+    assert result.returncode == 0, stderr_text(result)
+    lines = jobs.count(b"\n")
+    said = stderr_text(result)
+    for kind in ALL:
+        assert f"{kind}: saved, up to line {lines + 1}" in said
+    assert checkpoints(log) == sorted(ALL + ["stamp-checkpoint"])  # (no refresh-lock: none started)
+    right_after = joblog("-v", "pending", log)
+    assert right_after.returncode == 0, stderr_text(right_after)
+    for kind in ("completed", "pending"):
+        assert f"{kind}-checkpoint: used; reading the log from line {lines + 1}" \
+            in stderr_text(right_after)
+    assert right_after.stdout == jobs
+    assert joblog("completed", log).stdout == b""
+    for kind in ALL:
+        os.unlink(checkpoint.path_for(str(log), kind.removesuffix("-checkpoint")))
+    from_the_start = joblog("-v", "pending", log)
+    assert "checkpoint: used" not in stderr_text(from_the_start)
+    assert from_the_start.stdout == jobs
 
 
 def test_pending_reads_no_further_than_the_completed_keys_it_was_given(big):

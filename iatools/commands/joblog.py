@@ -237,9 +237,8 @@ def skip(args):
         raise
     finally:
         log.close()
-    if status_index is not None:
-        status_index.save(log.epoch)
-    index.leave()
+    if status_index is None or not status_index.save(log.epoch):
+        index.leave()
     errors.debug(f"skip: {judge.summary()}")
     return ExitStatus.FAILED if judge.bad_lines else ExitStatus.OK
 

@@ -111,16 +111,28 @@ class Completions:
         else:
             state._settle_later()
         if save:
-            records = state._records
-            checkpoint.save(path, "completions", position, 8 + records.dumped_size(),
-                            state._dump_records, epoch)
-            size = 2 * state.done.dumped_size() + 8 * len(state.permanent | state.reopened)
-            checkpoint.save(path, "completed", position, size, state._dump, epoch)
+            state._save(path, position, epoch)
             if not tagged:
                 state._records, state._covered = None, position
         if not tagged:
             state.current = TaggedKeys()
         return state, position
+
+    @classmethod
+    def save_none(cls, path, position, epoch, salt):
+        """Save the checkpoints of a log with no completion up to the
+        Position ``position`` (a new log skip filled), its keys hashed with
+        ``salt``, written in the stamp's ``epoch``."""
+        state = cls(salt)
+        state._records = KeyMap(_RECORD_WIDTH)
+        state._save(path, position, epoch)
+
+    def _save(self, path, position, epoch):
+        records = self._records
+        checkpoint.save(path, "completions", position, 8 + records.dumped_size(),
+                        self._dump_records, epoch)
+        size = 2 * self.done.dumped_size() + 8 * len(self.permanent | self.reopened)
+        checkpoint.save(path, "completed", position, size, self._dump, epoch)
 
     def _read_from(self, start, report, until=None):
         """Read the log from the Position ``start`` (to its end, or to past

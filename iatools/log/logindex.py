@@ -20,8 +20,8 @@ not wait for: waiting would cost ``append`` of ten million events more than
 its writing does (each refresh parses what was written since the last one,
 three times: completed, pending, status), and ``skip``, at the head of a
 pipeline, must not hold it up.  A reading that comes before the refresh is
-done parses the rest itself.  (But ``skip`` into a new log saves the status
-checkpoint itself: iatools.log.queuedindex.)
+done parses the rest itself.  (But ``skip`` into a new log saves the
+checkpoints itself, and leaves no refresh: iatools.log.queuedindex.)
 """
 
 import fcntl

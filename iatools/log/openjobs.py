@@ -101,7 +101,7 @@ class OpenJobs:
         if (len(found) == count and data.count(EVENT_START) == count
                 and all_lines_closed(count, data) and not may_reopen(data)):
             kinds, keys = zip(*found) if found else ((), ())
-            offsets = _line_offsets(data)
+            offsets = line_offsets(data)
             if kinds.count(b"queued") == count:  # (skip writes them by the million)
                 completed = []
             else:
@@ -193,9 +193,22 @@ class OpenJobs:
         self.hashes = array("q", map(self.hashes.__getitem__, order))
         self.offsets = array("q", map(offsets.__getitem__, order))
 
-    def _save(self, path, position, epoch):
+    @classmethod
+    def save_all_open(cls, path, position, epoch, salt, hashes, offsets, noted):
+        """Save the checkpoint of a log up to the Position ``position`` whose
+        every line is the first of an open key (a new log skip filled):
+        their hashes (with ``salt``) and offsets, int64 arrays in log
+        order, and ``noted``, the hashes sorted; written in the stamp's
+        ``epoch``."""
+        jobs = cls(salt)
+        jobs.hashes, jobs.offsets = hashes, offsets
+        jobs._save(path, position, epoch, noted)
+
+    def _save(self, path, position, epoch, ordered=None):
+        """Save the notes at ``position``; ``ordered``: the hashes sorted,
+        if at hand."""
         noted = KeySet(self.salt)
-        noted.adopt(np.sort(np.frombuffer(self.hashes, np.int64)))
+        noted.adopt(np.sort(np.frombuffer(self.hashes, np.int64)) if ordered is None else ordered)
         checkpoint.save(path, "pending", position, noted.dumped_size() + 16 * len(self.hashes),
                         partial(self._dump, noted), epoch)
 
@@ -262,7 +275,7 @@ def _keep_in_place(hashes, offsets, open_):
     return kept
 
 
-def _line_offsets(data):
+def line_offsets(data):
     """The offset of each line of a chunk of whole lines, as an array."""
     ends = np.flatnonzero(np.frombuffer(data, np.uint8) == ord("\n"))
     return np.concatenate(([0], ends + 1))[:len(ends)]
