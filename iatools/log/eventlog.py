@@ -7,7 +7,10 @@ cut back off, keeping the log valid.  After each batch the writer stamps
 the log (iatools.log.checkpoint.AppendStamp), so that a checkpoint can be
 trusted without reading the log again.  Once written, an event survives the
 death of any process; ``fsync`` runs at most once per ``SYNC_INTERVAL``
-(group commit) and at close, which bounds what a power cut can take.
+(group commit) and at close, which bounds what a power cut can take.  It
+runs on a thread of its own while the writing goes on (skip of ten million
+jobs waited 0.8 to 1.5 s in all for its fsyncs), one at a time; an error it
+meets is raised by the next append, or at close.
 
 Reading: the log comes in chunks of whole lines (``read_chunks``), which
 the commands scan with regular expressions on the beginning of each line
@@ -20,6 +23,7 @@ reported with its number and skipped.  The log is never rewritten.
 import fcntl
 import os
 import stat
+import threading
 import time
 from bisect import bisect_right
 from itertools import repeat
@@ -41,12 +45,15 @@ class LogWriter:
         self.fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
         self._stamp = AppendStamp(path)
         self._last_sync = time.monotonic()
+        self._syncing = None  # the thread of the last fsync
+        self._sync_error = None
 
     def append(self, lines):
         """Append complete lines (bytes ending in a newline) as one write;
         the offset in the log where they begin (None for no lines)."""
         if not lines:
             return None
+        self._raise_sync_error()
         data = b"".join(lines)
         fcntl.flock(self.fd, fcntl.LOCK_EX)
         try:
@@ -56,7 +63,7 @@ class LogWriter:
         finally:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
         if time.monotonic() - self._last_sync >= SYNC_INTERVAL:
-            self.sync()
+            self._sync_in_background()
         return offset
 
     @property
@@ -78,7 +85,30 @@ class LogWriter:
             raise
         return size + 1 if torn else size
 
+    def _sync_in_background(self):
+        if self._syncing is not None and self._syncing.is_alive():
+            return  # (the next append starts the next one)
+        self._last_sync = time.monotonic()
+        self._syncing = threading.Thread(target=self._sync_noting_error, daemon=True,
+                                         name="iatools-log-fsync")
+        self._syncing.start()
+
+    def _sync_noting_error(self):
+        try:
+            os.fsync(self.fd)
+        except OSError as exc:
+            self._sync_error = exc
+
+    def _raise_sync_error(self):
+        error, self._sync_error = self._sync_error, None
+        if error is not None:
+            raise error
+
     def sync(self):
+        """Everything appended is on disk when this returns."""
+        if self._syncing is not None:
+            self._syncing.join()
+        self._raise_sync_error()
         os.fsync(self.fd)
         self._last_sync = time.monotonic()
 
