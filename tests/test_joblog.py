@@ -380,6 +380,36 @@ def test_completed_prints_the_jobs_alike_from_either_path(tmp_path):
     assert printed["fast"] == compact(jobs)  # cut out of the lines, byte for byte
 
 
+def test_completed_and_pending_cut_jobs_alike_whatever_order_and_values_their_fields_have(
+        tmp_path):
+    """The usual job fields (size, updated, destdir) and outcome fields
+    (files ... attempts) are tried by name first when lines are cut: lines
+    with them in another order, with values of another kind, or with more
+    fields after them give the same jobs as the full parser."""
+    stamp = '"ts":"2026-12-06T00:00:00.000Z","host":"h","pid":1'
+    outcome = '"files":3,"files_skipped":0,"bytes":10,"seconds":0.5,"attempts":4'
+    lines = {
+        "usual": f'"size":5,"updated":"2026-01-01","destdir":"/m",{stamp},{outcome}',
+        "other order": f'"destdir":"/m","size":5,{stamp},"bytes":10,"files":3',
+        "a number as JSON writes it": f'"size":5,{stamp},{outcome[:-1]}4e5,"reason":"x"',
+        "a string count": f'"updated":"u",{stamp},"files":"3","files_skipped":0',
+        "more after": f'"size":0,"title":"t",{stamp},{outcome},"files_removed":["a.pdf"]',
+    }
+    events = [f'{{"event":"{kind}","id":"i{n}",{rest}}}'
+              for n, rest in enumerate(lines.values()) for kind in ("queued", "completed")]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(events) + "\n")
+    jobs = [{k: v for k, v in json.loads(e).items() if k not in EVENT_FIELDS}
+            for e in events[1::2]]
+    for reader in ("completed", "pending"):
+        result = joblog(reader, log)
+        assert result.returncode == 0, stderr_text(result)
+        assert result.stdout == (compact(jobs) if reader == "completed" else b"")
+    log.write_text("\n".join(events[::2]) + "\n")
+    result = joblog("pending", log)
+    assert result.stdout == compact(jobs), stderr_text(result)
+
+
 #: Stands in for ia-verify: a job whose id is given as an argument is
 #: damaged, the others verified.
 FAKE_VERIFY = r"""

@@ -296,6 +296,16 @@ _EVENT_FIELD_NAMES = b"|".join(f.encode() for f in _COMMON_EVENT_FIELDS + tuple(
     sorted(EVENT_FIELDS.difference(_COMMON_EVENT_FIELDS))))
 
 
+#: The job fields the pipeline gives, in the order it gives them (ia-resolve,
+#: then ia-route): ``_event_line`` tries each by name before any field (as
+#: ``_EVENT_FIELDS`` the fields ia-fetch puts first in its outcomes).  The
+#: same lines match, with the same extents: each value as the pattern of
+#: any field of its kind takes it, possessive all; a completion is cut out
+#: in 0.63 us rather than 0.9.
+_USUAL_JOB_FIELDS = b"".join(rb'(?:,"' + name + rb'":' + PLAIN_VALUE + rb")?+"
+                             for name in (b"size", b"updated", b"destdir"))
+
+
 def _event_line(kinds, details, key):
     """The regular expression of an event line of one of ``kinds`` as the
     iatools commands write it: "event", the job, "ts", "host", "pid", then
@@ -303,7 +313,7 @@ def _event_line(kinds, details, key):
     that the job is group 1, and the only one (``key`` has none): findall
     then gives each job's bytes, a third faster than a tuple of groups."""
     return re.compile(
-        rb'^\{"event":"(?:' + kinds + rb')",(' + key + rb'(?:,"(?!(?:id|file|'
+        rb'^\{"event":"(?:' + kinds + rb')",(' + key + _USUAL_JOB_FIELDS + rb'(?:,"(?!(?:id|file|'
         + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE + rb")*+)"
         + rb',"ts":"[^"\\]*+","host":"[^"\\]*+","pid":[0-9]++' + details + rb'\}$', re.MULTILINE)
 
@@ -322,8 +332,14 @@ def event_shape(kinds, details=b""):
 #: characters, a plain string, a literal, a list with no "]" inside).  A
 #: completion line then takes 1.2 us, where judging each value exactly
 #: (``_DETAIL``) took 2.1; a line that does not match is parsed.
-_EVENT_FIELD_VALUE = rb'(?:[0-9.eE+\-]++|"[ !#-\[\]-~]*+"|true|false|null|\[[^\]\n]*+\])'
-_EVENT_FIELDS = rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":' + _EVENT_FIELD_VALUE + rb")*+"
+_EVENT_NUMBER = rb"[0-9.eE+\-]++"
+_EVENT_FIELD_VALUE = rb'(?:' + _EVENT_NUMBER + rb'|"[ !#-\[\]-~]*+"|true|false|null|\[[^\]\n]*+\])'
+#: The fields ia-fetch puts first in its outcomes, in its order, tried by
+#: name before any field (see _USUAL_JOB_FIELDS).
+_USUAL_OUTCOME_FIELDS = (rb'(?:' + b"".join(rb',"' + name + rb'":' + _EVENT_NUMBER for name in (
+    b"files", b"files_skipped", b"bytes", b"seconds", b"attempts")) + rb")?+")
+_EVENT_FIELDS = (_USUAL_OUTCOME_FIELDS + rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":'
+                 + _EVENT_FIELD_VALUE + rb")*+")
 #: A queued event as skip writes it (with a "reason", or not).
 QUEUED_EVENT = event_shape(b"queued", _EVENT_FIELDS)
 #: A completed or verified event as ia-fetch and ia-verify write them.
