@@ -410,6 +410,34 @@ def test_completed_and_pending_cut_jobs_alike_whatever_order_and_values_their_fi
     assert result.stdout == compact(jobs), stderr_text(result)
 
 
+@pytest.mark.parametrize("case", ["each once", "one spaced", "one twice"])
+def test_completed_prints_each_latest_completion_found_among_other_lines(tmp_path, case):
+    """Where every completion in the log is the latest of its key, completed
+    finds the jobs where they are, between started and failed lines (a
+    line of another shape sends its block to the cut-out path); where a key
+    completed twice, only the latest is printed (the cut-out path)."""
+    stamp = '"ts":"2026-12-06T00:00:00.000Z","host":"h","pid":1'
+    outcome = '"files":1,"files_skipped":0,"bytes":10,"seconds":0.5,"attempts":1'
+    lines = []
+    for n in range(40):
+        lines.append(f'{{"event":"started","id":"i{n}","size":{n},{stamp}}}')
+        if n % 7 == 3:
+            lines.append(f'{{"event":"failed","id":"i{n}","size":{n},{stamp},"error":"e"}}')
+        lines.append(f'{{"event":"completed","id":"i{n}","size":{n},{stamp},{outcome}}}')
+    expected = [{"id": f"i{n}", "size": n} for n in range(40)]
+    if case == "one spaced":
+        lines[20] = lines[20].replace(',"size"', ', "size"')  # parsed, not matched
+    if case == "one twice":
+        lines.append(f'{{"event":"completed","id":"i5","size":99,{stamp},{outcome}}}')
+        expected.append({"id": "i5", "size": 99})  # its latest completion, in log order
+        del expected[5]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(lines) + "\n")
+    result = joblog("completed", log)
+    assert result.returncode == 0, stderr_text(result)
+    assert result.stdout == compact(expected)
+
+
 #: Stands in for ia-verify: a job whose id is given as an argument is
 #: damaged, the others verified.
 FAKE_VERIFY = r"""

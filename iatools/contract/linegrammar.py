@@ -306,23 +306,28 @@ _USUAL_JOB_FIELDS = b"".join(rb'(?:,"' + name + rb'":' + PLAIN_VALUE + rb")?+"
                              for name in (b"size", b"updated", b"destdir"))
 
 
-def _event_line(kinds, details, key):
+def _event_line(kinds, details, key, among=False):
     """The regular expression of an event line of one of ``kinds`` as the
     iatools commands write it: "event", the job, "ts", "host", "pid", then
     fields matching ``details`` -- with no event field among the job's, so
     that the job is group 1, and the only one (``key`` has none): findall
-    then gives each job's bytes, a third faster than a tuple of groups."""
+    then gives each job's bytes, a third faster than a tuple of groups.
+    ``among``: found among lines of other kinds, in a ``marked`` text with
+    a newline after its last line (a literal newline to search for, where
+    ``^`` would be tried at every byte)."""
+    start, end = (rb"\n\{", rb"\}(?=\n)") if among else (rb"^\{", rb"\}$")
     return re.compile(
-        rb'^\{"event":"(?:' + kinds + rb')",(' + key + _USUAL_JOB_FIELDS + rb'(?:,"(?!(?:id|file|'
-        + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE + rb")*+)"
-        + rb',"ts":"[^"\\]*+","host":"[^"\\]*+","pid":[0-9]++' + details + rb'\}$', re.MULTILINE)
+        start + rb'"event":"(?:' + kinds + rb')",(' + key + _USUAL_JOB_FIELDS + rb'(?:,"(?!(?:id|'
+        + rb'file|' + _EVENT_FIELD_NAMES + rb')")[ !#-\[\]-~]*+":' + PLAIN_VALUE + rb")*+)"
+        + rb',"ts":"[^"\\]*+","host":"[^"\\]*+","pid":[0-9]++' + details + end,
+        0 if among else re.MULTILINE)
 
 
-def event_shape(kinds, details=b""):
+def event_shape(kinds, details=b"", among=False):
     """The event lines of some kinds as the iatools commands write them
     (``_event_line``): matched whole (``fullmatch``), or found in a text of
-    such lines (``findall``)."""
-    return _DotAware(partial(_event_line, kinds, details),
+    such lines (``findall``); ``among`` lines of other kinds."""
+    return _DotAware(partial(_event_line, kinds, details, among=among),
                      (_key(_ID, group=False), _key(_ID_CHARS, group=False)))
 
 
@@ -338,12 +343,24 @@ _EVENT_FIELD_VALUE = rb'(?:' + _EVENT_NUMBER + rb'|"[ !#-\[\]-~]*+"|true|false|n
 #: name before any field (see _USUAL_JOB_FIELDS).
 _USUAL_OUTCOME_FIELDS = (rb'(?:' + b"".join(rb',"' + name + rb'":' + _EVENT_NUMBER for name in (
     b"files", b"files_skipped", b"bytes", b"seconds", b"attempts")) + rb")?+")
-_EVENT_FIELDS = (_USUAL_OUTCOME_FIELDS + rb'(?:,"(?:' + _EVENT_FIELD_NAMES + rb')":'
-                 + _EVENT_FIELD_VALUE + rb")*+")
+
+
+def _event_fields(names):
+    """Event fields after "pid", any of ``names`` (an alternation)."""
+    return (_USUAL_OUTCOME_FIELDS + rb'(?:,"(?:' + names + rb')":' + _EVENT_FIELD_VALUE
+            + rb")*+")
+
+
+_EVENT_FIELDS = _event_fields(_EVENT_FIELD_NAMES)
 #: A queued event as skip writes it (with a "reason", or not).
 QUEUED_EVENT = event_shape(b"queued", _EVENT_FIELDS)
 #: A completed or verified event as ia-fetch and ia-verify write them.
 COMPLETION_EVENT = event_shape(b"completed|verified", _EVENT_FIELDS)
+#: ... found among events of other kinds (``jobs_among``), with no second
+#: "event" field: a line that a parser would read as another kind never
+#: passes for a completion.
+COMPLETION_AMONG_EVENTS = event_shape(b"completed|verified", _event_fields(
+    b"|".join(name for name in _EVENT_FIELD_NAMES.split(b"|") if name != b"event")), among=True)
 
 #: The details of an event as ``parse_event`` accepts them: event fields
 #: whose values are plain, a number with a fraction ("seconds") or a list of
@@ -383,6 +400,17 @@ def jobs_in(text, count, shape):
     if len(jobs) == count:
         return [b"".join((b"{", b"}\n{".join(jobs), b"}\n"))] if jobs else []
     return [_job_of(e, shape) for e in text.split(b"\n")]
+
+
+def jobs_among(region, count, shape):
+    """``jobs_in`` for a stretch of whole event lines holding ``count``
+    lines of the ``shape`` (``COMPLETION_AMONG_EVENTS``) between lines of
+    other kinds, without cutting them out first: None where it holds
+    another number of them (one of another shape, or one not asked for)."""
+    jobs = shape.findall(b"\n" + region)
+    if len(jobs) != count:
+        return None
+    return [b"".join((b"{", b"}\n{".join(jobs), b"}\n"))]
 
 
 def _job_of(event, shape):

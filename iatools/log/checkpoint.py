@@ -38,7 +38,7 @@ import orjson
 from iatools.base import errors
 from iatools.base.sizes import free_bytes
 
-MAGIC = b"iatools checkpoint 7\n"
+MAGIC = b"iatools checkpoint 8\n"
 #: A reader saves a checkpoint only when it parsed at least this much past
 #: the last one: for less, parsing again costs less than writing.
 SAVE_AFTER = 8 << 20

@@ -76,6 +76,8 @@ class Completions:
         self.current = TaggedKeys()
         self.permanent = set()
         self.reopened = set()
+        # The completed and verified events read, however many of a key.
+        self.completion_lines = 0
         self.no_update = self.done.hash_key(b"")
         # The records of the completions read after the checkpoint.
         self._later = KeyMap(_RECORD_WIDTH)
@@ -207,6 +209,7 @@ class Completions:
         return list(map(hashes.__getitem__, updated))
 
     def _completed(self, hashes, offsets, sizes, updated):
+        self.completion_lines += len(hashes)
         self._later.add(hashes, offsets, sizes, updated)
         if self.permanent:
             self.permanent.difference_update(hashes)
@@ -319,7 +322,8 @@ class Completions:
     def _dump(self, writer):
         self.done.dump(writer)
         self.current.dump(writer)
-        writer.blob(orjson.dumps([sorted(self.permanent), sorted(self.reopened)]))
+        writer.blob(orjson.dumps([sorted(self.permanent), sorted(self.reopened),
+                                  self.completion_lines]))
 
     @classmethod
     def _load(cls, reader):
@@ -327,7 +331,7 @@ class Completions:
         state = cls(done.salt)
         state.done = done
         state.current = TaggedKeys.load(reader)
-        permanent, reopened = orjson.loads(reader.blob())
+        permanent, reopened, state.completion_lines = orjson.loads(reader.blob())
         state.permanent, state.reopened = set(permanent), set(reopened)
         return state
 

@@ -210,6 +210,21 @@ def texts_at(path, offsets):
     return texts
 
 
+def regions_at(path, offsets):
+    """``texts_at`` without cutting the lines out: each block's stretch of
+    the log from the first line at the increasing ``offsets`` to the end of
+    the last (its newline included, and the lines between them), and the
+    offsets of those lines in it."""
+    for data, starts in _blocks_at(path, offsets):
+        yield data[:data.find(b"\n", starts[-1]) + 1], starts  # (starts[0] is 0)
+
+
+def lines_in(region, starts):
+    """The lines of a region of ``regions_at`` that start at ``starts``,
+    joined by newlines, as ``texts_at`` gives them."""
+    return b"\n".join(_cut(region, starts))
+
+
 def _cut(data, starts):
     """The lines of ``data`` that start at ``starts``, without their newline
     (an iterator)."""

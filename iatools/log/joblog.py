@@ -15,10 +15,11 @@ import orjson
 from iatools.base.forkedmap import ordered_map
 from iatools.contract import jsonl
 from iatools.contract.jobs import FAILURE_FIELDS, job_from_record, validate_job
-from iatools.contract.linegrammar import COMPLETION_EVENT, QUEUED_EVENT, jobs_in
+from iatools.contract.linegrammar import (COMPLETION_AMONG_EVENTS, COMPLETION_EVENT, QUEUED_EVENT,
+                                          jobs_among, jobs_in)
 from iatools.log import logreport
 from iatools.log.completions import Completions
-from iatools.log.eventlog import LogWriter, lines_at, texts_at
+from iatools.log.eventlog import LogWriter, lines_at, lines_in, regions_at, texts_at
 from iatools.log.logindex import IndexKeeper
 from iatools.log.openjobs import OpenJobs
 from iatools.log.skipjudge import SkipJudge
@@ -104,8 +105,11 @@ class JobLog:
         """``completed``, as batches of JSONL job lines (bytes)."""
         state, _ = Completions.read(self.path, report=False, tagged=False)
         offsets = state.completed_offsets()
+        # Where every completion read is the latest of its key, the lines
+        # of a block need not be cut out first: 0.28 us a line less.
+        among = COMPLETION_AMONG_EVENTS if state.completion_lines == len(offsets) else None
         del state
-        yield from _jobs_at(self.path, offsets, COMPLETION_EVENT)
+        yield from _jobs_at(self.path, offsets, COMPLETION_EVENT, among)
 
     def failed(self, *, retryable=None):
         """The jobs whose latest outcome is a failure, each with its
@@ -124,14 +128,24 @@ class JobLog:
         return logreport.summarise(self.path, by)
 
 
-def _jobs_at(path, offsets, shape):
+def _jobs_at(path, offsets, shape, among=None):
     """The jobs of the event lines of ``shape`` at the increasing
     ``offsets`` (an array), in batches of JSONL lines: cut out on two cores
-    where that pays (iatools.base.forkedmap)."""
+    where that pays (iatools.base.forkedmap); found where they are by the
+    shape ``among`` (``jobs_among``) if given, where the log holds no other
+    line of that shape (another completion of the key)."""
     def batch_at(start):
-        texts = texts_at(path, offsets[start:start + _BATCH].tolist())
-        return b"".join(chain.from_iterable(jobs_in(text, count, shape) for text, count in texts))
+        batch = offsets[start:start + _BATCH].tolist()
+        jobs = (_jobs_found_among(path, batch, shape, among) if among is not None
+                else (jobs_in(text, count, shape) for text, count in texts_at(path, batch)))
+        return b"".join(chain.from_iterable(jobs))
     return ordered_map(batch_at, range(0, len(offsets), _BATCH))
+
+
+def _jobs_found_among(path, offsets, shape, among):
+    for region, starts in regions_at(path, offsets):
+        yield (jobs_among(region, len(starts), among)
+               or jobs_in(lines_in(region, starts), len(starts), shape))
 
 
 def _jobs_in(batches):
