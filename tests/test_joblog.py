@@ -410,7 +410,7 @@ def test_completed_and_pending_cut_jobs_alike_whatever_order_and_values_their_fi
     assert result.stdout == compact(jobs), stderr_text(result)
 
 
-@pytest.mark.parametrize("case", ["each once", "one spaced", "one twice"])
+@pytest.mark.parametrize("case", ["each once", "one spaced", "one twice", "dots in a name"])
 def test_completed_prints_each_latest_completion_found_among_other_lines(tmp_path, case):
     """Where every completion in the log is the latest of its key, completed
     finds the jobs where they are, between started and failed lines (a
@@ -427,6 +427,9 @@ def test_completed_prints_each_latest_completion_found_among_other_lines(tmp_pat
     expected = [{"id": f"i{n}", "size": n} for n in range(40)]
     if case == "one spaced":
         lines[20] = lines[20].replace(',"size"', ', "size"')  # parsed, not matched
+    if case == "dots in a name":  # (the jobs found are judged again, strictly)
+        lines = [line.replace('"id":"i7",', '"id":"i7","file":"a..b.txt",') for line in lines]
+        expected[7] = {"id": "i7", "file": "a..b.txt", "size": 7}
     if case == "one twice":
         lines.append(f'{{"event":"completed","id":"i5","size":99,{stamp},{outcome}}}')
         expected.append({"id": "i5", "size": 99})  # its latest completion, in log order

@@ -239,8 +239,11 @@ class _DotAware:
         self._strict = pattern_of(strict)
         self._without_dots = pattern_of(without_dots)
 
-    def findall(self, text):
-        return (self._strict if has_dots(text) else self._without_dots).findall(text)
+    def findall(self, text, dots=None):
+        """``findall`` of ``text``, judged strictly if it holds ".." (or
+        as ``dots`` says)."""
+        strict = has_dots(text) if dots is None else dots
+        return (self._strict if strict else self._without_dots).findall(text)
 
     def finditer(self, text):
         return (self._strict if has_dots(text) else self._without_dots).finditer(text)
@@ -406,11 +409,18 @@ def jobs_among(region, count, shape):
     """``jobs_in`` for a stretch of whole event lines holding ``count``
     lines of the ``shape`` (``COMPLETION_AMONG_EVENTS``) between lines of
     other kinds, without cutting them out first: None where it holds
-    another number of them (one of another shape, or one not asked for)."""
-    jobs = shape.findall(b"\n" + region)
-    if len(jobs) != count:
-        return None
-    return [b"".join((b"{", b"}\n{".join(jobs), b"}\n"))]
+    another number of them (one of another shape, or one not asked for).
+    The lines are judged without the look for ".." in identifiers, then
+    strictly if the jobs found hold ".." (not if the stretch does: the
+    lines of other kinds would cost a pass of their own, 1 s for J1)."""
+    text = b"\n" + region
+    for strict in (False, True):
+        jobs = shape.findall(text, dots=strict)
+        if len(jobs) != count:
+            return None
+        found = b"".join((b"{", b"}\n{".join(jobs), b"}\n"))
+        if strict or not has_dots(found):
+            return [found]
 
 
 def _job_of(event, shape):
