@@ -206,7 +206,7 @@ def texts_at(path, offsets):
                 and data.count(b"\n", starts[0], end) == len(starts) - 1):
             texts.append((data[starts[0]:end], len(starts)))
         else:
-            texts.append((b"\n".join(_cut(data, starts)), len(starts)))
+            texts.append((lines_in(data, starts), len(starts)))
     return texts
 
 
@@ -219,10 +219,10 @@ def regions_at(path, offsets):
         yield data[:data.find(b"\n", starts[-1]) + 1], starts  # (starts[0] is 0)
 
 
-def lines_in(region, starts):
-    """The lines of a region of ``regions_at`` that start at ``starts``,
-    joined by newlines, as ``texts_at`` gives them."""
-    return b"\n".join(_cut(region, starts))
+def lines_in(data, starts):
+    """The lines of ``data`` that start at ``starts``, joined by newlines
+    (as ``texts_at`` gives them)."""
+    return b"\n".join(_cut(data, starts))
 
 
 def _cut(data, starts):
