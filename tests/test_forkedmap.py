@@ -61,19 +61,28 @@ def test_a_process_with_threads_does_the_work_itself():
 
 
 @two_cores
-def test_an_error_in_a_child_is_raised_with_its_message():
-    result = in_fresh_python("""
+@pytest.mark.parametrize("error, told", [
+    ('errors.UsageError("log.jsonl was cut short")', "UsageError log.jsonl was cut short"),
+    ('FileNotFoundError(2, "No such file or directory", "log.jsonl")',
+     "FileNotFoundError 2 log.jsonl No such file or directory"),
+])
+def test_an_error_in_a_child_is_raised_again_as_it_was(error, told):
+    """The same class and arguments as the work done in turn raises: the
+    command says the same on one core as on two (an OSError names its
+    file), and exits with the same status."""
+    result = in_fresh_python(f"""
         def work(n):
             if n == 5:
-                raise errors.IatoolsError("log.jsonl was cut short while being read")
+                raise {error}
             return b"x"
         try:
             list(ordered_map(work, range(8)))
-        except errors.IatoolsError as exc:
-            print(exc)
+        except Exception as exc:
+            print(type(exc).__name__, *(exc.args if not isinstance(exc, OSError)
+                                        else (exc.errno, exc.filename, exc.strerror)))
         assert not children_left()
     """)
-    assert result.stdout == "log.jsonl was cut short while being read\n", result.stderr
+    assert result.stdout == told + "\n", result.stderr
 
 
 @two_cores

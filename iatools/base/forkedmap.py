@@ -18,13 +18,14 @@ more.  Elsewhere the batches are done in turn, the same results.
 A child never outlives its use: it leaves when its batches are sent, at
 its next write once the parent is gone (the pipe breaks), or when the
 parent stops early (a closed stdout, a signal), which kills it.  An error
-in a child comes back as an IatoolsError with its message; a child that
-died without a word (killed) is an IatoolsError too, never a result cut
-short.
+in a child is raised again by the parent, the same class with the same
+arguments, as the work done in turn would raise it; a child that died
+without a word (killed) is an IatoolsError, never a result cut short.
 """
 
 import fcntl
 import os
+import pickle
 import signal
 import struct
 import threading
@@ -102,10 +103,9 @@ def _serve(func, items, write_end):
             for item in items:
                 try:
                     result = func(item)
-                except Exception as exc:  # noqa: BLE001 -- told to the parent
-                    message = (str(exc) if isinstance(exc, errors.IatoolsError)
-                               else f"{type(exc).__name__}: {exc}").encode()
-                    out.write(_HEADER.pack(-len(message)) + message)
+                except Exception as exc:  # noqa: BLE001 -- raised by the parent
+                    told = _pickled(exc)
+                    out.write(_HEADER.pack(-len(told)) + told)
                     return
                 out.write(_HEADER.pack(len(result)))
                 out.write(result)
@@ -117,6 +117,16 @@ def _serve(func, items, write_end):
         os._exit(status)
 
 
+def _pickled(exc):
+    """An exception as the parent raises it again: the same class and
+    arguments (an OSError with its file and reason, as on one core), or an
+    IatoolsError that names it where it cannot be pickled."""
+    try:
+        return pickle.dumps(exc)
+    except Exception:  # noqa: BLE001 -- any failure to pickle
+        return pickle.dumps(errors.IatoolsError(f"{type(exc).__name__}: {exc}"))
+
+
 def _received(results):
     """The next result a child sent, or its error raised."""
     header = results.read(_HEADER.size)
@@ -125,7 +135,7 @@ def _received(results):
     if size is None or len(data) < abs(size):
         raise errors.IatoolsError("a process sharing the work ended without its results")
     if size < 0:
-        raise errors.IatoolsError(data.decode(errors="replace"))
+        raise pickle.loads(data)
     return data
 
 
