@@ -1,13 +1,15 @@
 """iatools.base.forkedmap: the work shared by forked children, the results
-in order, every failure told, no child left behind; and pending and
-completed printing the same on one core as on two.
+in order, every failure told, no child left behind; and pending,
+completed and skip doing the same on one core as on two.
 
 Each case runs in a fresh interpreter: the pytest process may have
 threads, where ordered_map does not fork."""
 
 import os
+import re
 import subprocess
 import textwrap
+import time
 
 import pytest
 
@@ -17,12 +19,13 @@ JOBLOG = command("ia-joblog")
 two_cores = pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="one core: no fork")
 
 
-def in_fresh_python(code):
-    """Run ``code`` (after the imports every case needs) in a new interpreter."""
+def in_fresh_python(code, stdin=None):
+    """Run ``code`` (after the imports every case needs) in a new interpreter
+    (its stdin: the bytes ``stdin``)."""
     prelude = textwrap.dedent("""\
         import os, signal, sys, threading, time
         from iatools.base import errors
-        from iatools.base.forkedmap import ordered_map
+        from iatools.base.forkedmap import computed_ahead, ordered_map
         def children_left():
             try:
                 os.waitpid(-1, os.WNOHANG)
@@ -31,7 +34,8 @@ def in_fresh_python(code):
             return True
     """)
     return subprocess.run([PYTHON, "-c", prelude + textwrap.dedent(code)], capture_output=True,
-                          text=True, env=base_env(PYTHONPATH=str(REPO)), timeout=60)
+                          input=stdin, env=base_env(PYTHONPATH=str(REPO)), timeout=60,
+                          text=stdin is None)
 
 
 @two_cores
@@ -141,3 +145,128 @@ def test_readers_print_the_same_on_one_core_as_on_two(tmp_path, reader):
     head = subprocess.run(f"{JOBLOG} {reader} {log} | head -n 3", shell=True,
                           capture_output=True, env=base_env(), timeout=60)
     assert head.returncode == 0 and head.stdout.count(b"\n") == 3 and not head.stderr
+
+
+@two_cores
+def test_computed_ahead_reads_the_items_in_a_child():
+    result = in_fresh_python("""
+        chunks = iter(lambda: os.read(0, 1000), b"")
+        got = list(computed_ahead(lambda chunk: (os.getpid(), chunk), chunks))
+        assert b"".join(chunk for _, chunk in got) == b"x" * 2_000_000
+        assert {pid for pid, _ in got} - {os.getpid()} and len({pid for pid, _ in got}) == 1
+        assert not children_left()
+        print("ok")
+    """, stdin=b"x" * 2_000_000)
+    assert result.stdout == b"ok\n", result.stderr
+
+
+@two_cores
+def test_computed_ahead_raises_again_what_reading_the_items_raised():
+    result = in_fresh_python("""
+        def chunks():
+            yield 1
+            yield 2
+            raise errors.UsageError("cannot read jobs: Input/output error")
+        got = []
+        try:
+            for n in computed_ahead(lambda n: n * 10, chunks()):
+                got.append(n)
+        except errors.UsageError as exc:
+            print(got, exc)
+        assert not children_left()
+    """)
+    assert result.stdout == "[10, 20] cannot read jobs: Input/output error\n", result.stderr
+
+
+def test_computed_ahead_in_a_process_with_threads_reads_the_items_itself():
+    result = in_fresh_python("""
+        threading.Thread(target=time.sleep, args=(2,), daemon=True).start()
+        got = list(computed_ahead(lambda n: os.getpid(), range(4)))
+        assert got == [os.getpid()] * 4, got
+        print("ok")
+    """)
+    assert result.stdout == "ok\n", result.stderr
+
+
+def _children(pid):
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as file:
+            return [int(child) for child in file.read().split()]
+    except FileNotFoundError:
+        pytest.skip("no /proc/PID/task/PID/children here")
+
+
+def _gone(pid):
+    """Has the process ended (a zombie no one reaped counts)?"""
+    try:
+        with open(f"/proc/{pid}/stat") as file:
+            return file.read().rpartition(")")[2].split()[0] in ("Z", "X")
+    except FileNotFoundError:
+        return True
+
+
+@two_cores
+def test_skip_killed_leaves_no_child_waiting_on_its_input(tmp_path):
+    """The child that reads skip's jobs would otherwise wait on an input
+    that never ends, with a copy of the log's descriptor (and its lock)."""
+    log = tmp_path / "log.jsonl"
+    skip = subprocess.Popen([JOBLOG, "skip", str(log)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, env=base_env())
+    try:
+        skip.stdin.write(b'{"id":"first"}\n')
+        skip.stdin.flush()
+        assert skip.stdout.readline() == b'{"id":"first"}\n'
+        children = _children(skip.pid)
+        assert len(children) == 1, children
+        skip.kill()
+        skip.wait(timeout=10)
+        deadline = time.monotonic() + 5
+        while not _gone(children[0]) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _gone(children[0])
+        appended = run([JOBLOG, "append", str(log)], input=b'{"event":"started","id":"x"}\n',
+                       timeout=10)
+        assert appended.returncode == 0, appended.stderr
+    finally:
+        skip.kill()
+        skip.stdin.close()
+        skip.stdout.close()
+
+
+def _without_stamps(log):
+    """A log's lines without what tells when, where and by whom they were
+    written."""
+    return re.sub(rb',"ts":"[^"]*","host":"[^"]*","pid":[0-9]+', b"", log.read_bytes())
+
+
+@two_cores
+def test_skip_does_the_same_on_one_core_as_on_two(tmp_path):
+    """Into a new log (noting every key for the checkpoints), then against
+    completions (one job changed upstream since): the same jobs passed on,
+    the same events recorded, the same bad line told, the same checkpoints'
+    answers."""
+    jobs = b"".join(b'{"id":"item_%06d","size":%d,"updated":"1"}\n' % (n, n)
+                    for n in range(150_000))
+    # A chunk of lines the full parser takes (non-ASCII, a bad line).
+    jobs += ('{"id":"item_x","file":"caf\u00e9.txt"}\nnot json\n'
+             '{"id":"item_000004","updated":"2"}\n').encode()
+    done = b"".join(b'{"event":"completed","id":"item_%06d","size":%d,"updated":"1",'
+                    b'"files":1,"bytes":%d}\n' % (n, n, n) for n in range(0, 150_000, 2))
+    seen = []
+    for cores in (None, one_core):
+        log = tmp_path / f"{len(seen)}" / "log.jsonl"
+        log.parent.mkdir()
+        runs = []
+        for stdin in (jobs, done, jobs):
+            command_ = "append" if stdin is done else "skip"
+            runs.append(subprocess.run([JOBLOG, command_, str(log)], input=stdin,
+                                       capture_output=True, env=base_env(), preexec_fn=cores,
+                                       timeout=120))
+        status = run([JOBLOG, "status", "--json", str(log)]).stdout
+        seen.append(([(r.returncode, r.stdout, r.stderr) for r in runs],
+                     _without_stamps(log), re.sub(rb',"last_event.*', b"", status)))
+    assert seen[0] == seen[1]
+    (first, _, _), _, (again, _, _) = seen[0][0]
+    assert first == again == 1  # (the bad line)
+    # The jobs never completed (item_x too), and the one changed upstream.
+    assert seen[0][0][2][1].count(b"\n") == 75_000 + 1 + 1

@@ -1,4 +1,5 @@
-"""Work shared by forked children, its results in order: ``ordered_map``.
+"""Work shared by forked children, its results in order: ``ordered_map``,
+and ``computed_ahead`` for a stream.
 
 Printing the jobs of a log of millions (``ia-joblog pending``,
 ``completed``) is bound by one interpreter cutting each line out with
@@ -21,8 +22,14 @@ parent stops early (a closed stdout, a signal), which kills it.  An error
 in a child is raised again by the parent, the same class with the same
 arguments, as the work done in turn would raise it; a child that died
 without a word (killed) is an IatoolsError, never a result cut short.
+
+``computed_ahead`` splits a stream between two stages instead: one child
+reads the input itself (skip's jobs on stdin) and does the first stage of
+each chunk (cutting the keys out and hashing them), a pipe-full ahead of
+the parent, which does the rest (looking them up, writing) in order.
 """
 
+import ctypes
 import fcntl
 import os
 import pickle
@@ -37,8 +44,11 @@ _MOST = 4
 #: The pipe a child sends through holds this much (Linux's most, unless
 #: raised: /proc/sys/fs/pipe-max-size): fewer turns between the two.
 _PIPE_SIZE = 1 << 20
-#: A result's length before it, or an error's (negative), then the bytes.
+#: A result's length before it, or an error's (negative), then the bytes;
+#: after the last result, _END.
 _HEADER = struct.Struct("<q")
+_END = -(1 << 62)
+_PR_SET_PDEATHSIG = 1
 
 
 def ordered_map(func, items):
@@ -60,6 +70,24 @@ def ordered_map(func, items):
         _end(started, received_all)
 
 
+def computed_ahead(func, items):
+    """Yield ``func(item)`` (anything pickle takes) for each of the iterable
+    ``items``, in order: computed by one forked child, which takes the items
+    itself (it reads the input; the parent must not), where that pays."""
+    if not _children_for(2):
+        yield from map(func, items)
+        return
+    started = [_start(lambda item: pickle.dumps(func(item), pickle.HIGHEST_PROTOCOL),
+                      items, [], keep_stdin=True)]
+    received_all = False
+    try:
+        while (result := _received(started[0][1], at_end=True)) is not None:
+            yield pickle.loads(result)
+        received_all = True
+    finally:
+        _end(started, received_all)
+
+
 def _children_for(count):
     """How many children to share ``count`` items: one a core (up to
     _MOST); none where a fork is unsafe or would not pay."""
@@ -70,46 +98,64 @@ def _children_for(count):
     return min(cores, _MOST, count) if cores > 1 else 0
 
 
-def _start(func, items, started):
-    """Fork a child that sends ``func(item)`` for each of ``items``: its
-    pid, and the file the parent reads its results from."""
+def _start(func, items, started, keep_stdin=False):
+    """Fork a child that sends ``func(item)`` for each of ``items``, then
+    the end: its pid, and the file the parent reads its results from."""
     read_end, write_end = os.pipe()
     try:
         fcntl.fcntl(write_end, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
     except (OSError, AttributeError):
         pass  # (a smaller pipe: more turns, the same results)
+    parent = os.getpid()
     child = os.fork()
     if child == 0:
+        _die_with(parent)
         for _, results in started:
             results.close()
         os.close(read_end)
-        _serve(func, items, write_end)
+        _serve(func, items, write_end, keep_stdin)
     os.close(write_end)
     return child, open(read_end, "rb")
 
 
-def _serve(func, items, write_end):
-    """A child: send ``func(item)`` for each of ``items``, then leave
-    (never returns: no handler, buffer or ``finally`` of the parent's runs
-    here)."""
+def _die_with(parent):
+    """Have the kernel kill this child when its parent dies (Linux): a
+    child that reads the input may wait on it for ever, and it holds a copy
+    of every descriptor the parent had -- the log's, with its lock, if the
+    parent died holding it."""
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):
+        pass  # (another system: the next write to the parent ends it)
+    if os.getppid() != parent:  # gone before that
+        os._exit(1)
+
+
+def _serve(func, items, write_end, keep_stdin):
+    """A child: send ``func(item)`` for each of ``items``, then the end, and
+    leave (never returns: no handler, buffer or ``finally`` of the parent's
+    runs here).  ``keep_stdin``: the items are read from it."""
     status = 1
     try:
-        # Not the parent's stdin and stdout: a reader of its output must see
-        # the end when the parent is gone, not when the children are too.
+        # Not the parent's stdout: a reader of its output must see the end
+        # when the parent is gone, not when the children are too.  (Nor its
+        # stdin, unless the items come from there.)
         devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
+        if not keep_stdin:
+            os.dup2(devnull, 0)
         os.dup2(devnull, 1)
         with open(write_end, "wb") as out:
-            for item in items:
-                try:
-                    result = func(item)
-                except Exception as exc:  # noqa: BLE001 -- raised by the parent
-                    told = _pickled(exc)
-                    out.write(_HEADER.pack(-len(told)) + told)
-                    return
-                out.write(_HEADER.pack(len(result)))
-                out.write(result)
-                out.flush()
+            try:
+                # (The items too may fail: a read of the input.)
+                for result in map(func, items):
+                    out.write(_HEADER.pack(len(result)))
+                    out.write(result)
+                    out.flush()
+            except Exception as exc:  # noqa: BLE001 -- raised by the parent
+                told = _pickled(exc)
+                out.write(_HEADER.pack(-len(told)) + told)
+                return
+            out.write(_HEADER.pack(_END))
         status = 0
     except BaseException:  # noqa: BLE001 -- a broken pipe, a signal: the parent decides
         pass
@@ -127,10 +173,13 @@ def _pickled(exc):
         return pickle.dumps(errors.IatoolsError(f"{type(exc).__name__}: {exc}"))
 
 
-def _received(results):
-    """The next result a child sent, or its error raised."""
+def _received(results, at_end=False):
+    """The next result a child sent, or its error raised; (``at_end``)
+    None when it sent the end."""
     header = results.read(_HEADER.size)
     size, = _HEADER.unpack(header) if len(header) == _HEADER.size else (None,)
+    if size == _END and at_end:
+        return None
     data = results.read(abs(size)) if size is not None else b""
     if size is None or len(data) < abs(size):
         raise errors.IatoolsError("a process sharing the work ended without its results")

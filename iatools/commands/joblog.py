@@ -5,6 +5,7 @@ import os
 import sys
 
 from iatools.base import errors, signals
+from iatools.base.forkedmap import computed_ahead
 from iatools.base.sizes import duration_argument
 from iatools.base.status import ExitStatus
 from iatools.contract import cli, jsonl
@@ -207,20 +208,23 @@ def tee(args):
 def skip(args):
     state, _ = Completions.read(args.log)
     jsonl.warn_if_terminal(args.streams.stdin_is_terminal, "jobs")
-    status_index = QueuedIndex.for_new_log(args.log)
+    status_index = QueuedIndex.for_new_log(args.log, state.done.salt)
     log = _open_log(args.log)
     index = IndexKeeper(args.log, while_writing=False)
     output = jsonl.Output(args.streams.stdout)
     judge = SkipJudge(state, args.retry_permanent, noting=status_index is not None)
+    # The keys are cut out of the jobs and hashed by a child, which reads
+    # them, while the jobs before are looked up and written here: skip of
+    # ten million jobs is bound by the interpreter, and there are two cores.
+    chunks = computed_ahead(judge.read_ahead, jsonl.whole_lines(
+        args.streams.stdin, what="jobs"))
     counting = False  # a total was announced upstream: announce what is dropped
     try:
-        for first, lines, data in jsonl.whole_lines(args.streams.stdin, what="jobs"):
-            if not lines:  # the last line, without its newline
-                data, lines = data + b"\n", 1
+        for first, lines, data, cut in chunks:
             counts = jsonl.count_lines(data)
             counting = counting or bool(counts)
             dropped_before = judge.dropped()
-            queued, passing = judge.plain_chunk(lines, data) or judge.lines(first, data)
+            queued, passing = judge.judge_chunk(first, lines, data, cut)
             # Log first: a job must never run downstream without its queued
             # event on record.
             offset = _write_log(log, queued)
@@ -236,6 +240,7 @@ def skip(args):
             status_index.close()  # (no save: the run was cut short)
         raise
     finally:
+        chunks.close()
         log.close()
     if status_index is None or not status_index.save(log.epoch):
         index.leave()

@@ -80,7 +80,7 @@ class JobLog:
                 for job in batch:
                     validate_job(job)
                 data = b"".join(map(jsonl.dumps, batch))
-                queued, passing = judge.plain_chunk(len(batch), data) or judge.lines(1, data)
+                queued, passing = judge.judge_chunk(*judge.read_ahead((1, len(batch), data)))
                 recorder.write(queued)
                 for lines in passing:
                     yield from map(orjson.loads, lines.splitlines())

@@ -110,13 +110,13 @@ class LogState:
     or after this minute (as a timestamp begins: 2026-12-06T19:42) are
     counted per minute, for the rates and the history; ``by_field``: count
     by the value of this job field too (every line is then parsed:
-    slower)."""
+    slower); ``salt``: that of the key hashes (iatools.base.keyset)."""
 
-    def __init__(self, by_field=None, history_since=""):
+    def __init__(self, by_field=None, history_since="", salt=None):
         self.by_field = by_field
         self.history_since = history_since[:MINUTE]
         # The keys of the completed events, and of all the others.
-        self.completed = KeySet()
+        self.completed = KeySet(salt)
         self.seen = KeySet(self.completed.salt)
         self._after_compact = 0
         # For keys not (yet) completed: the latest started or failed event

@@ -46,9 +46,9 @@ class QueuedIndex:
     """What a skip into a new log queued: the key hashes and sizes
     (``NO_SIZE`` when a job gives none), and where its events end."""
 
-    def __init__(self, path):
+    def __init__(self, path, salt):
         self.path = path
-        self.state = LogState()
+        self.state = LogState(salt=salt)
         # Arrays of the hashes and sizes, a batch of events each, until
         # they are a run: sorted by hash (a future of the two arrays).
         self._hashes, self._sizes = [], []
@@ -64,35 +64,36 @@ class QueuedIndex:
         self.given_up = False
 
     @classmethod
-    def for_new_log(cls, path):
+    def for_new_log(cls, path, salt):
         """A QueuedIndex for the log at ``path`` if it is empty or does not
-        exist yet, else None."""
+        exist yet, else None; the keys are hashed with ``salt``."""
         try:
             empty = os.stat(path).st_size == 0
         except FileNotFoundError:
             empty = True
         except OSError:
             empty = False
-        return cls(path) if empty else None
+        return cls(path, salt) if empty else None
 
-    def wrote(self, offset, events, keys, sizes):
+    def wrote(self, offset, events, hashes, sizes):
         """After skip appended ``events`` (whole lines, one per job) at
-        ``offset`` (None when there were none): the jobs' keys and sizes."""
+        ``offset`` (None when there were none): the hashes of the jobs'
+        keys and their sizes (lists of arrays)."""
         if self.given_up or offset is None:
             return
         lines = sum(event.count(b"\n") for event in events)
-        if offset != self._end or lines != len(keys):
-            self.give_up(f"{len(keys)} jobs in {lines} lines at byte {offset}")
+        hashes = np.concatenate(hashes) if hashes else np.empty(0, np.int64)
+        if offset != self._end or lines != len(hashes):
+            self.give_up(f"{len(hashes)} jobs in {lines} lines at byte {offset}")
             return
         try:
             self._sizes.append(np.array(np.concatenate(sizes), np.int64))
         except OverflowError:
             self.give_up("a size past 64 bits")
             return
-        hashes = self.state.completed.hash_array(keys)
         self._hashes.append(hashes)
         self._in_order.append(hashes)
-        self._waiting += len(keys)
+        self._waiting += len(hashes)
         if self._waiting >= _RUN:
             self._make_run()
         for event in events:

@@ -42,15 +42,17 @@ class SkipJudge:
         self.permanent = set() if retry_permanent else state.permanent
         self.tally = Counter()
         self.bad_lines = 0
-        # (``noting``) The keys of the jobs queued since ``take_queued``, in
-        # order, and their sizes (NO_SIZE when none), an array or list of
-        # them a batch; None once a "changed" event was queued.
+        # Nothing completed and nothing failed for good: every job is new.
+        self._fresh = not state.done and not self.permanent
+        # (``noting``) The hashes of the keys of the jobs queued since
+        # ``take_queued``, in order, and their sizes (NO_SIZE when none), an
+        # int64 array of them a batch; None once a "changed" event was queued.
         self._queued = ([], []) if noting else None
 
     def take_queued(self):
-        """The keys and sizes of the jobs queued since the last call, in the
-        order of their events; None when an event that reopens a key came
-        among them, or when not ``noting``."""
+        """The key hashes and sizes of the jobs queued since the last call,
+        in the order of their events (lists of arrays); None when an event
+        that reopens a key came among them, or when not ``noting``."""
         queued = self._queued
         if queued is not None:
             self._queued = ([], [])
@@ -67,30 +69,42 @@ class SkipJudge:
         """Jobs not passed on so far: done, or failed for good."""
         return self.tally[_DONE] + self.tally[_PERMANENT]
 
-    def plain_chunk(self, lines, data):
-        """(queued events, jobs to pass on) for a chunk whose every line is a
-        plain job line (``_JOB_LINE``); None for any other chunk."""
+    def read_ahead(self, chunk):
+        """A chunk of job lines ``(first line number, lines, data)`` with
+        what ``judge_chunk`` needs of its lines when all are plain job
+        lines (``_JOB_LINE``), else None: what can be done before the
+        jobs before it are judged (iatools.base.forkedmap.computed_ahead
+        does it in another process, a step ahead)."""
+        first, lines, data = chunk
+        if not lines:  # the last line, without its newline
+            data, lines = data + b"\n", 1
+        return first, lines, data, self._cut(lines, data)
+
+    def _cut(self, lines, data):
         if not plain_chunk(data):
             return None
-        if not self.state.done and not self.permanent:
-            if self._queued is None:
-                if not _JOB_LINES.fullmatch(data):
-                    return None
-            else:
-                found = _JOB_LINE.findall(data)
-                if len(found) != lines:
-                    return None
-                keys, sizes, _ = zip(*found)
-                self._queued[0].extend(keys)
-                self._queued[1].append(self.state.sizes(sizes))
-            self.tally[_NEW] += lines
-            return [queued_events(data)], [data]
+        if self._fresh and self._queued is None:
+            return _JOB_LINES.fullmatch(data) is not None or None
         found = _JOB_LINE.findall(data)
         if len(found) != lines:
             return None
         keys, sizes, updated = zip(*found)
-        verdicts = self._verdicts(self.state.done.hash_array(keys), self.state.sizes(sizes),
-                                  self.state.hash_updates(updated))
+        state = self.state
+        hashes, sizes = state.done.hash_array(keys), state.sizes(sizes)
+        return (hashes, sizes) if self._fresh else (hashes, sizes, state.hash_updates(updated))
+
+    def judge_chunk(self, first, lines, data, cut):
+        """(queued events, jobs to pass on) for a chunk read ahead."""
+        if cut is None:
+            return self.lines(first, data)
+        if self._fresh:
+            if self._queued is not None:
+                hashes, sizes = cut
+                self._queued[0].append(hashes)
+                self._queued[1].append(sizes)
+            self.tally[_NEW] += lines
+            return [queued_events(data)], [data]
+        verdicts = self._verdicts(*cut)
         counts = np.bincount(verdicts, minlength=4).tolist()
         self.tally.update(dict(enumerate(counts)))
         if counts[_NEW] == lines:
@@ -139,16 +153,16 @@ class SkipJudge:
         queued, passing, bad_lines = [], [], []
         found = list(jobs_in_chunk(first, data, bad_lines.append))
         jobs = [job for _, _, job in found]
+        hashes = self.state.done.hash_keys(list(map(key_bytes, jobs)))
         verdicts = self._verdicts(
-            self.state.done.hash_keys(list(map(key_bytes, jobs))),
-            [job.get("size", NO_SIZE) for job in jobs],
+            hashes, [job.get("size", NO_SIZE) for job in jobs],
             self.state.hash_updates([update_text(job.get("updated")) for job in jobs]),
         ).tolist() if jobs else []
-        for (line, record, job), verdict in zip(found, verdicts):
+        for (line, record, job), verdict, h in zip(found, verdicts, hashes):
             self.tally[verdict] += 1
             if verdict == _NEW:
                 queued.append(jsonl.dumps(make_event("queued", job)))
-                self._note(job)
+                self._note(h, job)
             elif verdict == _CHANGED:
                 queued.append(_changed_event(job))
                 self._queued = None
@@ -159,10 +173,10 @@ class SkipJudge:
         self.bad_lines += len(bad_lines)
         return queued, passing
 
-    def _note(self, job):
+    def _note(self, h, job):
         if self._queued is not None:
             size = job.get("size", NO_SIZE)
-            self._queued[0].append(key_bytes(job))
+            self._queued[0].append(np.array([h], np.int64))
             self._queued[1].append([size if isinstance(size, int) else NO_SIZE])
 
 def _changed_event(job):
