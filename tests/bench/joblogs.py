@@ -27,6 +27,7 @@ import re
 import shutil
 import threading
 import time
+import zlib
 from dataclasses import dataclass
 
 from iatools.log import checkpoint
@@ -153,12 +154,29 @@ class _Snapshot:
     def restore(self):
         _drop_index(self.log)
         # Only when something was appended: a truncation changes the log's
-        # ctime even to the same size, and the writers' stamp (and with it
-        # every checkpoint saved under it) would no longer hold: readings
-        # would each check the log's CRC, as after an edit by hand.
+        # ctime even to the same size.
         if self.log.stat().st_size != self.size:
             os.truncate(self.log, self.size)
         _copy_all(self.aside.iterdir(), self.log.parent)
+        _restamp(self.log)
+
+
+def _restamp(log):
+    """After the log was cut back to what a snapshot held (the bytes before
+    never change: it is only appended to), put its new ctime in the writers'
+    stamp, with the snapshot's epoch.  Else the stamp, and with it every
+    checkpoint saved under it, would no longer hold: every reading would
+    check the log's CRC (2 to 9 s), as after an edit by hand, and the writer
+    after would begin a new epoch -- not the run measured, in which no one
+    but iatools writes to the log."""
+    stamp = checkpoint.path_for(str(log), "stamp")
+    saved, now = checkpoint._read_stamp(stamp), checkpoint._identity(log.stat())
+    # (The same file, as long: only its ctime moved.)
+    if saved is None or saved[:3] != now[:3] or saved[3] == now[3]:
+        return
+    record = checkpoint._STAMP.pack(*now, saved[4])
+    with open(stamp, "wb") as file:
+        file.write(record + zlib.crc32(record).to_bytes(4, "big"))
 
 
 def _index_files(log):
