@@ -10,6 +10,7 @@ import re
 import subprocess
 import textwrap
 import time
+import zlib
 
 import pytest
 
@@ -270,3 +271,42 @@ def test_skip_does_the_same_on_one_core_as_on_two(tmp_path):
     assert first == again == 1  # (the bad line)
     # The jobs never completed (item_x too), and the one changed upstream.
     assert seen[0][0][2][1].count(b"\n") == 75_000 + 1 + 1
+
+
+@two_cores
+def test_a_long_log_is_read_the_same_on_one_core_as_on_two(tmp_path):
+    """Past 64 MB, the completions of a log are read in blocks by forked
+    children: the same jobs skipped and printed, the same bad lines told
+    with the same numbers (one deep inside a block, a torn last line), and
+    the checkpoint at the end of the whole lines, with their CRC-32."""
+    from iatools.log import checkpoint
+    jobs = b"".join(b'{"id":"item_%07d","size":%d,"updated":"1"}\n' % (n, n)
+                    for n in range(300_000))
+    events = [b'{"event":"completed","id":"item_%07d","size":%d,"updated":"1","ts":'
+              b'"2026-11-01T00:00:00.000Z","host":"h","pid":1,"files":1,"bytes":%d,"x":"%s"}\n'
+              % (n, n, n, b"y" * 120) for n in range(0, 300_000)]
+    events[150_000] = b'{"event":"failed","id":"item_0150000","retryable":false}\n'
+    events[200_000] = b'{"event":"completed","id":"item_0200000","bytes":\n'
+    seen = []
+    for cores in (None, one_core):
+        log = tmp_path / f"{len(seen)}" / "log.jsonl"
+        log.parent.mkdir()
+        assert run([JOBLOG, "skip", str(log)], input=jobs).returncode == 0
+        with open(log, "ab") as file:  # (as a log copied from elsewhere: the bad line too)
+            file.write(b"".join(events) + b'{"event":"completed","id":"torn')
+        assert log.stat().st_size > 70 << 20
+        whole = log.read_bytes()[:-len(b'{"event":"completed","id":"torn')]
+        for path in log.parent.glob("*-checkpoint"):
+            if "stamp" not in path.name:
+                path.unlink()  # a first reading
+        runs = [subprocess.run([JOBLOG, reader, str(log)], input=jobs, capture_output=True,
+                               env=base_env(), preexec_fn=cores, timeout=120)
+                for reader in ("skip", "completed")]
+        seen.append([(r.returncode, r.stdout, r.stderr.replace(str(log).encode(), b"LOG"))
+                     for r in runs])
+        assert checkpoint.covered(str(log), "completed") == checkpoint.Position(
+            len(whole), 600_001, zlib.crc32(whole))
+    assert seen[0] == seen[1]
+    (_, passed, told), (_, printed, _) = seen[0]
+    assert printed.count(b"\n") == 300_000 - 2 and passed.count(b"\n") == 1
+    assert b"line 500001: invalid JSON" in told and b"line 600001 is incomplete" in told

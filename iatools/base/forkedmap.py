@@ -88,6 +88,11 @@ def computed_ahead(func, items):
         _end(started, received_all)
 
 
+def shares(count):
+    """Would ``ordered_map`` share ``count`` items out between children?"""
+    return _children_for(count) > 0
+
+
 def _children_for(count):
     """How many children to share ``count`` items: one a core (up to
     _MOST); none where a fork is unsafe or would not pay."""

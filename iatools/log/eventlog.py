@@ -249,6 +249,28 @@ def _blocks_at(path, offsets):
             first = after
 
 
+def line_bounds(path, start, end, every):
+    """Line boundaries in the log at ``path`` about ``every`` bytes apart
+    from the line boundary ``start`` on, before the offset ``end``:
+    ``start``, then the first one at or after each ``every`` bytes; None
+    when a line there is longer than the limit (a reading in turn reports
+    it)."""
+    bounds = [start]
+    with open(path, "rb") as log:
+        for nominal in range(start + every, end, every):
+            log.seek(nominal - 1)  # (a line may begin right at ``nominal``)
+            head = log.read(1 << 16)
+            newline = head.find(b"\n")
+            if newline < 0:
+                newline = (head + log.read(MAX_LINE_BYTES + 1 - len(head))).find(b"\n")
+            if newline < 0:
+                return None
+            if nominal + newline >= end:
+                break
+            bounds.append(nominal + newline)
+    return bounds
+
+
 def check_existing(path):
     """A log that a reader is given must be there: a typo in its name must
     not pass for a log where nothing has happened yet."""
