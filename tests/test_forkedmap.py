@@ -275,10 +275,11 @@ def test_skip_does_the_same_on_one_core_as_on_two(tmp_path):
 
 @two_cores
 def test_a_long_log_is_read_the_same_on_one_core_as_on_two(tmp_path):
-    """Past 64 MB, the completions of a log are read in blocks by forked
-    children: the same jobs skipped and printed, the same bad lines told
-    with the same numbers (one deep inside a block, a torn last line), and
-    the checkpoint at the end of the whole lines, with their CRC-32."""
+    """Past 64 MB, a first reading parses the log in blocks in forked
+    children: the same jobs skipped and printed, the same counts, the same
+    bad lines told with the same numbers (one deep inside a block, a torn
+    last line), and the checkpoint at the end of the whole lines, with
+    their CRC-32."""
     from iatools.log import checkpoint
     jobs = b"".join(b'{"id":"item_%07d","size":%d,"updated":"1"}\n' % (n, n)
                     for n in range(300_000))
@@ -299,14 +300,20 @@ def test_a_long_log_is_read_the_same_on_one_core_as_on_two(tmp_path):
         for path in log.parent.glob("*-checkpoint"):
             if "stamp" not in path.name:
                 path.unlink()  # a first reading
-        runs = [subprocess.run([JOBLOG, reader, str(log)], input=jobs, capture_output=True,
+        runs = [subprocess.run([JOBLOG, *reader, str(log)], input=jobs, capture_output=True,
                                env=base_env(), preexec_fn=cores, timeout=120)
-                for reader in ("skip", "completed")]
-        seen.append([(r.returncode, r.stdout, r.stderr.replace(str(log).encode(), b"LOG"))
-                     for r in runs])
+                for reader in (["skip"], ["completed"], ["status", "--json"], ["failed"],
+                               ["pending"])]
+        seen.append([(r.returncode, re.sub(rb'"last_event":"[^"]*"|"(last_event_)?seconds_ago'
+                                           rb'":[0-9.]+', b"", r.stdout),
+                      r.stderr.replace(str(log).encode(), b"LOG")) for r in runs])
         assert checkpoint.covered(str(log), "completed") == checkpoint.Position(
             len(whole), 600_001, zlib.crc32(whole))
     assert seen[0] == seen[1]
-    (_, passed, told), (_, printed, _) = seen[0]
+    (_, passed, told), (_, printed, _), (_, status, told_again), (_, failed, _), \
+        (_, pending, _) = seen[0]
     assert printed.count(b"\n") == 300_000 - 2 and passed.count(b"\n") == 1
     assert b"line 500001: invalid JSON" in told and b"line 600001 is incomplete" in told
+    assert b"line 500001: invalid JSON" in told_again
+    assert b'"completed":299998,' in status and b'"failed":1,' in status
+    assert failed.count(b"\n") == 1 and pending.count(b"\n") == 2

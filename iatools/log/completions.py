@@ -22,17 +22,12 @@ their own and loaded only when needed: by ``completed``, for a job whose
 version is not the one tagged, and to save the checkpoints again.
 """
 
-import os
-import pickle
 import re
-import zlib
-from dataclasses import replace
 from itertools import repeat
 
 import orjson
 
-from iatools.base import errors, forkedmap
-from iatools.base.crc import crc32_combine
+from iatools.base import errors
 from iatools.base.keymap import KeyMap
 from iatools.base.keyset import KeySet, TaggedKeys
 from iatools.base.lazynumpy import np
@@ -42,7 +37,8 @@ from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_li
                                           outcome_with_fields, queued_only, reopens,
                                           whole_numbers)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, line_bounds, read_chunks
+from iatools.log.eventlog import events_in, read_chunks
+from iatools.log.sharedread import read_shared
 
 #: A completion whose job fields are plain, up to its "ts": groups: the
 #: key, its "size" and "updated" (b"" when absent).
@@ -53,10 +49,6 @@ _DONE_WITH_VERSION = outcome_with_fields(b"completed|verified", (b"size", b"(" +
 #: checkpoint: saving would load every completion's record to index them
 #: again (32 bytes each: 150 MB and seconds for 5 million).
 _REINDEX_AFTER = 64 << 20
-#: A reading shares the log out between forked children past this many
-#: bytes (``Completions._read_shared``), this many at a time.
-_SHARE_OVER = 64 << 20
-_SHARE_BLOCK = 16 << 20
 #: "size" of a completion (or a job) that gives none.
 NO_SIZE = -1
 #: The columns of a completion's record: the offset of its line, its size
@@ -148,7 +140,9 @@ class Completions:
     def _read_from(self, start, report, until=None):
         """Read the log from the Position ``start`` (to its end, or to past
         the offset ``until``); the Position reached."""
-        position = self._read_shared(start, report, until)
+        position = read_shared(self._path, start, until, self._cut, self._fold_cut,
+                               lambda first, data, base: self._read_slow(first, data, base,
+                                                                         report))
         if until is not None and position.offset >= until:
             return position
         for first, lines, data in read_chunks(self._path, report, position):
@@ -156,56 +150,11 @@ class Completions:
             if cut is None:
                 self._read_slow(first, data, position.offset, report)
             else:
-                self._fold(*cut)
+                self._fold_cut(cut)
             position = position.after(data, lines)
             if until is not None and position.offset >= until:
                 break
         return position
-
-    def _read_shared(self, start, report, until):
-        """Read the log from the Position ``start`` towards ``until`` (or its
-        present end) in blocks that forked children cut (``_cut_block``),
-        folded here in order, where there is enough to share and a fork
-        pays (iatools.base.forkedmap); the Position reached.  The last
-        block is left to the reading in turn, which reports a torn line."""
-        try:
-            end = os.stat(self._path).st_size if until is None else until
-        except OSError:  # (none yet, or not to be read: the reading in turn says)
-            return start
-        if end - start.offset < _SHARE_OVER or not forkedmap.shares(2):
-            return start
-        bounds = line_bounds(self._path, start.offset, end, _SHARE_BLOCK) or []
-        blocks = list(zip(bounds, bounds[1:]))
-        if len(blocks) < 2:
-            return start
-        position = start
-        for block, cut in zip(blocks, forkedmap.ordered_map(self._cut_block, blocks)):
-            crc, cuts = pickle.loads(cut)
-            for lines, size, chunk in cuts:
-                if isinstance(chunk, bytes):  # (not of the writers' shape)
-                    self._read_slow(position.line, chunk, position.offset, report)
-                else:
-                    self._fold(*chunk)
-                position = checkpoint.Position(position.offset + size, position.line + lines,
-                                               position.crc)
-            position = replace(position, crc=crc32_combine(position.crc, crc,
-                                                           block[1] - block[0]))
-        return position
-
-    def _cut_block(self, block):
-        """In a child: the CRC-32 of the whole lines from offset to offset
-        ``block``, and (lines, bytes, what ``_cut`` made of them or, where
-        it made nothing, the bytes) for each chunk of them, pickled."""
-        start, end = block
-        crc, cuts, offset = 0, [], start
-        for _, lines, data in read_chunks(self._path, False, checkpoint.Position(start), end):
-            crc = zlib.crc32(data, crc)
-            cut = self._cut(lines, data, offset)
-            cuts.append((lines, len(data), data if cut is None else cut))
-            offset += len(data)
-        if offset != end:
-            raise errors.IatoolsError(f"{self._path} was cut short while being read")
-        return pickle.dumps((crc, cuts), pickle.HIGHEST_PROTOCOL)
 
     def _cut(self, lines, data, base):
         """What a chunk whose lines all have the writers' shape tells: the
@@ -234,8 +183,9 @@ class Completions:
         return failed, (self.done.hash_keys(keys), [base + m.start() for m in done],
                         self.sizes(sizes), self.hash_updates(updated))
 
-    def _fold(self, failed, completions):
+    def _fold_cut(self, cut):
         """Fold what ``_cut`` found in a chunk, in order."""
+        failed, completions = cut
         for h, for_good in failed:
             self._failed(h, for_good)
         if completions is not None:

@@ -22,7 +22,7 @@ saves a new one when it has read enough past it (iatools.log.checkpoint).
 import os
 import re
 from collections import Counter, deque
-from functools import cached_property
+from functools import cached_property, partial
 from itertools import compress, repeat
 from operator import attrgetter
 from typing import NamedTuple
@@ -38,6 +38,7 @@ from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_
                                           reopens, whole_numbers)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, lines_at, read_chunks, rereadable
+from iatools.log.sharedread import read_shared
 from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
 
 #: Events that change the state of a key not completed; the others only
@@ -158,15 +159,18 @@ class LogState:
         named, end = self._keys_named_after(path, loaded)
         before = Standing.of_keys(self, named) if named else None
         position = loaded
+        if named is None and self.by_field is None:
+            position = read_shared(path, position, None, self._cut, self._fold_cut,
+                                   partial(self._read_slow_compacting, path))
         # No further than the keys were looked for: on a log that grows
         # meanwhile, the keys of the events past that would be folded in
         # and never counted.
-        for first, lines, data in read_chunks(path, start=loaded, end=end):
-            last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
-            if (self.by_field is not None or not last_ts or may_reopen(data)
-                    or not self._read_fast(lines, data, last_ts[1].decode(), position.offset)):
-                self._read_slow(path, first, data, position.offset)
-            self._compact_if_large()
+        for first, lines, data in read_chunks(path, start=position, end=end):
+            cut = self._cut(lines, data, position.offset) if self.by_field is None else None
+            if cut is None:
+                self._read_slow_compacting(path, first, data, position.offset)
+            else:
+                self._fold_cut(cut)
             position = position.after(data, lines)
         if named is None:
             self.standing = self._count_all()
@@ -244,52 +248,72 @@ class LogState:
             "bytes_done": self.bytes_done, "last_ts": self.last_ts, "minutes": self.minutes,
             "after_compact": self._after_compact, "standing": self.standing.saved()}))
 
-    def _read_fast(self, lines, data, last_ts, base):
-        """Fold a chunk whose lines all have the writers' shape, judged by
-        their beginning; False (nothing folded) for any other chunk.
-        ``base``: the chunk's offset in the log."""
+    def _cut(self, lines, data, base):
+        """What a chunk whose lines all have the writers' shape, judged by
+        their beginning, tells (``_Cut``); None for any other chunk, or one
+        that may reopen a key.  ``base``: the chunk's offset in the log."""
+        last_ts = LAST_TS.match(data, data.rfind(b"\n", 0, -1) + 1)
+        if not last_ts or may_reopen(data):
+            return None
+        last_ts = last_ts[1].decode()
         text = marked(data)
         if queued_only(lines, data):
-            return self._read_queued(lines, data, text, last_ts)
+            return self._cut_queued(lines, data, text, last_ts)
         done_keys = DONE_LINE.findall(text)
         others = OPEN_LINE.findall(text)
         if len(done_keys) + len(others) != lines or not all_lines_closed(lines, data):
-            return False
+            return None
         try:
             failures = [(orjson.loads(m[1]), base + m.start()) for m in FAILED_LINE.finditer(text)]
         except orjson.JSONDecodeError:
-            return False
+            return None
         sized = _QUEUED_SIZE.findall(text)
         if len(sized) != data.count(QUEUED_START):
-            return False
+            return None
         kinds, keys = zip(*others) if others else ((), ())
         hash_keys = self.completed.hash_keys
-        self._fold(hash_keys(keys), kinds, hash_keys(done_keys), failures)
-        self.sizes.add(hash_keys([key for key, size in sized if size]),
-                       [int(size) for _, size in sized if size])
-        self.bytes_done += sum(map(int, COMPLETED_BYTES.findall(text)))
+        minutes = {}
         if last_ts >= self.history_since:  # (the log is in time order)
             for minute, size in COMPLETED_WHEN.findall(text):
-                self._count_minute(minute.decode(), int(size or 0))
-        self.last_ts = max(self.last_ts, last_ts)
-        return True
+                _count(minutes, minute.decode(), int(size or 0), self.history_since)
+        return _Cut(hash_keys(keys), kinds, hash_keys(done_keys), failures,
+                    hash_keys([key for key, size in sized if size]),
+                    [int(size) for _, size in sized if size],
+                    sum(map(int, COMPLETED_BYTES.findall(text))), minutes, last_ts)
 
-    def _read_queued(self, lines, data, text, last_ts):
-        """``_read_fast`` for a chunk of queued events only, as skip writes
-        them by the million: one expression over the chunk, one hash of each
-        key (a queued event only makes its key known, with its size)."""
+    def _cut_queued(self, lines, data, text, last_ts):
+        """``_cut`` for a chunk of queued events only, as skip writes them by
+        the million: one expression over the chunk, one hash of each key (a
+        queued event only makes its key known, with its size)."""
         sized = _QUEUED_SIZE.findall(text)
         if len(sized) != lines or not all_lines_closed(lines, data):
-            return False
+            return None
         keys, sizes = zip(*sized)
         hashes = self.completed.hash_array(keys)
-        self.seen.add(hashes)
         if b"" in sizes:
-            self.sizes.add(hashes[list(map(bool, sizes))], list(map(int, filter(None, sizes))))
+            with_size = hashes[list(map(bool, sizes))], list(map(int, filter(None, sizes)))
         else:
-            self.sizes.add(hashes, whole_numbers(sizes))
-        self.last_ts = max(self.last_ts, last_ts)
-        return True
+            with_size = hashes, whole_numbers(sizes)
+        return _Cut(hashes, None, (), (), *with_size, 0, {}, last_ts)
+
+    def _fold_cut(self, cut):
+        """Fold what ``_cut`` found in a chunk."""
+        if cut.kinds is None:  # (queued events only)
+            self.seen.add(cut.hashes)
+        else:
+            self._fold(cut.hashes, cut.kinds, cut.done_hashes, cut.failures)
+        self.sizes.add(cut.sized_hashes, cut.sizes)
+        self.bytes_done += cut.bytes_done
+        for minute, (jobs, size) in cut.minutes.items():
+            counts = self.minutes.setdefault(minute, [0, 0])
+            counts[0] += jobs
+            counts[1] += size
+        self.last_ts = max(self.last_ts, cut.last_ts)
+        self._compact_if_large()
+
+    def _read_slow_compacting(self, path, first, data, base):
+        self._read_slow(path, first, data, base)
+        self._compact_if_large()
 
     def save_counted(self, path, position, epoch):
         """For a writer that folded every event of the log up to the
@@ -337,10 +361,7 @@ class LogState:
             self._count_minute(ts[:MINUTE], size)
 
     def _count_minute(self, minute, size):
-        if minute >= self.history_since:
-            counts = self.minutes.setdefault(minute, [0, 0])
-            counts[0] += 1
-            counts[1] += size
+        _count(self.minutes, minute, size, self.history_since)
 
     def _group(self, h, event):
         """The group of a key: the value of the field in its latest event
@@ -469,6 +490,32 @@ class LogState:
             state = COMPLETED if h in self.completed else unfinished.get(h, QUEUED)
             members.setdefault(value, Counter())[state] += 1
         return {value: _counts(tally) for value, tally in sorted(members.items())}
+
+
+def _count(minutes, minute, size, since):
+    """Count a completion of ``size`` bytes in its minute, if ``since``."""
+    if minute >= since:
+        counts = minutes.setdefault(minute, [0, 0])
+        counts[0] += 1
+        counts[1] += size
+
+
+class _Cut(NamedTuple):
+    """What a chunk of the writers' lines tells, for ``LogState._fold_cut``:
+    the hashes of the keys of its events not completions and their kinds
+    (None: all queued), those of its completions, its failed events and
+    their offsets, the hashes and sizes of its queued jobs with a size, the
+    bytes and the per-minute counts (minute -> [jobs, bytes]) of its
+    completions, and its last timestamp."""
+    hashes: object
+    kinds: object
+    done_hashes: object
+    failures: object
+    sized_hashes: object
+    sizes: object
+    bytes_done: int
+    minutes: dict
+    last_ts: str
 
 
 def _counts(tally):
