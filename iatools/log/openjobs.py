@@ -27,6 +27,7 @@ from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, 
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, read_chunks
+from iatools.log.sharedread import read_shared
 
 #: Open lines noted at a time (``OpenJobs._note``).
 _NOTE_AFTER = 1 << 20
@@ -71,14 +72,26 @@ class OpenJobs:
         # noted: those after the checkpoint.
         completed_since = KeySet(done.salt)
         reopened = {}
-        position = loaded
         since = bool(loaded.offset)
-        for first, lines, data in read_chunks(path, start=loaded, end=done_end.offset):
-            hashes, offsets, completed, reopening = jobs._lines(path, first, lines, data, done,
-                                                                since)
-            jobs._note(hashes, offsets + position.offset)
+
+        def fold(found):
+            hashes, offsets, completed, reopening = found
+            jobs._note(hashes, offsets)
             completed_since.add(completed)
-            reopened.update((h, position.offset + offset) for h, offset in reopening)
+            reopened.update(reopening)
+
+        def read_slow(first, data, base):
+            fold(_slow_lines(path, first, data, base, done, since))
+
+        position = read_shared(path, loaded, done_end.offset,
+                               partial(_fast_lines, done=done, with_completed=since), fold,
+                               read_slow)
+        for first, lines, data in read_chunks(path, start=position, end=done_end.offset):
+            found = _fast_lines(lines, data, position.offset, done, since)
+            if found is None:
+                read_slow(first, data, position.offset)
+            else:
+                fold(found)
             position = position.after(data, lines)
         jobs._settle()
         jobs._drop(completed_since)
@@ -87,48 +100,6 @@ class OpenJobs:
                 refresh or not loaded.offset or position.offset - loaded.offset >= _SAVE_TAIL_OVER):
             jobs._save(path, position, epoch)
         return jobs
-
-    def _lines(self, path, first, count, data, done, with_completed):
-        """The hashes and offsets in ``data`` of the lines of keys not in
-        ``done``, (``with_completed``) the hashes of the completed keys,
-        and the (hash, offset) of the lines that reopen a key: found by the
-        beginning of the lines, or parsed when a line has another shape or
-        may reopen a key."""
-        found = EVENT_LINE.findall(marked(data))
-        # One '{"event":' a line: a line with a second event glued on would
-        # be noted by its beginning, then fail to parse when printed.  The
-        # full parser reports it instead.
-        if (len(found) == count and data.count(EVENT_START) == count
-                and all_lines_closed(count, data) and not may_reopen(data)):
-            kinds, keys = zip(*found) if found else ((), ())
-            offsets = line_offsets(data)
-            if kinds.count(b"queued") == count:  # (skip writes them by the million)
-                completed = []
-            else:
-                is_open = [kind not in _DONE_KINDS for kind in kinds]
-                completed = list(compress(keys, map(not_, is_open)))
-                keys = list(compress(keys, is_open))
-                offsets = offsets[is_open]
-            hashes = done.hash_array(keys)
-            reopening = []
-        else:
-            keys, offsets, completed, reopening = [], [], [], []
-            for offset, event in _events_at(path, first, data):
-                if event["event"] in DONE_EVENTS:
-                    completed.append(key_bytes(event))
-                else:
-                    keys.append(key_bytes(event))
-                    offsets.append(offset)
-                    if reopens(event):
-                        reopening.append(len(keys) - 1)
-            hashes = done.hash_keys(keys)
-            reopening = [(hashes[i], offsets[i]) for i in reopening]
-        open_ = ~done.contains_array(np.asarray(hashes, np.int64))
-        # A key completed here and reopened later (damaged, changed) stays open.
-        completed = done.hash_keys(completed) if with_completed else []
-        completed = list(compress(completed, done.contains_each(completed)))
-        return (np.asarray(hashes, np.int64)[open_], np.asarray(offsets, np.int64)[open_],
-                completed, reopening)
 
     def _note(self, hashes, offsets):
         """Note the first line of each key not noted before: the int64
@@ -288,6 +259,58 @@ def _keep_in_place(hashes, offsets, open_):
         offsets[kept:kept + count] = offsets[start:start + _DROP_BATCH][keep]
         kept += count
     return kept
+
+
+def _fast_lines(count, data, base, done, with_completed):
+    """What the ``count`` lines of ``data`` (at offset ``base``) tell, found
+    by their beginning (``_judged``); None when a line has another shape or
+    may reopen a key."""
+    found = EVENT_LINE.findall(marked(data))
+    # One '{"event":' a line: a line with a second event glued on would
+    # be noted by its beginning, then fail to parse when printed.  The
+    # full parser reports it instead.
+    if (len(found) != count or data.count(EVENT_START) != count
+            or not all_lines_closed(count, data) or may_reopen(data)):
+        return None
+    kinds, keys = zip(*found) if found else ((), ())
+    offsets = line_offsets(data) + base
+    if kinds.count(b"queued") == count:  # (skip writes them by the million)
+        completed = []
+    else:
+        is_open = [kind not in _DONE_KINDS for kind in kinds]
+        completed = list(compress(keys, map(not_, is_open)))
+        keys = list(compress(keys, is_open))
+        offsets = offsets[is_open]
+    return _judged(done.hash_array(keys), offsets, completed, [], done, with_completed)
+
+
+def _slow_lines(path, first, data, base, done, with_completed):
+    """``_fast_lines`` for any chunk (its first line number ``first``):
+    every line parsed, the bad ones reported."""
+    keys, offsets, completed, reopening = [], [], [], []
+    for offset, event in _events_at(path, first, data):
+        if event["event"] in DONE_EVENTS:
+            completed.append(key_bytes(event))
+        else:
+            keys.append(key_bytes(event))
+            offsets.append(base + offset)
+            if reopens(event):
+                reopening.append(len(keys) - 1)
+    hashes = done.hash_keys(keys)
+    reopening = [(hashes[i], offsets[i]) for i in reopening]
+    return _judged(hashes, offsets, completed, reopening, done, with_completed)
+
+
+def _judged(hashes, offsets, completed, reopening, done, with_completed):
+    """The hashes and offsets of the lines of keys not in ``done`` (int64
+    arrays), (``with_completed``) the hashes of the completed keys, and
+    the (hash, offset) of the lines that reopen a key."""
+    hashes = np.asarray(hashes, np.int64)
+    open_ = ~done.contains_array(hashes)
+    # A key completed here and reopened later (damaged, changed) stays open.
+    completed = done.hash_keys(completed) if with_completed else []
+    completed = list(compress(completed, done.contains_each(completed)))
+    return hashes[open_], np.asarray(offsets, np.int64)[open_], completed, reopening
 
 
 def line_offsets(data):
