@@ -6,6 +6,7 @@ Every test runs the real command on a real log of more than
 checkpoint.SAVE_AFTER bytes, and judges it by the model of tests/logmodel.
 """
 
+import fcntl
 import os
 import random
 import subprocess
@@ -21,7 +22,7 @@ from iatools.log.checkpoint import SAVE_AFTER
 from iatools.log.completions import Completions
 from iatools.log.logindex import refresh
 from iatools.log.openjobs import OpenJobs
-from tests.helpers import PYTHON, parse_jsonl, run
+from tests.helpers import PYTHON, REPO, base_env, parse_jsonl, run
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
                             stderr_text)
 from tests.torture import tmpfs
@@ -615,3 +616,41 @@ def test_status_counts_every_event_of_a_log_growing_as_it_reads(big):
         readings += 1
     assert append.returncode == 0 and feeder.wait() == 0 and readings >= 3
     assert_readings_agree_with_model(log, events + more)
+
+
+def test_a_refresh_runs_behind_everything_else_in_its_own_session(tmp_path):
+    """The refresh is niced, and so is its session's autogroup where the
+    system has them: there the scheduler shares the cores between sessions
+    first, whatever the nice values, and a reading typed meanwhile took
+    half again as long."""
+    log = tmp_path / "log.jsonl"
+    log.write_bytes(b'{"event":"queued","id":"a"}\n')
+    lock = open(f"{log}.refresh-lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)  # the refresh waits for it
+    try:
+        subprocess.run([PYTHON, "-m", "iatools.log.refresher", str(log)], check=True,
+                       env=base_env(PYTHONPATH=str(REPO)), start_new_session=True, timeout=30)
+        deadline = time.monotonic() + 10
+        while not (waiting := _processes_with(f"iatools.log.refresher {log}")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        pid, = waiting
+        with open(f"/proc/{pid}/stat") as stat:
+            assert int(stat.read().rpartition(")")[2].split()[16]) == 19  # nice
+        if os.path.exists(f"/proc/{pid}/autogroup"):
+            with open(f"/proc/{pid}/autogroup") as autogroup:
+                assert autogroup.read().rstrip().endswith("nice 19")
+    finally:
+        lock.close()
+
+
+def _processes_with(command_line):
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                if command_line.encode() in file.read().replace(b"\0", b" "):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
