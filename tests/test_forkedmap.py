@@ -317,3 +317,38 @@ def test_a_long_log_is_read_the_same_on_one_core_as_on_two(tmp_path):
     assert b"line 500001: invalid JSON" in told_again
     assert b'"completed":299998,' in status and b'"failed":1,' in status
     assert failed.count(b"\n") == 1 and pending.count(b"\n") == 2
+
+
+@two_cores
+def test_a_long_tail_after_the_checkpoints_is_read_the_same_on_one_core_as_on_two(tmp_path):
+    """A tail past 64 MB after pending's checkpoints, looked up among the
+    completed keys of the checkpoint by the children: the same jobs,
+    every time.  (J1 once saw "not a key set" here: the children read the
+    keys in from their checkpoint section, through one file offset they
+    share; they are now read in before the fork.  This case did not make
+    the old code fail in three runs.)"""
+    log = tmp_path / "log.jsonl"
+    jobs = b"".join(b'{"id":"item_%07d","size":%d}\n' % (n, n) for n in range(300_000))
+    assert run([JOBLOG, "skip", str(log)], input=jobs).returncode == 0
+    done = b"".join(b'{"event":"completed","id":"item_%07d","files":1,"bytes":1}\n' % n
+                    for n in range(0, 300_000, 3))
+    assert run([JOBLOG, "append", str(log)], input=done).returncode == 0
+    for reader in ("completed", "pending"):  # (their checkpoints)
+        assert run([JOBLOG, reader, str(log)]).returncode == 0
+    tail = b"".join(b'{"event":"started","id":"item_%07d","ts":"2026-11-01T00:00:00.000Z",'
+                    b'"host":"h","pid":1,"x":"%s"}\n' % (n, b"y" * 300)
+                    for n in range(1, 300_000, 3) for _ in range(2))
+    with open(log, "ab") as file:  # (past 64 MB, without a refresh)
+        file.write(tail)
+    assert len(tail) > 64 << 20
+    index = {path: path.read_bytes() for path in tmp_path.glob("*-checkpoint")}
+    printed = []
+    for cores in (one_core, None, None, None):
+        for path, data in index.items():
+            path.write_bytes(data)
+        result = subprocess.run([JOBLOG, "pending", str(log)], capture_output=True,
+                                env=base_env(), preexec_fn=cores, timeout=120)
+        assert result.returncode == 0, result.stderr
+        printed.append(result.stdout)
+    assert printed[0].count(b"\n") == 200_000
+    assert printed[1:] == printed[:1] * 3

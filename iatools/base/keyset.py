@@ -158,8 +158,15 @@ class _Hashes:
         # Called only while ``_runs`` is still in the checkpoint.
         if name != "_runs" or "_saved" not in self.__dict__:
             raise AttributeError(name)
-        self._runs = self.__dict__.pop("_saved").load(_load_runs)
+        self.load_saved()
         return self._runs
+
+    def load_saved(self):
+        """Read the hashes in from their checkpoint section now, if they are
+        still there: before forked children look keys up, which would each
+        read them, through the one file offset they share."""
+        if "_saved" in self.__dict__:
+            self._runs = self.__dict__.pop("_saved").load(_load_runs)
 
     def _add(self, hashes):
         if len(hashes):

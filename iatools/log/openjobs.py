@@ -85,7 +85,7 @@ class OpenJobs:
 
         position = read_shared(path, loaded, done_end.offset,
                                partial(_fast_lines, done=done, with_completed=since), fold,
-                               read_slow)
+                               read_slow, before_fork=done.load_saved)
         for first, lines, data in read_chunks(path, start=position, end=done_end.offset):
             found = _fast_lines(lines, data, position.offset, done, since)
             if found is None:

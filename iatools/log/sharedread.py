@@ -30,14 +30,16 @@ SHARE_OVER = 64 << 20
 BLOCK = 16 << 20
 
 
-def read_shared(path, start, until, cut, fold, read_slow):
+def read_shared(path, start, until, cut, fold, read_slow, before_fork=None):
     """Read the log at ``path`` from the Position ``start`` towards the
     offset ``until`` (or its present end): ``cut(lines, data, base)`` for
     each chunk in a child (None for a chunk not of the writers' shape;
     ``base``: its offset), then here, in log order, ``fold(what cut
     gave)``, or ``read_slow(first line number, data, base)`` where it gave
     None.  Only where there is enough to share and a fork pays; the
-    Position reached (``start`` when nothing was read)."""
+    Position reached (``start`` when nothing was read).  ``before_fork()``:
+    what the children need read in first (a checkpoint section: the
+    children would share its file offset)."""
     try:
         end = os.stat(path).st_size if until is None else until
     except OSError:  # (none yet, or not to be read: the reading in turn says)
@@ -48,6 +50,8 @@ def read_shared(path, start, until, cut, fold, read_slow):
     blocks = list(zip(bounds, bounds[1:]))
     if len(blocks) < 2:
         return start
+    if before_fork is not None:
+        before_fork()
     position = start
     for (first, last), sent in zip(blocks, forkedmap.ordered_map(
             partial(_cut_block, path, cut), blocks)):
