@@ -37,8 +37,8 @@ from iatools.contract.linegrammar import (DONE_EVENTS, FAILED_LINE, SIZE, all_li
                                           outcome_with_fields, queued_only, reopens,
                                           whole_numbers)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, read_chunks
-from iatools.log.sharedread import read_shared
+from iatools.log.eventlog import events_in
+from iatools.log.sharedread import read_cut
 
 #: A completion whose job fields are plain, up to its "ts": groups: the
 #: key, its "size" and "updated" (b"" when absent).
@@ -140,21 +140,9 @@ class Completions:
     def _read_from(self, start, report, until=None):
         """Read the log from the Position ``start`` (to its end, or to past
         the offset ``until``); the Position reached."""
-        position = read_shared(self._path, start, until, self._cut, self._fold_cut,
-                               lambda first, data, base: self._read_slow(first, data, base,
-                                                                         report))
-        if until is not None and position.offset >= until:
-            return position
-        for first, lines, data in read_chunks(self._path, report, position):
-            cut = self._cut(lines, data, position.offset)
-            if cut is None:
-                self._read_slow(first, data, position.offset, report)
-            else:
-                self._fold_cut(cut)
-            position = position.after(data, lines)
-            if until is not None and position.offset >= until:
-                break
-        return position
+        return read_cut(self._path, start, self._cut, self._fold_cut,
+                        lambda first, data, base: self._read_slow(first, data, base, report),
+                        until=until, report=report)
 
     def _cut(self, lines, data, base):
         """What a chunk whose lines all have the writers' shape tells: the

@@ -38,7 +38,7 @@ from iatools.contract.linegrammar import (COMPLETED_BYTES, COMPLETED_WHEN, DONE_
                                           reopens, whole_numbers)
 from iatools.log import checkpoint
 from iatools.log.eventlog import events_in, lines_at, read_chunks, rereadable
-from iatools.log.sharedread import read_shared
+from iatools.log.sharedread import read_cut
 from iatools.log.standing import CHANGED, COMPLETED, DAMAGED, FAILED, QUEUED, STARTED, Standing
 
 #: Events that change the state of a key not completed; the others only
@@ -158,20 +158,12 @@ class LogState:
             self.__dict__.update(saved or {})
         named, end = self._keys_named_after(path, loaded)
         before = Standing.of_keys(self, named) if named else None
-        position = loaded
-        if named is None and self.by_field is None:
-            position = read_shared(path, position, None, self._cut, self._fold_cut,
-                                   partial(self._read_slow_compacting, path))
         # No further than the keys were looked for: on a log that grows
         # meanwhile, the keys of the events past that would be folded in
         # and never counted.
-        for first, lines, data in read_chunks(path, start=position, end=end):
-            cut = self._cut(lines, data, position.offset) if self.by_field is None else None
-            if cut is None:
-                self._read_slow_compacting(path, first, data, position.offset)
-            else:
-                self._fold_cut(cut)
-            position = position.after(data, lines)
+        position = read_cut(path, loaded, self._cut if self.by_field is None else _no_cut,
+                            self._fold_cut, partial(self._read_slow_compacting, path), end=end,
+                            share=named is None and self.by_field is None)
         if named is None:
             self.standing = self._count_all()
         elif named:
@@ -530,3 +522,9 @@ def _group_value(value):
 
 def _is_size(value):
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _no_cut(lines, data, base):
+    """With by_field: every chunk is read with the full parser (the groups
+    need each event's fields)."""
+    return None

@@ -26,8 +26,8 @@ from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, all_lines_closed,
                                           key_bytes, line_starts, marked, may_reopen, reopens)
 from iatools.log import checkpoint
-from iatools.log.eventlog import events_in, read_chunks
-from iatools.log.sharedread import read_shared
+from iatools.log.eventlog import events_in
+from iatools.log.sharedread import read_cut
 
 #: Open lines noted at a time (``OpenJobs._note``).
 _NOTE_AFTER = 1 << 20
@@ -83,16 +83,8 @@ class OpenJobs:
         def read_slow(first, data, base):
             fold(_slow_lines(path, first, data, base, done, since))
 
-        position = read_shared(path, loaded, done_end.offset,
-                               partial(_fast_lines, done=done, with_completed=since), fold,
-                               read_slow, before_fork=done.load_saved)
-        for first, lines, data in read_chunks(path, start=position, end=done_end.offset):
-            found = _fast_lines(lines, data, position.offset, done, since)
-            if found is None:
-                read_slow(first, data, position.offset)
-            else:
-                fold(found)
-            position = position.after(data, lines)
+        position = read_cut(path, loaded, partial(_fast_lines, done=done, with_completed=since),
+                            fold, read_slow, end=done_end.offset, before_fork=done.load_saved)
         jobs._settle()
         jobs._drop(completed_since)
         jobs._renote({h: offset for h, offset in reopened.items() if h not in done})

@@ -1,4 +1,5 @@
-"""A long stretch of a log read on every core: ``read_shared``.
+"""A stretch of a log cut chunk by chunk, the long ones on every core:
+``read_cut``.
 
 A first reading, or one with a long tail after its checkpoint, is bound by
 one interpreter running the regular expressions over each chunk and
@@ -28,6 +29,34 @@ from iatools.log.eventlog import line_bounds, read_chunks
 
 SHARE_OVER = 64 << 20
 BLOCK = 16 << 20
+
+
+def read_cut(path, start, cut, fold, read_slow, *, end=None, until=None, report=True,
+             share=True, before_fork=None):
+    """Read the log at ``path`` from the Position ``start`` to the offset
+    ``end`` (a line boundary; else its present end), or until past the
+    offset ``until``: ``fold(cut(lines, data, base))`` for each chunk
+    (``base``: its offset), in log order, or ``read_slow(first line number,
+    data, base)`` where ``cut`` gave None (a chunk not of the writers'
+    shape).  A long stretch is cut by forked children (with ``share``):
+    see read_shared.  ``report``: tell a torn last line.  The Position
+    reached."""
+    position = start
+    if share:
+        position = read_shared(path, start, until if end is None else end, cut, fold,
+                               read_slow, before_fork)
+    if until is not None and position.offset >= until:
+        return position
+    for first, lines, data in read_chunks(path, report, position, end):
+        what = cut(lines, data, position.offset)
+        if what is None:
+            read_slow(first, data, position.offset)
+        else:
+            fold(what)
+        position = position.after(data, lines)
+        if until is not None and position.offset >= until:
+            break
+    return position
 
 
 def read_shared(path, start, until, cut, fold, read_slow, before_fork=None):
