@@ -150,7 +150,7 @@ class SkipJudge:
     def lines(self, first, data):
         """(queued events, jobs to pass on) for a chunk judged line by line,
         with the full parser."""
-        queued, passing, bad_lines = [], [], []
+        queued, passing, bad_lines, new = [], [], [], []
         found = list(jobs_in_chunk(first, data, bad_lines.append))
         jobs = [job for _, _, job in found]
         hashes = self.state.done.hash_keys(list(map(key_bytes, jobs)))
@@ -162,7 +162,7 @@ class SkipJudge:
             self.tally[verdict] += 1
             if verdict == _NEW:
                 queued.append(jsonl.dumps(make_event("queued", job)))
-                self._note(h, job)
+                new.append((h, job.get("size", NO_SIZE)))
             elif verdict == _CHANGED:
                 queued.append(_changed_event(job))
                 self._queued = None
@@ -171,13 +171,13 @@ class SkipJudge:
             # The raw line keeps the user's field order and formatting.
             passing.append(line + b"\n" if job is record else jsonl.dumps(job))
         self.bad_lines += len(bad_lines)
+        if new and self._queued is not None:
+            new_hashes, new_sizes = zip(*new)
+            self._queued[0].append(np.array(new_hashes, np.int64))
+            self._queued[1].append([size if isinstance(size, int) else NO_SIZE
+                                    for size in new_sizes])
         return queued, passing
 
-    def _note(self, h, job):
-        if self._queued is not None:
-            size = job.get("size", NO_SIZE)
-            self._queued[0].append(np.array([h], np.int64))
-            self._queued[1].append([size if isinstance(size, int) else NO_SIZE])
 
 def _changed_event(job):
     return jsonl.dumps(make_event("queued", job, reason="changed"))
