@@ -394,6 +394,30 @@ def test_a_change_between_two_checkpoints_fails_only_the_longer(tmp_path):
         checkpoint.START, None)
 
 
+def test_a_checkpoint_is_not_set_back_by_a_reading_that_began_before_it(tmp_path):
+    """A refresh held back behind the readings typed meanwhile saves what
+    it read after they saved further on: theirs stay, in the same epoch."""
+    events = big_log(random.Random(5), 2_000)
+    log = tmp_path / "s.jsonl"
+    assert joblog("append", log, input=compact(events)).returncode == 0
+    epoch = checkpoint.current_epoch(str(log))
+    data = log.read_bytes()
+    half = data.index(b"\n", len(data) // 2) + 1
+
+    def save(offset, payload, epoch):
+        position = checkpoint.START.after(data[:offset], data[:offset].count(b"\n"))
+        checkpoint.save(str(log), "status", position, 100,
+                        lambda writer: writer.blob(payload), epoch)
+        return checkpoint.load(str(log), "status", lambda reader: reader.blob())
+
+    assert epoch is not None
+    assert save(half, b"half", epoch)[1] == b"half"
+    further = save(len(data), b"all", epoch)
+    assert further[1] == b"all"
+    assert save(half, b"half again", epoch) == further
+    assert save(half, b"half, another epoch", epoch + 1)[1] == b"half, another epoch"
+
+
 def indexed_soon(log, lines):
     """Wait for the child a writer left to bring every checkpoint up to
     the end of its ``lines`` lines."""

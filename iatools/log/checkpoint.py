@@ -253,6 +253,9 @@ def save(log_path, kind, position, size, dump, epoch=None):
         with open(fd, "wb") as file:
             if not _locked_as_named(fd, temp):
                 return
+            if _covers_more(path, position, epoch):
+                errors.debug(f"{path}: not saved, another reading saved one further on")
+                return
             try:
                 _write(file, position, dump, epoch)
                 os.replace(temp, path)
@@ -262,6 +265,22 @@ def save(log_path, kind, position, size, dump, epoch=None):
                 raise
     except OSError as exc:
         errors.debug(f"{path}: not saved ({exc.strerror})")
+
+
+def _covers_more(path, position, epoch):
+    """Does the checkpoint at ``path`` cover more of the log than
+    ``position``, in the same ``epoch``?  A reading that began before
+    another one saved must not set the checkpoint back: a refresh held back
+    behind the readings typed meanwhile would have every reading after it
+    parse again what they had parsed."""
+    if epoch is None:
+        return False
+    try:
+        with open(path, "rb") as file:
+            saved, _, _, saved_epoch = _trailer(file)
+    except (OSError, ValueError, KeyError):
+        return False
+    return saved_epoch == epoch and saved.offset > position.offset
 
 
 def _locked_as_named(fd, name):
