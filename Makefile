@@ -23,9 +23,13 @@ $(VENV)/.installed: pyproject.toml
 demo: $(VENV)/.installed
 	./tests/demo.sh
 
+# Two workers: most tests wait on pipes, signals, children and the emulator,
+# so two keep two cores busy (each test has its own directories and ports).
+TEST_WORKERS ?= 2
+
 test: $(VENV)/.installed
 	./tests/setup-system.sh
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -n $(TEST_WORKERS) tests
 
 # Byte-compile first: where PYTHONDONTWRITEBYTECODE is set, an edited module
 # would otherwise be compiled anew by every command started (tens of ms).

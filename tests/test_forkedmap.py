@@ -322,11 +322,11 @@ def test_a_long_log_is_read_the_same_on_one_core_as_on_two(tmp_path):
 @two_cores
 def test_a_long_tail_after_the_checkpoints_is_read_the_same_on_one_core_as_on_two(tmp_path):
     """A tail past 64 MB after pending's checkpoints, looked up among the
-    completed keys of the checkpoint by the children: the same jobs,
-    every time.  (J1 once saw "not a key set" here: the children read the
-    keys in from their checkpoint section, through one file offset they
-    share; they are now read in before the fork.  This case did not make
-    the old code fail in three runs.)"""
+    completed keys of the checkpoint by the children: the same jobs.  (J1
+    once saw "not a key set" here: the children read the keys in from
+    their checkpoint section, through one file offset they share; they are
+    now read in before the fork.  This case did not make the old code fail
+    in three runs of three readings on two cores.)"""
     log = tmp_path / "log.jsonl"
     jobs = b"".join(b'{"id":"item_%07d","size":%d}\n' % (n, n) for n in range(300_000))
     assert run([JOBLOG, "skip", str(log)], input=jobs).returncode == 0
@@ -343,7 +343,7 @@ def test_a_long_tail_after_the_checkpoints_is_read_the_same_on_one_core_as_on_tw
     assert len(tail) > 64 << 20
     index = {path: path.read_bytes() for path in tmp_path.glob("*-checkpoint")}
     printed = []
-    for cores in (one_core, None, None, None):
+    for cores in (one_core, None):
         for path, data in index.items():
             path.write_bytes(data)
         result = subprocess.run([JOBLOG, "pending", str(log)], capture_output=True,
@@ -351,4 +351,4 @@ def test_a_long_tail_after_the_checkpoints_is_read_the_same_on_one_core_as_on_tw
         assert result.returncode == 0, result.stderr
         printed.append(result.stdout)
     assert printed[0].count(b"\n") == 200_000
-    assert printed[1:] == printed[:1] * 3
+    assert printed[1] == printed[0]
