@@ -20,7 +20,8 @@ from iatools.base.lazynumpy import np
 from iatools.log import checkpoint, openjobs
 from iatools.log.checkpoint import SAVE_AFTER
 from iatools.log.completions import Completions
-from iatools.log.logindex import refresh
+from iatools.log.logindex import REFRESH_GAP, IndexKeeper, refresh
+from iatools.log.refresher import cpu_seconds_left
 from iatools.log.openjobs import OpenJobs
 from tests.helpers import PYTHON, REPO, base_env, parse_jsonl, run
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
@@ -666,6 +667,41 @@ def test_a_refresh_runs_behind_everything_else_in_its_own_session(tmp_path):
                 assert autogroup.read().rstrip().endswith("nice 19")
     finally:
         lock.close()
+
+
+def test_a_refresh_held_back_does_not_put_off_the_next(big):
+    """The writer waits twice the CPU time of the last refresh before the
+    next, not twice its wall time: niced, a refresh may wait long behind
+    the readings typed meanwhile (here, for its lock), and the next must
+    not wait as long again."""
+    log, _ = big
+    lock = open(f"{log}.refresh-lock", "a")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    keeper = IndexKeeper(str(log))
+    began = time.monotonic()
+    try:
+        keeper.wrote(SAVE_AFTER)  # a refresh, which waits for the lock
+        time.sleep(REFRESH_GAP / 2 + 1)
+    finally:
+        lock.close()
+    deadline = time.monotonic() + 60
+    while refresh_running(log):
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+    took = cpu_seconds_left(str(log))
+    assert took is not None and 0 < took < REFRESH_GAP / 2, took
+    time.sleep(max(0.0, began + REFRESH_GAP + 0.5 - time.monotonic()))
+    keeper.wrote(SAVE_AFTER)
+    assert refresh_running(log)  # (it holds its lock before the writer goes on)
+
+
+def refresh_running(log):
+    with open(f"{log}.refresh-lock", "a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return False
+        except BlockingIOError:
+            return True
 
 
 def _processes_with(command_line):

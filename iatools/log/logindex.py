@@ -7,8 +7,9 @@ three checkpoints (completed, pending, status: iatools.log.checkpoint) up
 to date whenever they have written enough for a reader to save them
 (checkpoint.SAVE_AFTER) and the last refresh is done: in a process of its
 own (iatools.log.refresher), which the pipeline does not wait for, at most
-half of the time (a refresh that took 4 s is followed by one 8 s after it
-began, at the soonest).  Each refresh starts from the checkpoints there
+half of the time (a refresh that took 4 s of CPU is followed by one 8 s
+after it began, at the soonest: niced, it may wait far longer than that
+behind the readings typed meanwhile).  Each refresh starts from the checkpoints there
 are (trusted without reading the log while the writers' stamp holds) and
 parses only the events after them, then saves them atomically, as any
 reader does: a refresh killed mid-way leaves the last good checkpoints,
@@ -34,7 +35,7 @@ from iatools.base import errors
 from iatools.log import checkpoint, logreport
 from iatools.log.completions import Completions
 from iatools.log.openjobs import OpenJobs
-from iatools.log.refresher import lock_path
+from iatools.log.refresher import cpu_seconds_left, lock_path
 
 #: Seconds between the starts of two refreshes, at the least.
 REFRESH_GAP = 10.0
@@ -100,7 +101,8 @@ class IndexKeeper:
             return True
         if self._running:
             self._running = False
-            self._took = time.monotonic() - self._started
+            took = cpu_seconds_left(self.path)
+            self._took = time.monotonic() - self._started if took is None else took
         return False
 
 

@@ -40,7 +40,30 @@ def main(argv=None):
     # process to leave, not for the readers' modules to load.
     from iatools.log.logindex import refresh
     refresh(log_path)
+    _leave_cpu_seconds(lock)
     return 0
+
+
+def _leave_cpu_seconds(lock):
+    """Leave in the lock file the CPU seconds this refresh took, its
+    children's included: its writer starts the next one no sooner than
+    twice that after it began.  Its wall time would say how long it was
+    held back behind the readings typed meanwhile: in J1, long enough that
+    no refresh ran in the minute after them."""
+    times = os.times()
+    seconds = times.user + times.system + times.children_user + times.children_system
+    os.ftruncate(lock, 0)
+    os.pwrite(lock, b"%.3f\n" % seconds, 0)
+
+
+def cpu_seconds_left(log_path):
+    """The CPU seconds the last refresh of the log at ``log_path`` took, as
+    it left them in its lock file; None when it left none."""
+    try:
+        with open(lock_path(log_path), "rb") as lock:
+            return float(lock.read(32))
+    except (OSError, ValueError):
+        return None
 
 
 def _lower_priority(increment):
