@@ -233,6 +233,25 @@ def test_the_completions_of_another_reading_are_not_used(big):
     assert_readings_agree_with_model(log, events)
 
 
+def test_completions_left_behind_their_keys_are_read_on_from_their_checkpoint(big):
+    """Two readings that saved at once can leave the records of the
+    completions behind the completed keys: the lines in between are read,
+    not the whole log."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    records = log.with_name(f"{log.name}.completions-checkpoint")
+    behind, behind_at = records.read_bytes(), checkpoint.covered(str(log), "completions")
+    more = big_log(random.Random(12), 50_000)
+    assert joblog("append", log, input=compact(more)).returncode == 0
+    indexed_soon(log, len(events) + len(more))  # (the writer's refresh saves both)
+    assert checkpoint.covered(str(log), "completed").offset > behind_at.offset
+    records.write_bytes(behind)
+    result = joblog("-v", "completed", log)
+    assert (f"completions of its checkpoint are read again from line {behind_at.line}"
+            in stderr_text(result)), stderr_text(result)
+    assert_readings_agree_with_model(log, events + more)
+
+
 def edit_in_place(log, events):
     """Turn the first completed event into a failure, keeping the log's
     length and inode, as only a hand edit would; the new list of events."""

@@ -236,35 +236,38 @@ def _log_begins_with(log_path, position):
 def save(log_path, kind, position, size, dump, epoch=None):
     """Save what ``dump(writer)`` writes (about ``size`` bytes) as the
     checkpoint of ``kind`` for the log up to ``position``, read in the
-    stamp's ``epoch`` (``current_epoch`` before the reading).  Gives up quietly
-    when it cannot: a read-only directory, a filesystem short of room,
-    another reader saving the same checkpoint."""
+    stamp's ``epoch`` (``current_epoch`` before the reading); was it saved?
+    Gives up quietly when it cannot: a read-only directory, a filesystem
+    short of room, another reader saving the same checkpoint, or one
+    further on saved meanwhile."""
     path = path_for(log_path, kind)
     temp = path + ".tmp"
     try:
         if not stat.S_ISREG(os.stat(log_path).st_mode):
-            return  # a pipe, say: its bytes cannot be checked again
+            return False  # a pipe, say: its bytes cannot be checked again
         if free_bytes(os.path.dirname(path) or ".") < size + KEEP_FREE:
             errors.debug(f"{path}: not saved, to leave room for the log")
-            return
+            return False
         # One fixed temporary name, locked while written: a reader killed
         # mid-write leaves one file behind, which the next one reuses.
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT, 0o644)
         with open(fd, "wb") as file:
             if not _locked_as_named(fd, temp):
-                return
+                return False
             if _covers_more(path, position, epoch):
                 errors.debug(f"{path}: not saved, another reading saved one further on")
-                return
+                return False
             try:
                 _write(file, position, dump, epoch)
                 os.replace(temp, path)
                 errors.debug(f"{path}: saved, up to line {position.line}")
+                return True
             except OSError:
                 os.unlink(temp)
                 raise
     except OSError as exc:
         errors.debug(f"{path}: not saved ({exc.strerror})")
+        return False
 
 
 def _covers_more(path, position, epoch):

@@ -131,11 +131,15 @@ class Completions:
         state._save(path, position, epoch)
 
     def _save(self, path, position, epoch):
-        records = self._records
-        checkpoint.save(path, "completions", position, 8 + records.dumped_size(),
-                        self._dump_records, epoch)
+        # The keys first, their records only if the keys were saved: the
+        # records' checkpoint is then never ahead of the keys' in an epoch
+        # (checkpoints are never set back), only behind when another
+        # reading saved in between, and a reading of the records catches
+        # up from there (_load_records).
         size = 2 * self.done.dumped_size() + 8 * len(self.permanent | self.reopened)
-        checkpoint.save(path, "completed", position, size, self._dump, epoch)
+        if checkpoint.save(path, "completed", position, size, self._dump, epoch):
+            checkpoint.save(path, "completions", position, 8 + self._records.dumped_size(),
+                            self._dump_records, epoch)
 
     def _read_from(self, start, report, until=None):
         """Read the log from the Position ``start`` (to its end, or to past
@@ -267,15 +271,21 @@ class Completions:
         self._records.dump(writer)
 
     def _load_records(self):
+        """The records of the completions up to where the completed keys
+        were loaded from: their checkpoint's, and those of the lines after
+        it (two readings that saved at once can leave it behind)."""
         loaded, saved = checkpoint.load(self._path, "completions", _restore_records)
         salt, records = saved or (None, None)
-        if records is not None and salt == self.done.salt and loaded == self._covered:
+        if records is None or salt != self.done.salt or loaded.offset > self._covered.offset:
+            loaded, records = checkpoint.START, KeyMap(_RECORD_WIDTH)
+        if loaded == self._covered:
             return records
-        errors.debug(f"{self._path}: the completions of its checkpoint are read again")
+        errors.debug(f"{self._path}: the completions of its checkpoint are read again "
+                     f"from line {loaded.line}")
         again = Completions(self.done.salt)
-        again._path = self._path
-        again._read_from(checkpoint.START, False, until=self._covered.offset)
-        return again._later
+        again._path, again._records = self._path, records
+        again._read_from(loaded, False, until=self._covered.offset)
+        return again.records()
 
     def unchanged_each(self, hashes, sizes, updated):
         """For key hashes and the version a job now gives each (its size or
