@@ -9,12 +9,13 @@ to date whenever they have written enough for a reader to save them
 own (iatools.log.refresher), which the pipeline does not wait for, at most
 half of the time (a refresh that took 4 s of CPU is followed by one 8 s
 after it began, at the soonest: niced, it may wait far longer than that
-behind the readings typed meanwhile).  Each refresh starts from the checkpoints there
-are (trusted without reading the log while the writers' stamp holds) and
-parses only the events after them, then saves them atomically, as any
-reader does: a refresh killed mid-way leaves the last good checkpoints,
-and deleting them costs a reading from the start, never a wrong answer.
-A refresh says nothing about damaged log lines: the readers report those.
+behind the readings typed meanwhile).  Each refresh starts from the
+checkpoints there are (trusted without reading the log while the writers'
+stamp holds) and parses only the events after them, then saves them
+atomically, as any reader does: a refresh killed mid-way leaves the last
+good checkpoints, and deleting them costs a reading from the start, never
+a wrong answer.  A refresh says nothing about damaged log lines: the
+readers report those.
 
 When its input ends, a writer leaves the last refresh to a process it does
 not wait for: waiting would cost ``append`` of ten million events more than

@@ -350,10 +350,7 @@ class LogState:
         size = size if _is_size(size) else 0
         self.bytes_done += size
         if ts:
-            self._count_minute(ts[:MINUTE], size)
-
-    def _count_minute(self, minute, size):
-        _count(self.minutes, minute, size, self.history_since)
+            _count(self.minutes, ts[:MINUTE], size, self.history_since)
 
     def _group(self, h, event):
         """The group of a key: the value of the field in its latest event

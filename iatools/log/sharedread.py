@@ -39,11 +39,11 @@ def read_cut(path, start, cut, fold, read_slow, *, end=None, until=None, report=
     (``base``: its offset), in log order, or ``read_slow(first line number,
     data, base)`` where ``cut`` gave None (a chunk not of the writers'
     shape).  A long stretch is cut by forked children (with ``share``):
-    see read_shared.  ``report``: tell a torn last line.  The Position
+    see _read_shared.  ``report``: tell a torn last line.  The Position
     reached."""
     position = start
     if share:
-        position = read_shared(path, start, until if end is None else end, cut, fold,
+        position = _read_shared(path, start, until if end is None else end, cut, fold,
                                read_slow, before_fork)
     if until is not None and position.offset >= until:
         return position
@@ -59,7 +59,7 @@ def read_cut(path, start, cut, fold, read_slow, *, end=None, until=None, report=
     return position
 
 
-def read_shared(path, start, until, cut, fold, read_slow, before_fork=None):
+def _read_shared(path, start, until, cut, fold, read_slow, before_fork=None):
     """Read the log at ``path`` from the Position ``start`` towards the
     offset ``until`` (or its present end): ``cut(lines, data, base)`` for
     each chunk in a child (None for a chunk not of the writers' shape;
