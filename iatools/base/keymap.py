@@ -134,7 +134,9 @@ class KeyMap:
         in the KeySet ``without``."""
         keys = self._settle()
         if without is not None and len(keys):
-            self._keep(~without.contains_array(keys, ordered=True))
+            found = without.contains_array(keys, ordered=True)
+            if found.any():  # (else no copy, and the keys stay shared)
+                self._keep(~found)
         self.added = len(self._keys)
 
     def _keep(self, kept):
