@@ -57,3 +57,17 @@ def parse_jsonl(data):
 
 def read_jsonl(path):
     return parse_jsonl(Path(path).read_bytes())
+
+
+def processes_with(command_line):
+    """The pids of the processes whose command line (its arguments joined
+    by spaces) holds ``command_line``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                if command_line.encode() in file.read().replace(b"\0", b" "):
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found

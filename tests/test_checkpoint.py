@@ -14,6 +14,7 @@ import time
 
 import pytest
 
+from iatools.base import errors
 from iatools.base.keyset import KeySet
 from iatools.base.lazynumpy import np
 
@@ -23,7 +24,7 @@ from iatools.log.completions import Completions
 from iatools.log.logindex import REFRESH_GAP, IndexKeeper, refresh
 from iatools.log.refresher import cpu_seconds_left
 from iatools.log.openjobs import OpenJobs
-from tests.helpers import PYTHON, REPO, base_env, parse_jsonl, run
+from tests.helpers import PYTHON, REPO, base_env, parse_jsonl, processes_with, run
 from tests.logmodel import (JOBLOG, assert_readings_agree_with_model, big_log, compact, model_of,
                             stderr_text)
 from tests.torture import tmpfs
@@ -630,6 +631,50 @@ def test_pending_reads_no_further_than_the_completed_keys_it_was_given(big):
     assert_readings_agree_with_model(log, events + more)
 
 
+def test_pending_uses_no_completed_keys_of_a_log_cut_back_since(tmp_path):
+    """A refresh that read the completed keys of the whole log, then found
+    it cut back and its checkpoints put back as they were (a snapshot
+    restored, as J1 does between its phases): judged by completions the
+    log no longer holds, the open jobs would be saved without those
+    completed later, and every pending after would leave them out (J1,
+    02:32 on 2026-12-08: 3,000,000 printed of 5,185,592)."""
+    log = tmp_path / "s.jsonl"
+    events = big_log(random.Random(11), 120_000)
+    half = events[:len(events) // 2]
+    log.write_bytes(compact(half))
+    Completions.read(str(log))
+    snapshot = {path: path.read_bytes() for path in tmp_path.iterdir() if path != log}
+    assert len(snapshot) == 2  # (the completed keys and their records, at the half)
+    with open(log, "ab") as f:
+        f.write(compact(events[len(half):]))
+    state, end = Completions.read(str(log))
+    log.write_bytes(compact(half))  # (in place: the same file, cut back)
+    for path, data in snapshot.items():
+        path.write_bytes(data)
+    with pytest.raises(errors.IatoolsError, match="cut short while being read"):
+        OpenJobs.read(str(log), state.done, end, refresh=True)
+    assert checkpoint.covered(str(log), "pending") is None
+    assert_readings_agree_with_model(log, half)
+
+
+def test_completions_read_on_from_their_checkpoint_stop_at_a_log_cut_back(big):
+    """The records of the completions behind the completed keys are read on
+    up to the keys; a log cut back meanwhile has lost some of those lines:
+    the completed jobs printed would miss them."""
+    log, events = big
+    assert_readings_agree_with_model(log, events)
+    records = log.with_name(f"{log.name}.completions-checkpoint")
+    behind = records.read_bytes()
+    more = big_log(random.Random(14), 50_000)
+    assert joblog("append", log, input=compact(more)).returncode == 0
+    indexed_soon(log, len(events) + len(more))
+    records.write_bytes(behind)
+    state, _ = Completions.read(str(log), tagged=False)
+    log.write_bytes(compact(events + more[:10]))
+    with pytest.raises(errors.IatoolsError, match="cut short while being read"):
+        state.completed_offsets()
+
+
 def test_status_counts_every_event_of_a_log_growing_as_it_reads(big):
     """ia-joblog append writes 18 MB of new jobs, each queued then
     completed, in small steps for a few seconds, while status reads again
@@ -675,7 +720,7 @@ def test_a_refresh_runs_behind_everything_else_in_its_own_session(tmp_path):
         subprocess.run([PYTHON, "-m", "iatools.log.refresher", str(log)], check=True,
                        env=base_env(PYTHONPATH=str(REPO)), start_new_session=True, timeout=30)
         deadline = time.monotonic() + 10
-        while not (waiting := _processes_with(f"iatools.log.refresher {log}")):
+        while not (waiting := processes_with(f"iatools.log.refresher {log}")):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         pid, = waiting
@@ -722,15 +767,3 @@ def refresh_running(log):
             return False
         except BlockingIOError:
             return True
-
-
-def _processes_with(command_line):
-    found = []
-    for entry in os.listdir("/proc"):
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as file:
-                if command_line.encode() in file.read().replace(b"\0", b" "):
-                    found.append(int(entry))
-        except (OSError, ValueError):
-            continue
-    return found
