@@ -35,7 +35,7 @@ from tests.bench import measure
 from tests.bench.logs import (LogShape, _check, _count_lines, _env, _judge, _row, _run_to_file,
                               cached_data)
 from tests.bench.server import VENV_BIN
-from tests.helpers import command
+from tests.helpers import command, processes_with
 
 #: The checkout's code, as bin/ runs it (what `make bench` in a checkout
 #: measures).
@@ -133,13 +133,30 @@ def _note_index_catching_up(row, log, exited):
     it ``exited``: the time a reading still parses a tail of its own."""
     started = exited
     size = log.stat().st_size
-    while any(getattr(checkpoint.covered(str(log), kind), "offset", -1) != size
-              for kind in ("completed", "pending", "status")):
+    while (any(getattr(checkpoint.covered(str(log), kind), "offset", -1) != size
+               for kind in ("completed", "pending", "status"))
+           or _refreshing(log)):
         if time.monotonic() - started > INDEX_PATIENCE:
             row.note += f"; index not caught up {INDEX_PATIENCE} s after"
             return
         time.sleep(0.5)
     row.note += f"; index caught up {time.monotonic() - started:.0f} s after it exited"
+
+
+def _refreshing(log):
+    """Is a refresh of the log's index running, or waiting for the one
+    before (a writer's last)?  One left running when a phase puts the index
+    back (or drops it) would read the log before and save after, and go on
+    taking a core from the readings timed."""
+    return bool(processes_with(f"iatools.log.refresher {log}"))
+
+
+def _wait_for_refreshes(log):
+    deadline = time.monotonic() + INDEX_PATIENCE
+    while _refreshing(log):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"J1: a refresh of {log} still runs {INDEX_PATIENCE} s on")
+        time.sleep(0.2)
 
 
 class _Snapshot:
@@ -192,6 +209,7 @@ def _copy_all(paths, directory):
 
 
 def _drop_index(log):
+    _wait_for_refreshes(log)
     for path in _index_files(log):
         if path.is_dir():
             shutil.rmtree(path)
@@ -288,6 +306,9 @@ def _skip_row(log, jobs, moment, workdir, when, before=None, note=""):
                              stdin_path=jobs)
         finally:
             os.truncate(log, size)
+            # (The refresh skip left reads what is cut off: not alongside
+            # the next run, nor the floors after the last.)
+            _wait_for_refreshes(log)
         passed = _count_lines(out)
         out.unlink()
         expected = moment.jobs - moment.completed - moment.permanent
