@@ -284,7 +284,8 @@ class Completions:
                      f"from line {loaded.line}")
         again = Completions(self.done.salt)
         again._path, again._records = self._path, records
-        if again._read_from(loaded, False, until=self._covered.offset).offset < self._covered.offset:
+        reached = again._read_from(loaded, False, until=self._covered.offset)
+        if reached.offset < self._covered.offset:
             # (Cut back since the keys were read: records short of them
             # would make ``_index`` forget completions.)
             raise errors.IatoolsError(f"{self._path} was cut short while being read")
