@@ -21,7 +21,6 @@ from functools import partial
 from itertools import compress
 from operator import not_
 
-from iatools.base import errors
 from iatools.base.keyset import KeySet
 from iatools.base.lazynumpy import np
 from iatools.contract.linegrammar import (DONE_EVENTS, EVENT_LINE, EVENT_START, all_lines_closed,
@@ -84,13 +83,11 @@ class OpenJobs:
         def read_slow(first, data, base):
             fold(_slow_lines(path, first, data, base, done, since))
 
+        # (Up to ``done_end`` or an error: keys noted by completions the log
+        # no longer holds, once saved, would hide those jobs from every
+        # reading after.)
         position = read_cut(path, loaded, partial(_fast_lines, done=done, with_completed=since),
                             fold, read_slow, end=done_end.offset, before_fork=done.load_saved)
-        if position.offset < done_end.offset:
-            # Cut back since ``done`` was read: the keys noted were judged
-            # by completions the log no longer holds.  Saved, they would
-            # hide those jobs from every reading after.
-            raise errors.IatoolsError(f"{path} was cut short while being read")
         jobs._settle()
         jobs._drop(completed_since)
         jobs._renote({h: offset for h, offset in reopened.items() if h not in done})

@@ -40,7 +40,9 @@ def read_cut(path, start, cut, fold, read_slow, *, end=None, until=None, report=
     data, base)`` where ``cut`` gave None (a chunk not of the writers'
     shape).  A long stretch is cut by forked children (with ``share``):
     see _read_shared.  ``report``: tell a torn last line.  The Position
-    reached."""
+    reached; an IatoolsError where the log ends short of ``end`` or
+    ``until`` (bytes its caller read before: the log was cut back since,
+    and what it learned from them would not be this log's)."""
     position = start
     if share:
         position = _read_shared(path, start, until if end is None else end, cut, fold,
@@ -56,6 +58,8 @@ def read_cut(path, start, cut, fold, read_slow, *, end=None, until=None, report=
         position = position.after(data, lines)
         if until is not None and position.offset >= until:
             break
+    if position.offset < (end if end is not None else until or 0):
+        raise errors.IatoolsError(f"{path} was cut short while being read")
     return position
 
 
